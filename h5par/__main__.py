@@ -1,0 +1,7 @@
+"""``python -m h5par`` (and ``python -m mpi4py -m h5par`` for abort-safe batch runs)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""The one thin wrapper over mpi4py: resolving communicators and small collectives.
+
+mpi4py is imported lazily so that ``import h5par`` has no MPI side effects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+__all__ = ["allgather", "barrier", "bcast", "rank", "resolve_comm", "size"]
+
+T = TypeVar("T")
+
+
+def resolve_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
+    """Return ``comm``, or ``MPI.COMM_WORLD`` when it is None (initialises MPI)."""
+    if comm is not None:
+        return comm
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def rank(comm: MPI.Comm) -> int:
+    """This process's rank in ``comm``."""
+    return int(comm.Get_rank())
+
+
+def size(comm: MPI.Comm) -> int:
+    """Number of ranks in ``comm``."""
+    return int(comm.Get_size())
+
+
+def bcast(comm: MPI.Comm, value: T, root: int = 0) -> T:
+    """Broadcast a picklable value from ``root``. Collective over comm."""
+    result: T = comm.bcast(value, root=root)
+    return result
+
+
+def allgather(comm: MPI.Comm, value: T) -> list[T]:
+    """Gather one picklable value from every rank, on every rank. Collective over comm."""
+    result: list[T] = comm.allgather(value)
+    return result
+
+
+def barrier(comm: MPI.Comm) -> None:
+    """Wait for every rank. Collective over comm."""
+    comm.Barrier()
+
+
+def any_true(comm: MPI.Comm, flag: bool) -> bool:
+    """True on every rank if ``flag`` is true on any rank. Collective over comm."""
+    from mpi4py import MPI
+
+    result: Any = comm.allreduce(bool(flag), op=MPI.LOR)
+    return bool(result)

@@ -1,0 +1,94 @@
+"""Shared fixtures: MPI environment for subprocesses, quiet output on ranks > 0."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "real"
+MPI_TIMEOUT = 240  # seconds for one mpirun launched by a test
+
+
+def _world_size() -> int:
+    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 1
+
+
+def _world_rank() -> int:
+    for var in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under mpirun every rank runs pytest; only rank 0 reports passes in detail.
+    if _world_size() > 1 and _world_rank() > 0:
+        config.option.verbose = -2
+        config.option.reportchars = "fE"
+
+
+def mpi_env() -> dict[str, str]:
+    """Environment for a child ``mpirun``: root permission and oversubscription."""
+    env = dict(os.environ)
+    if os.geteuid() == 0:
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env.update(OMPI_MCA_mpi_yield_when_idle="1", OMPI_MCA_rmaps_base_oversubscribe="1")
+    return env
+
+
+def run_mpi(
+    nranks: int, args: Sequence[str], cwd: Path | None = None, timeout: float = MPI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python args...`` on ``nranks`` ranks under mpirun (serial pass only)."""
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        pytest.fail("mpirun not found: run the tests through `make test`")
+    cmd = [mpirun, "--oversubscribe", "-n", str(nranks), sys.executable, *args]
+    return subprocess.run(
+        cmd, cwd=cwd, env=mpi_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def run_python(
+    args: Sequence[str], cwd: Path | None = None, timeout: float = MPI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python args...`` as one process (a singleton MPI rank)."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=mpi_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(name="run_mpi")
+def _run_mpi_fixture() -> object:
+    """``run_mpi(nranks, args, cwd=None)``: python under mpirun (serial pass only)."""
+    return run_mpi
+
+
+@pytest.fixture(name="run_python")
+def _run_python_fixture() -> object:
+    """``run_python(args, cwd=None)``: python as one process."""
+    return run_python
+
+
+@pytest.fixture(name="real_data")
+def _real_data() -> Path:
+    """Folder of HDF5 files written by other tools (skip clearly when absent)."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real-data corpus not found at {REAL_DATA}")
+    return REAL_DATA
