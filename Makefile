@@ -26,8 +26,8 @@ test: setup lint test-serial test-mpi
 	@echo "[test] all passes green"
 
 lint: setup
-	$(VENV)/bin/ruff check h5par tests examples benchmarks
-	$(VENV)/bin/ruff format --check h5par tests examples benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 test-serial: setup
