@@ -36,7 +36,7 @@ test-serial: setup
 # Each rank count is one pytest run under mpirun; every test has a pytest-timeout and
 # the whole pass a hard limit, so a hang fails the pass instead of blocking CI.
 test-mpi: setup
-	@for n in 2 3 4; do \
+	@for n in 1 2 3 4; do \
 	  echo "[test] MPI pass, $$n ranks"; \
 	  timeout -k 10 1200 $(MPIRUN) -n $$n $(PY) -m pytest --only-mpi -p no:cacheprovider -q --color=no -rfE tests/mpi || exit 1; \
 	done

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["CollectiveError", "H5ParError", "UsageError", "collective_errors"]
+__all__ = [
+    "CollectiveError",
+    "CollectiveUsageError",
+    "H5ParError",
+    "UsageError",
+    "collective_errors",
+]
 
 
 class H5ParError(Exception):
@@ -53,6 +59,10 @@ class CollectiveError(H5ParError):
         self.exit_status = exit_status
 
 
+class CollectiveUsageError(CollectiveError, UsageError):
+    """A usage error agreed on by every rank (exit status 2)."""
+
+
 def _report(exc: BaseException) -> tuple[str, int]:
     status = getattr(exc, "exit_status", 1)
     text = str(exc) if isinstance(exc, H5ParError) else f"{type(exc).__name__}: {exc}"
@@ -65,7 +75,7 @@ def collective_errors(comm: MPI.Comm | None, phase: str) -> Iterator[None]:
 
     If the block raises on any rank, every rank raises a :class:`CollectiveError` carrying
     the lowest failing rank's number, host and message (the failing rank chains its own
-    exception). With one rank, or ``comm=None``, the exception propagates unchanged.
+    exception); a :class:`CollectiveUsageError` when that exception was a usage error. With one rank, or ``comm=None``, the exception propagates unchanged.
     The block itself must not call collective operations that a failing rank could skip.
 
     Parameters
@@ -90,6 +100,10 @@ def collective_errors(comm: MPI.Comm | None, phase: str) -> Iterator[None]:
     if not reports:
         return
     rank, host, text, status = reports[0]
-    others = f" (and {len(reports) - 1} more rank(s))" if len(reports) > 1 else ""
-    message = f"{text} [{phase}, rank {rank} of {comm.Get_size()} on {host}{others}]"
-    raise CollectiveError(message, rank, host, status) from failure
+    if len(reports) == comm.Get_size() and all(r[2] == text for r in reports):
+        message = text  # every rank found the same problem: where does not matter
+    else:
+        others = f" (and {len(reports) - 1} more rank(s))" if len(reports) > 1 else ""
+        message = f"{text} [{phase}, rank {rank} of {comm.Get_size()} on {host}{others}]"
+    error = CollectiveUsageError if status == UsageError.exit_status else CollectiveError
+    raise error(message, rank, host, status) from failure

@@ -1,0 +1,33 @@
+"""Kernels: pure numpy block transformations and reductions (no MPI, no h5py).
+
+Each kernel is a frozen dataclass registered under its job-file name; see
+:data:`~h5par.kernels.base.KERNELS`.
+"""
+
+from .base import KERNELS, Kernel, KernelError, make_kernel
+from .chain import Chain
+from .convert import AsType
+from .elementwise import Abs, Clip, Fill, Scale, Where
+from .reduce import Partial, Reduce, combine_all
+from .structural import Broadcast, Reshape
+from .user import PythonKernel
+
+__all__ = [
+    "KERNELS",
+    "Abs",
+    "AsType",
+    "Broadcast",
+    "Chain",
+    "Clip",
+    "Fill",
+    "Kernel",
+    "KernelError",
+    "Partial",
+    "PythonKernel",
+    "Reduce",
+    "Reshape",
+    "Scale",
+    "Where",
+    "combine_all",
+    "make_kernel",
+]

@@ -1,0 +1,146 @@
+"""The kernel interface, the registry of kernel names and parameter checking (pure numpy)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from h5par.decomposition import Index
+from h5par.errors import H5ParError, UsageError
+
+__all__ = [
+    "KERNELS",
+    "Kernel",
+    "KernelError",
+    "as_number",
+    "make_kernel",
+    "register",
+    "require_kinds",
+]
+
+K = TypeVar("K", bound="type[Kernel]")
+
+#: Registered kernels by name (filled by :func:`register`).
+KERNELS: dict[str, type[Kernel]] = {}
+
+_KIND_NAMES = {
+    "b": "bool",
+    "i": "signed integer",
+    "u": "unsigned integer",
+    "f": "floating point",
+    "c": "complex",
+}
+
+
+class KernelError(H5ParError):
+    """A kernel met data it cannot process (e.g. an out-of-range value); exit status 1."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """A block → block transformation, pure numpy, independent of where the block lies.
+
+    Subclasses are frozen dataclasses whose fields are the kernel's parameters (the keys of
+    a ``[[kernels]]`` table). ``__call__`` receives a block and its index in the dataset.
+    """
+
+    name: ClassVar[str] = ""
+    #: dtype kinds the kernel accepts (numpy ``dtype.kind`` letters); empty: any dtype.
+    kinds: ClassVar[str] = ""
+    #: True when element i of the output depends only on element i of the input.
+    elementwise: ClassVar[bool] = True
+
+    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+        """Transform one block ``x`` found at ``index`` in the (input) dataset."""
+        raise NotImplementedError
+
+    def result_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
+        """Dtype of the output for an input of ``dtype``."""
+        return dtype
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the output dataset for an input dataset of ``shape``."""
+        return shape
+
+    def check(self, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+        """Raise :class:`UsageError` if the kernel cannot process such a dataset."""
+        if self.kinds:
+            require_kinds(self.name, dtype, self.kinds)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Kernel:
+        """Build the kernel from a parameter table, rejecting unknown or missing keys."""
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(params) - set(fields))
+        if unknown:
+            valid = ", ".join(fields) or "none"
+            raise UsageError(
+                f"kernel {cls.name!r}: unknown parameter {unknown[0]!r} (valid: {valid})"
+            )
+        missing = [
+            n
+            for n, f in fields.items()
+            if n not in params
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise UsageError(f"kernel {cls.name!r}: missing required parameter {missing[0]!r}")
+        return cls(**params)
+
+
+def register(cls: K) -> K:
+    """Class decorator adding a kernel to :data:`KERNELS` under its ``name``."""
+    KERNELS[cls.name] = cls
+    return cls
+
+
+def make_kernel(spec: Mapping[str, Any]) -> Kernel:
+    """Build a kernel from ``{"name": ..., **parameters}``.
+
+    Examples
+    --------
+    >>> make_kernel({"name": "clip", "min": 0.0})
+    Clip(min=0.0, max=None)
+    >>> make_kernel({"name": "blur"})
+    Traceback (most recent call last):
+    ...
+    h5par.errors.UsageError: unknown kernel 'blur' (valid: abs, astype, broadcast, clip, fill, python, reduce, reshape, scale, where)
+    """
+    params = dict(spec)
+    name = params.pop("name", None)
+    if name not in KERNELS:
+        valid = ", ".join(sorted(KERNELS))
+        raise UsageError(f"unknown kernel {name!r} (valid: {valid})")
+    return KERNELS[name].from_params(params)
+
+
+def require_kinds(kernel: str, dtype: np.dtype[Any], kinds: str) -> None:
+    """Raise :class:`UsageError` unless ``dtype.kind`` is one of ``kinds``."""
+    if dtype.kind not in kinds or dtype.fields is not None:
+        valid = ", ".join(_KIND_NAMES[k] for k in kinds)
+        raise UsageError(f"kernel {kernel!r} cannot process dtype {dtype} (valid: {valid})")
+
+
+def as_number(kernel: str, key: str, value: Any, optional: bool = False) -> Any:
+    """Check that a parameter is a real number (not bool, not NaN unless a float)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"kernel {kernel!r}: {key} = {value!r} is not a number")
+    return value
+
+
+def finite(kernel: str, key: str, value: Any) -> Any:
+    """Check that a numeric parameter is finite."""
+    if value is not None and not math.isfinite(value):
+        raise UsageError(f"kernel {kernel!r}: {key} = {value!r} must be finite")
+    return value
+
+
+Validator = Callable[[Any], Any]

@@ -1,0 +1,190 @@
+"""``reduce``: global statistics as local partials, a combine step and a neutral element.
+
+Each block yields a :class:`Partial`; partials combine associatively (sums in float64,
+means and variances by Chan et al.'s pairwise update, min/max/count/histogram exactly), so
+the result does not depend on how the data was split, up to float64 rounding of sums.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from h5par.decomposition import Index
+from h5par.errors import UsageError
+
+from .base import Kernel, register
+
+__all__ = ["OPS", "Partial", "Reduce", "combine_all"]
+
+OPS = ("min", "max", "sum", "mean", "std", "count", "histogram")
+
+
+@dataclasses.dataclass(frozen=True)
+class Partial:
+    """Statistics of part of the data; ``Partial()`` is the neutral element."""
+
+    count: int = 0
+    total: float = 0.0
+    mean: float = 0.0
+    m2: float = 0.0
+    min: Any = None
+    max: Any = None
+    hist: np.ndarray | None = None
+
+    def combine(self, other: Partial) -> Partial:
+        """Statistics of both parts together."""
+        if other.count == 0 and other.hist is None:
+            return self
+        if self.count == 0 and self.hist is None:
+            return other
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.count / n if n else 0.0
+        m2 = self.m2 + other.m2 + (delta * delta * self.count * other.count / n if n else 0.0)
+        return Partial(
+            count=n,
+            total=self.total + other.total,
+            mean=mean,
+            m2=m2,
+            min=_pick(np.minimum, self.min, other.min),
+            max=_pick(np.maximum, self.max, other.max),
+            hist=None if self.hist is None or other.hist is None else self.hist + other.hist,
+        )
+
+
+def _pick(op: Any, a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return op(a, b)  # NaN propagates, as numpy.min/max do
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Reduce(Kernel):
+    """Global statistics of the data at this point of the chain; the data passes through.
+
+    ``op`` is one name or a list of: min, max, sum, mean, std, count, histogram. With
+    ``skipna`` NaNs are left out (as ``numpy.nan*``). ``std`` uses ``ddof``. ``histogram``
+    uses ``bins`` equal bins over ``range`` (default: the data's global min and max, as
+    ``numpy.histogram``).
+    """
+
+    name: ClassVar[str] = "reduce"
+    kinds: ClassVar[str] = "biuf"
+    op: str | list[str] = "sum"
+    axis: int | None = None
+    skipna: bool = False
+    ddof: int = 0
+    bins: int = 10
+    range: list[float] | tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        for op in self.ops:
+            if op not in OPS:
+                raise UsageError(f"kernel 'reduce': unknown op {op!r} (valid: {', '.join(OPS)})")
+        if self.axis is not None:
+            raise UsageError(
+                "kernel 'reduce': axis reductions are not available yet (valid: omit axis "
+                "for global statistics)"
+            )
+        if not isinstance(self.skipna, bool):
+            raise UsageError(f"kernel 'reduce': skipna = {self.skipna!r} (valid: true, false)")
+        if isinstance(self.ddof, bool) or not isinstance(self.ddof, int) or self.ddof < 0:
+            raise UsageError(f"kernel 'reduce': ddof = {self.ddof!r} (valid: an integer >= 0)")
+        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
+            raise UsageError(f"kernel 'reduce': bins = {self.bins!r} (valid: an integer >= 1)")
+        if self.range is not None and (
+            len(self.range) != 2
+            or not all(math.isfinite(v) for v in self.range)
+            or self.range[0] > self.range[1]
+        ):
+            raise UsageError(
+                f"kernel 'reduce': range = {self.range!r} (valid: [low, high], finite, low <= high)"
+            )
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """The requested operations, in order."""
+        return (self.op,) if isinstance(self.op, str) else tuple(self.op)
+
+    @property
+    def needs_range(self) -> bool:
+        """True when a histogram needs the global min/max first (a pre-pass)."""
+        return "histogram" in self.ops and self.range is None
+
+    def with_range(self, low: Any, high: Any) -> Reduce:
+        """A copy with the histogram range set (numpy scalars keep numpy's bin edges)."""
+        return dataclasses.replace(self, range=(low, high))
+
+    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+        """Data passes through unchanged."""
+        return x
+
+    def partial(self, x: np.ndarray) -> Partial:
+        """Statistics of one block."""
+        if self.skipna and x.dtype.kind == "f":
+            x = x[~np.isnan(x)]
+        ops, n = set(self.ops), int(x.size)
+        hist = None
+        if "histogram" in ops:
+            if self.range is None:
+                raise RuntimeError("histogram range must be set before the data pass")
+            hist = np.histogram(x, bins=self.bins, range=(self.range[0], self.range[1]))[0]
+        if n == 0:
+            return Partial(hist=hist)
+        need_moments = bool(ops & {"sum", "mean", "std"})
+        total = float(np.sum(x, dtype=np.float64)) if need_moments else 0.0
+        mean = total / n
+        m2 = (
+            float(np.sum(np.square(np.subtract(x, mean, dtype=np.float64))))
+            if "std" in ops
+            else 0.0
+        )
+        return Partial(
+            count=n,
+            total=total,
+            mean=mean,
+            m2=m2,
+            min=np.min(x) if ops & {"min"} else None,
+            max=np.max(x) if ops & {"max"} else None,
+            hist=hist,
+        )
+
+    def finish(self, part: Partial, dtype: np.dtype[Any]) -> dict[str, Any]:
+        """Final values of the requested operations (Python numbers, NaN when undefined)."""
+        out: dict[str, Any] = {}
+        nan = float("nan")
+        for op in self.ops:
+            if op in ("min", "max"):
+                value = getattr(part, op)
+                out[op] = nan if value is None else value.item()
+            elif op == "sum":
+                out[op] = part.total
+            elif op == "count":
+                out[op] = part.count
+            elif op == "mean":
+                out[op] = part.total / part.count if part.count else nan
+            elif op == "std":
+                dof = part.count - self.ddof
+                out[op] = math.sqrt(part.m2 / dof) if dof > 0 and not math.isnan(part.m2) else nan
+            else:
+                low, high = self.range or (0, 1)
+                edges = np.histogram(np.empty(0, dtype), bins=self.bins, range=(low, high))[1]
+                counts = part.hist if part.hist is not None else np.zeros(self.bins, np.int64)
+                out[op] = {"counts": counts.tolist(), "edges": edges.tolist()}
+        return out
+
+
+def combine_all(parts: Iterable[Partial]) -> Partial:
+    """Combine partials in order (the neutral element for none)."""
+    result = Partial()
+    for part in parts:
+        result = result.combine(part)
+    return result

@@ -1,0 +1,88 @@
+"""``python``: the user's own block → block function, imported by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from h5par.decomposition import Index
+from h5par.errors import UsageError
+
+from .base import Kernel, KernelError, register
+from .convert import parse_dtype
+
+__all__ = ["PythonKernel", "import_function"]
+
+
+def import_function(spec: str) -> Callable[[np.ndarray], Any]:
+    """Import ``"package.module:function"``.
+
+    Examples
+    --------
+    >>> import_function("numpy:negative")(np.array([1, -2])).tolist()
+    [-1, 2]
+    >>> import_function("numpy.negative")
+    Traceback (most recent call last):
+    ...
+    h5par.errors.UsageError: kernel 'python': function = 'numpy.negative' (valid: 'package.module:function')
+    """
+    module_name, sep, attr = str(spec).partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"kernel 'python': function = {spec!r} (valid: 'package.module:function')")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"kernel 'python': cannot import {module_name!r} ({exc})") from None
+    func: Any = module
+    for part in attr.split("."):
+        func = getattr(func, part, None)
+        if func is None:
+            raise UsageError(f"kernel 'python': {module_name!r} has no attribute {attr!r}")
+    if not callable(func):
+        raise UsageError(f"kernel 'python': {spec!r} is not callable")
+    return func
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class PythonKernel(Kernel):
+    """Apply ``function`` (``"package.module:function"``) to each block.
+
+    The function takes a numpy block and returns an array of the same shape, of the input's
+    dtype or of ``dtype`` when given. It must be pure and elementwise-local: it sees one
+    block at a time, never the whole dataset.
+    """
+
+    name: ClassVar[str] = "python"
+    function: str
+    dtype: str | None = None
+    _func: Callable[[np.ndarray], Any] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_func", import_function(self.function))
+        if self.dtype is not None:
+            parse_dtype(self.dtype)
+
+    def result_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
+        """The declared dtype, else the input's."""
+        return dtype if self.dtype is None else parse_dtype(self.dtype)
+
+    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+        """Call the function and check what it returned."""
+        out = np.asarray(self._func(x))
+        expected = self.result_dtype(x.dtype)
+        if out.shape != x.shape:
+            raise KernelError(
+                f"python kernel {self.function}: returned shape {out.shape} for a block of "
+                f"shape {x.shape} (it must keep the shape)"
+            )
+        if out.dtype != expected:
+            raise KernelError(
+                f"python kernel {self.function}: returned dtype {out.dtype}, expected "
+                f"{expected} (declare it with dtype = '{out.dtype}')"
+            )
+        return out

@@ -1,0 +1,194 @@
+"""Storage layout of output datasets: chunks, filters and fill value (pure, no h5py).
+
+By default an output dataset keeps its input's chunks, filters and fill value; the job's
+``[output]`` options change them. Every output element is written, so datasets are created
+with ``fill_time = "never"`` (writing fill values first would double the bytes, HDF5#2037).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+
+__all__ = ["OutputOptions", "SourceLayout", "auto_chunks", "dataset_options"]
+
+COMPRESSIONS = ("keep", "gzip", "lzf", "none")
+AUTO_CHUNK_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceLayout:
+    """What an input dataset's creation properties say (as h5py reports them)."""
+
+    chunks: tuple[int, ...] | None = None
+    maxshape: tuple[int | None, ...] | None = None
+    compression: str | None = None
+    compression_opts: Any = None
+    shuffle: bool = False
+    fletcher32: bool = False
+    scaleoffset: int | None = None
+    fillvalue: Any = None  # only when user-defined
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputOptions:
+    """Layout options for output datasets (``"keep"``/None keep the input's).
+
+    Parameters
+    ----------
+    chunks : "keep", "auto" or list of int
+        Chunk shape. ``"auto"`` aims at about 1 MiB per chunk.
+    compression : {"keep", "gzip", "lzf", "none"}
+        Filter for the data. ``compression_level`` applies to gzip (0-9, default 4).
+    shuffle, fletcher32 : bool or None
+        Byte-shuffle and checksum filters; None keeps the input's.
+    fillvalue : number or None
+        HDF5 fill value of the output dataset; None keeps the input's (converted).
+    """
+
+    chunks: str | tuple[int, ...] | list[int] = "keep"
+    compression: str = "keep"
+    compression_level: int | None = None
+    shuffle: bool | None = None
+    fletcher32: bool | None = None
+    fillvalue: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise UsageError(
+                f"output compression = {self.compression!r} (valid: {', '.join(COMPRESSIONS)})"
+            )
+        level = self.compression_level
+        if level is not None and (
+            isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9
+        ):
+            raise UsageError(f"output compression_level = {level!r} (valid: 0..9, gzip only)")
+        if level is not None and self.compression != "gzip":
+            raise UsageError("output compression_level only applies to compression = 'gzip'")
+        if isinstance(self.chunks, str) and self.chunks not in ("keep", "auto"):
+            raise UsageError(f"output chunks = {self.chunks!r} (valid: 'keep', 'auto', [n, ...])")
+        if not isinstance(self.chunks, str) and not all(
+            isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in self.chunks
+        ):
+            raise UsageError(f"output chunks = {self.chunks!r} (valid: positive integers)")
+        for key in ("shuffle", "fletcher32"):
+            if getattr(self, key) not in (None, True, False):
+                raise UsageError(f"output {key} = {getattr(self, key)!r} (valid: true, false)")
+
+    @property
+    def changes_layout(self) -> bool:
+        """True if any option differs from keeping the input's layout."""
+        return self != OutputOptions()
+
+
+def auto_chunks(
+    shape: tuple[int, ...], itemsize: int, target: int = AUTO_CHUNK_BYTES
+) -> tuple[int, ...]:
+    """A chunk shape of at most ``target`` bytes: halve the longest axis until it fits.
+
+    Examples
+    --------
+    >>> auto_chunks((100, 480, 640), 8)
+    (50, 60, 40)
+    >>> auto_chunks((10,), 4)
+    (10,)
+    """
+    chunk = [max(1, n) for n in shape]
+    while math.prod(chunk) * itemsize > target and max(chunk) > 1:
+        axis = chunk.index(max(chunk))
+        chunk[axis] = -(-chunk[axis] // 2)
+    return tuple(chunk)
+
+
+def dataset_options(
+    source: SourceLayout,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    out_dtype: np.dtype[Any],
+    options: OutputOptions,
+    dtype_changed: bool,
+) -> dict[str, Any]:
+    """Keyword arguments for ``h5py.Group.create_dataset`` of one output dataset.
+
+    Examples
+    --------
+    >>> dataset_options(SourceLayout(chunks=(10, 10), compression="gzip", compression_opts=4),
+    ...                 (100, 100), (100, 100), np.dtype("f4"), OutputOptions(shuffle=True), True)
+    {'shape': (100, 100), 'dtype': dtype('float32'), 'fill_time': 'never', 'chunks': (10, 10), 'compression': 'gzip', 'compression_opts': 4, 'shuffle': True}
+    """
+    kwargs: dict[str, Any] = {"shape": out_shape, "dtype": out_dtype, "fill_time": "never"}
+    same_shape = in_shape == out_shape
+    compression, opts = _compression(source, options)
+    shuffle = source.shuffle if options.shuffle is None else options.shuffle
+    fletcher32 = source.fletcher32 if options.fletcher32 is None else options.fletcher32
+    filtered = compression is not None or shuffle or fletcher32
+    chunks = _chunks(source, out_shape, out_dtype.itemsize, options, same_shape, filtered)
+    if chunks is not None and out_shape != () and 0 not in out_shape:
+        kwargs["chunks"] = chunks
+        if same_shape and source.maxshape is not None and source.maxshape != tuple(in_shape):
+            kwargs["maxshape"] = source.maxshape
+        if compression is not None:
+            kwargs["compression"], kwargs["compression_opts"] = compression, opts
+        if shuffle:
+            kwargs["shuffle"] = True
+        if fletcher32:
+            kwargs["fletcher32"] = True
+        if source.scaleoffset is not None and not dtype_changed and options.compression == "keep":
+            kwargs["scaleoffset"] = source.scaleoffset
+    fill = source.fillvalue if options.fillvalue is None else options.fillvalue
+    if fill is not None:
+        converted = _convert_fill(fill, out_dtype)
+        if converted is not None:
+            kwargs["fillvalue"] = converted
+    return kwargs
+
+
+def _compression(source: SourceLayout, options: OutputOptions) -> tuple[str | None, Any]:
+    if options.compression == "keep":
+        return source.compression, source.compression_opts
+    if options.compression == "none":
+        return None, None
+    if options.compression == "gzip":
+        return "gzip", 4 if options.compression_level is None else options.compression_level
+    return options.compression, None
+
+
+def _chunks(
+    source: SourceLayout,
+    shape: tuple[int, ...],
+    itemsize: int,
+    options: OutputOptions,
+    same_shape: bool,
+    filtered: bool,
+) -> tuple[int, ...] | None:
+    if options.chunks == "auto" or (
+        options.chunks == "keep" and filtered and not (same_shape and source.chunks)
+    ):
+        return auto_chunks(shape, itemsize)
+    if options.chunks == "keep":
+        return source.chunks if same_shape else None
+    chunks = tuple(int(c) for c in options.chunks)
+    if len(chunks) != len(shape):
+        raise UsageError(
+            f"output chunks = {list(chunks)} has {len(chunks)} entries for a {len(shape)}-d dataset"
+        )
+    return tuple(min(c, max(n, 1)) for c, n in zip(chunks, shape, strict=True))
+
+
+def _convert_fill(value: Any, dtype: np.dtype[Any]) -> Any:
+    """The fill value in ``dtype``, or None if it does not survive the conversion."""
+    if dtype.kind not in "biufc":
+        return value if np.asarray(value).dtype == dtype else None
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = np.asarray(value).astype(dtype)
+    same = (
+        converted == value or (np.isnan(converted) and np.isnan(value))
+        if dtype.kind in "fc"
+        else converted == value
+    )
+    return converted[()] if bool(same) else None

@@ -1,0 +1,521 @@
+"""Where files, ranks, decomposition and kernels meet: ``apply`` a kernel chain to datasets.
+
+Phases, each ending in an agreement on failure (``collective_errors``):
+
+1. *validate* (every rank, pure): kernels, options, paths.
+2. *inspect* (rank 0 reads metadata, broadcasts a picklable plan).
+3. *create* (rank 0 alone builds the output's structure under a temporary name: groups,
+   attributes, links, untouched datasets copied, processed datasets created empty).
+4. *data* (every rank): each processed dataset is split into chunk-aligned slabs along
+   axis 0, every rank walks its slab in memory-bounded steps; reads and writes are
+   collective (ranks with fewer steps make empty calls).
+5. *finalize* (rank 0): userblock bytes, then the temporary file is renamed into place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numpy as np
+
+from .comm import allgather, bcast, rank, resolve_comm, size
+from .decomposition import Index, flat_range, flat_range_boxes, index_shape, slab, steps
+from .errors import H5ParError, UsageError, collective_errors
+from .hierarchy import build_output, dataset_paths, source_layout
+from .io import SERIAL_H5PY_FIX, File, read_block, transfer_plist, write_block
+from .kernels import Broadcast, Chain, Kernel, KernelError, Partial, Reduce, combine_all
+from .layout import OutputOptions, dataset_options
+from .selection import select_paths
+from .sizes import format_size, parse_size
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+__all__ = ["Result", "apply"]
+
+#: A step holds at most memory / STEP_FRACTION bytes of one array: input block, output
+#: block and kernel temporaries must fit the per-rank budget together.
+STEP_FRACTION = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One dataset to process (picklable: broadcast from rank 0)."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    out_shape: tuple[int, ...]
+    out_dtype: np.dtype[Any]
+    align: tuple[int, ...] | None
+    create: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What rank 0 found in the input."""
+
+    targets: list[Target]
+    userblock: int
+    track_order: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What a run did.
+
+    Attributes
+    ----------
+    output : str or None
+        The file written (the input for in-place runs; None when only reducing).
+    datasets : list of str
+        Processed dataset paths.
+    reductions : dict
+        ``{dataset path: {op: value}}`` of every ``reduce`` kernel.
+    bytes_read, bytes_written : list of int
+        Raw bytes each rank moved, by rank.
+    seconds : float
+        Wall time of the run on rank 0.
+    """
+
+    output: str | None
+    datasets: list[str]
+    reductions: dict[str, dict[str, Any]]
+    bytes_read: list[int]
+    bytes_written: list[int]
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    input: Path
+    output: Path | None
+    in_place: bool
+    chain: Chain
+    patterns: list[str] | None
+    budget: int
+    options: OutputOptions
+    overwrite: bool
+    driver: str
+    driver_options: dict[str, Any]
+
+
+def apply(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    kernels: Iterable[Mapping[str, Any] | Kernel] = (),
+    datasets: Sequence[str] | str | None = None,
+    *,
+    in_place: bool = False,
+    overwrite: bool = False,
+    memory: str | int = "256MiB",
+    options: OutputOptions | None = None,
+    comm: MPI.Comm | None = None,
+    driver: str = "auto",
+    **driver_options: Any,
+) -> Result:
+    """Apply a kernel chain to datasets of an HDF5 file. Collective over ``comm``.
+
+    Parameters
+    ----------
+    input : path
+        The HDF5 file to read.
+    output : path, optional
+        The file to write: a new file keeping the whole hierarchy, processed datasets
+        replaced. It appears under its name only when complete. Omit it with ``in_place``,
+        or when the chain only reduces.
+    kernels : sequence of dict or Kernel
+        The chain, e.g. ``[{"name": "clip", "min": 0}]``; empty copies the data.
+    datasets : glob or list of globs, optional
+        Datasets to process (``"/*/temperature"``); default: every dataset.
+    in_place : bool
+        Write results back into ``input`` (same dtype and shape only).
+    overwrite : bool
+        Replace an existing ``output`` (only once the new one is complete).
+    memory : str or int
+        Per-rank working-memory budget (``"256MiB"``).
+    options : OutputOptions, optional
+        Chunks, compression, shuffle, fletcher32, fill value of output datasets.
+    comm : mpi4py.MPI.Comm, optional
+        Ranks taking part (default ``COMM_WORLD``).
+    driver : str
+        Driver for reading the input (``"auto"``, ``"family"``, ``"core"``...).
+    **driver_options
+        Options of that driver (``memb_size`` for family).
+
+    Returns
+    -------
+    Result
+        Identical on every rank.
+
+    Raises
+    ------
+    UsageError
+        Bad arguments (on every rank, before anything is opened for writing).
+    CollectiveError
+        A failure on any rank, raised on every rank.
+    """
+    comm = resolve_comm(comm)
+    start = time.perf_counter()
+    with collective_errors(comm, "validate"):
+        job = _validate(
+            input,
+            output,
+            kernels,
+            datasets,
+            in_place,
+            overwrite,
+            memory,
+            options,
+            driver,
+            driver_options,
+            size(comm),
+        )
+    with collective_errors(comm, "inspect"):
+        plan = _inspect(job) if rank(comm) == 0 else None
+    plan = bcast(comm, plan)
+    assert plan is not None
+    reductions, moved = _execute(job, plan, comm)
+    read, written = zip(*allgather(comm, moved), strict=True)
+    destination = job.input if job.in_place else job.output
+    return Result(
+        output=None if destination is None else str(destination),
+        datasets=[t.path for t in plan.targets],
+        reductions=reductions,
+        bytes_read=list(read),
+        bytes_written=list(written),
+        seconds=bcast(comm, time.perf_counter() - start),
+    )
+
+
+def _validate(
+    input: Any,
+    output: Any,
+    kernels: Iterable[Mapping[str, Any] | Kernel],
+    datasets: Sequence[str] | str | None,
+    in_place: bool,
+    overwrite: bool,
+    memory: str | int,
+    options: OutputOptions | None,
+    driver: str,
+    driver_options: dict[str, Any],
+    nranks: int,
+) -> _Job:
+    try:
+        budget = parse_size(memory)
+    except ValueError as exc:
+        raise UsageError(f"memory: {exc}") from None
+    chain = Chain.from_specs(kernels)
+    options = options or OutputOptions()
+    source = Path(input)
+    if not source.is_file() and driver != "family":
+        raise UsageError(f"input {str(source)!r} does not exist or is not a file")
+    target = None if output is None else Path(output)
+    if in_place and target is not None:
+        raise UsageError("give either an output path or in_place = true, not both")
+    if in_place and options.changes_layout:
+        raise UsageError(
+            "in-place runs keep the layout: chunks/compression/shuffle/fletcher32/fillvalue need an output file"
+        )
+    if not in_place and target is None and not chain.reducers:
+        raise UsageError(
+            "nothing to write: give an output path, in_place = true, or a reduce kernel"
+        )
+    if target is not None:
+        _check_output(source, target, overwrite)
+    writes = in_place or target is not None
+    if writes and nranks > 1 and not h5py.get_config().mpi:
+        raise H5ParError(SERIAL_H5PY_FIX.format(n=nranks))
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    return _Job(
+        source,
+        target,
+        in_place,
+        chain,
+        None if datasets is None else list(datasets),
+        budget,
+        options,
+        overwrite,
+        driver,
+        dict(driver_options),
+    )
+
+
+def _check_output(source: Path, target: Path, overwrite: bool) -> None:
+    if target.resolve() == source.resolve():
+        raise UsageError(
+            f"output {str(target)!r} is the input: use in_place = true to write into it"
+        )
+    if target.exists() and not overwrite:
+        raise UsageError(f"output {str(target)!r} exists (set overwrite = true to replace it)")
+    if not target.parent.is_dir():
+        raise UsageError(f"output folder {str(target.parent)!r} does not exist")
+
+
+def _open_input_serial(job: _Job) -> h5py.File:
+    driver = None if job.driver in ("auto", "sec2", "mpio") else job.driver
+    try:
+        return h5py.File(job.input, "r", driver=driver, **job.driver_options)
+    except OSError as exc:
+        raise UsageError(f"cannot open {str(job.input)!r} as HDF5: {exc}") from None
+
+
+def _inspect(job: _Job) -> Plan:
+    with _open_input_serial(job) as src:
+        paths = select_paths(dataset_paths(src), job.patterns)
+        targets = [t for t in (_target(job, src[p]) for p in paths) if t is not None]
+        return Plan(
+            targets, src.userblock_size, bool(src.id.get_create_plist().get_link_creation_order())
+        )
+
+
+def _target(job: _Job, dset: h5py.Dataset) -> Target | None:
+    """Plan one selected dataset, or None when it is only copied (no kernel, same layout)."""
+    if not job.chain and not job.options.changes_layout and job.output is not None:
+        return None
+    shape, dtype = tuple(dset.shape or ()), dset.dtype
+    if dset.shape is None:
+        raise UsageError(f"dataset {dset.name}: has a null dataspace (no elements); unselect it")
+    try:
+        out_dtype, out_shape = job.chain.check(dtype, shape)
+    except UsageError as exc:
+        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from None
+    if job.chain:
+        out_dtype = out_dtype.newbyteorder("=")
+    if job.in_place and (out_dtype != dtype or out_shape != shape):
+        raise UsageError(
+            f"dataset {dset.name}: in-place runs cannot change dtype or shape ({dtype}{list(shape)} → {out_dtype}{list(out_shape)}); write an output file"
+        )
+    if h5py.check_vlen_dtype(dtype) is not None or dtype.hasobject:
+        raise UsageError(
+            f"dataset {dset.name}: variable-length data ({dtype}) cannot be written in parallel; unselect it (it is copied unchanged)"
+        )
+    layout = source_layout(dset)
+    create = dataset_options(layout, shape, out_shape, out_dtype, job.options, out_dtype != dtype)
+    align = create.get("chunks") if out_shape == shape else layout.chunks
+    if job.in_place:
+        align = layout.chunks
+    return Target(dset.name, shape, dtype, out_shape, out_dtype, align, create)
+
+
+def _execute(
+    job: _Job, plan: Plan, comm: MPI.Comm
+) -> tuple[dict[str, dict[str, Any]], tuple[int, int]]:
+    temp = _create_output(job, plan, comm) if job.output is not None else None
+    try:
+        reductions, moved = _data_phase(job, plan, temp, comm)
+        with collective_errors(comm, "finalize"):
+            if temp is not None and rank(comm) == 0:
+                _finalize(job, plan, temp)
+    except BaseException:
+        if temp is not None and rank(comm) == 0:
+            temp.unlink(missing_ok=True)
+        raise
+    return reductions, moved
+
+
+def _create_output(job: _Job, plan: Plan, comm: MPI.Comm) -> Path:
+    assert job.output is not None
+    temp = job.output.parent / f".{job.output.name}.h5par-{uuid.uuid4().hex[:8]}.tmp"
+    temp = bcast(comm, temp)
+    with collective_errors(comm, "create output"):
+        if rank(comm) == 0:
+            try:
+                with (
+                    _open_input_serial(job) as src,
+                    h5py.File(
+                        temp,
+                        "w",
+                        userblock_size=plan.userblock or None,
+                        track_order=plan.track_order or None,
+                    ) as dst,
+                ):
+                    build_output(src, dst, {t.path: t.create for t in plan.targets})
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+    return temp
+
+
+def _finalize(job: _Job, plan: Plan, temp: Path) -> None:
+    assert job.output is not None
+    if plan.userblock:
+        with open(job.input, "rb") as src, open(temp, "r+b") as dst:
+            dst.write(src.read(plan.userblock))
+    os.replace(temp, job.output)
+
+
+def _data_phase(
+    job: _Job, plan: Plan, temp: Path | None, comm: MPI.Comm
+) -> tuple[dict[str, dict[str, Any]], tuple[int, int]]:
+    mode = "r+" if job.in_place else "r"
+    reductions: dict[str, dict[str, Any]] = {}
+    moved = [0, 0]
+    with File(job.input, mode, comm, _read_driver(job, size(comm)), **job.driver_options) as fin:
+        fout = File(temp, "r+", comm) if temp is not None else (fin if job.in_place else None)
+        try:
+            for target in plan.targets:
+                din = fin[target.path]
+                dout = None if fout is None else fout[target.path]
+                result, r, w = _process(job, target, din, dout, comm)
+                moved[0] += r
+                moved[1] += w
+                if result:
+                    reductions[target.path] = result
+        finally:
+            if fout is not None and fout is not fin:
+                fout.close()
+    return reductions, (moved[0], moved[1])
+
+
+def _read_driver(job: _Job, nranks: int) -> str:
+    if job.driver == "auto" and nranks > 1 and not h5py.get_config().mpi:
+        return "sec2"  # read-only access needs no mpio: ranks read independently
+    return job.driver
+
+
+def rank_steps(target: Target, chain: Chain, r: int, nranks: int, budget: int) -> list[Index]:
+    """The steps rank ``r`` reads, transforms and writes for ``target`` (pure)."""
+    if target.shape == ():
+        return [()] if r == 0 else []
+    itemsize = max(target.dtype.itemsize, target.out_dtype.itemsize, 8 if chain.reducers else 1)
+    region = slab(target.shape, r, nranks, 0, target.align)
+    try:
+        return steps(region, itemsize, budget // STEP_FRACTION, target.align)
+    except ValueError as exc:
+        raise UsageError(f"memory = {budget} bytes is too small for {target.path}: {exc}") from None
+
+
+def _process(
+    job: _Job, target: Target, din: h5py.Dataset, dout: h5py.Dataset | None, comm: MPI.Comm
+) -> tuple[dict[str, Any], int, int]:
+    chain = _prepare(job, target, din, comm)
+    parts, moved = _pass(job, target, chain, din, dout, comm)
+    reducers = chain.reducers
+    results: dict[str, Any] = {}
+    for (position, kernel), part in zip(reducers, parts, strict=True):
+        values = kernel.finish(part, chain.dtype_at(position, target.dtype))
+        results.update(
+            {(op if len(reducers) == 1 else f"{op}#{position + 1}"): v for op, v in values.items()}
+        )
+    return results, moved[0], moved[1]
+
+
+def _pass(
+    job: _Job,
+    target: Target,
+    chain: Chain,
+    din: h5py.Dataset,
+    dout: h5py.Dataset | None,
+    comm: MPI.Comm,
+) -> tuple[list[Partial], tuple[int, int]]:
+    """One collective sweep over the dataset; returns the combined partials of reductions."""
+    me, n = rank(comm), size(comm)
+    mine = rank_steps(target, chain, me, n, job.budget)
+    count = max(len(rank_steps(target, chain, r, n, job.budget)) for r in range(n))
+    dxpl_in = transfer_plist(din.file)
+    dxpl_out = None if dout is None else transfer_plist(dout.file)
+    parts = [Partial() for _ in chain.reducers]
+    moved = [0, 0]
+    for i in range(count):
+        index = mine[i] if i < len(mine) else None
+        out = np.empty(0, target.out_dtype)
+        with collective_errors(comm, f"processing {target.path}"):
+            block = read_block(din, index, dxpl_in)
+            moved[0] += block.nbytes
+            if index is not None:
+                out, block_parts = chain.apply(block, index)
+                out = _as_output(out, target)
+                parts = [a.combine(b) for a, b in zip(parts, block_parts, strict=True)]
+        if dout is not None:
+            write_block(dout, _boxes(target, index), out, dxpl_out)
+            moved[1] += out.nbytes
+    gathered = allgather(comm, parts)
+    return [combine_all(column) for column in zip(*gathered, strict=True)], (moved[0], moved[1])
+
+
+def _as_output(out: np.ndarray, target: Target) -> np.ndarray:
+    if out.dtype == target.out_dtype:
+        return out
+    if out.dtype.newbyteorder("=") == target.out_dtype.newbyteorder("="):
+        return out.astype(target.out_dtype)
+    raise H5ParError(
+        f"{target.path}: the kernels produced {out.dtype}, expected {target.out_dtype}"
+    )
+
+
+def _boxes(target: Target, index: Index | None) -> list[Index]:
+    if index is None or 0 in index_shape(index):
+        return []
+    if target.out_shape == target.shape:
+        return [index]
+    start, stop = flat_range(index, target.shape)
+    return flat_range_boxes(start, stop, target.out_shape)
+
+
+def _prepare(job: _Job, target: Target, din: h5py.Dataset, comm: MPI.Comm) -> Chain:
+    """Bind what kernels need before the data pass: broadcast sources, histogram ranges."""
+    chain = job.chain
+    for position, kernel in enumerate(chain.kernels):
+        if isinstance(kernel, Broadcast):
+            chain = chain.replace(
+                position,
+                kernel.with_source(_broadcast_source(job, target, chain, position, din, comm)),
+            )
+        elif isinstance(kernel, Reduce) and kernel.needs_range:
+            chain = chain.replace(
+                position, _histogram_range(job, target, chain, position, din, comm)
+            )
+    return chain
+
+
+def _broadcast_source(
+    job: _Job, target: Target, chain: Chain, position: int, din: h5py.Dataset, comm: MPI.Comm
+) -> np.ndarray:
+    """Read the source slice once (rank 0), transform it by the kernels before, share it."""
+    kernel = chain.kernels[position]
+    assert isinstance(kernel, Broadcast)
+    index = kernel.source_index(target.shape)
+    dtype = chain.dtype_at(position, target.dtype)
+    shape = index_shape(index)
+    if math.prod(shape) * dtype.itemsize > job.budget // 2:
+        raise UsageError(
+            f"broadcast: the source slice of {target.path} {shape} ({format_size(math.prod(shape) * dtype.itemsize)}) "
+            f"is kept in memory and must fit half the memory budget ({format_size(job.budget)}); raise memory"
+        )
+    me = rank(comm)
+    raw = read_block(din, index if me == 0 else None, transfer_plist(din.file))
+    source = np.empty(shape, dtype)
+    with collective_errors(comm, f"broadcast source of {target.path}"):
+        if me == 0:
+            source[...] = chain.prefix(position).apply(raw, index)[0]
+    comm.Bcast(source, root=0)
+    return source
+
+
+def _histogram_range(
+    job: _Job, target: Target, chain: Chain, position: int, din: h5py.Dataset, comm: MPI.Comm
+) -> Reduce:
+    """A read-only pre-pass for the global min/max a histogram without ``range`` needs."""
+    kernel = chain.kernels[position]
+    assert isinstance(kernel, Reduce)
+    probe = Chain(
+        (*chain.prefix(position).kernels, Reduce(op=["min", "max"], skipna=kernel.skipna))
+    )
+    (part,), _ = _pass(job, target, probe, din, None, comm)
+    if part.count == 0:
+        return kernel.with_range(0, 1)  # numpy's range for empty input
+    if not (np.isfinite(part.min) and np.isfinite(part.max)):
+        raise KernelError(
+            f"reduce histogram of {target.path}: the data range [{part.min}, {part.max}] is not finite; set skipna = true or range = [low, high]"
+        )
+    return kernel.with_range(part.min, part.max)
