@@ -134,9 +134,16 @@ class File(h5py.File):  # type: ignore[misc]
         self.comm = comm
 
 
-def transfer_plist(file: h5py.File) -> h5p.PropDXID | None:
-    """A collective transfer property list for mpio files, else None."""
-    if file.driver != "mpio":
+def transfer_plist(dset: h5py.Dataset, write: bool) -> h5p.PropDXID | None:
+    """A collective transfer property list for mpio files, else None (independent I/O).
+
+    Filtered datasets are read independently: HDF5 1.10's collective filtered read path
+    hands some filters (h5py's LZF) data they cannot decompress. Writes to filtered
+    datasets must be collective, and are.
+    """
+    if dset.file.driver != "mpio":
+        return None
+    if not write and dset.id.get_create_plist().get_nfilters() > 0:
         return None
     dxpl = h5p.create(h5p.DATASET_XFER)
     dxpl.set_dxpl_mpio(h5fd.MPIO_COLLECTIVE)

@@ -138,7 +138,9 @@ def dataset_options(
             kwargs["shuffle"] = True
         if fletcher32:
             kwargs["fletcher32"] = True
-        if source.scaleoffset is not None and not dtype_changed and options.compression == "keep":
+        # Scale-offset is lossless on integers only; on floats it would quantise the results.
+        lossless = out_dtype.kind in "iu" and not dtype_changed
+        if source.scaleoffset is not None and lossless and options.compression == "keep":
             kwargs["scaleoffset"] = source.scaleoffset
     fill = source.fillvalue if options.fillvalue is None else options.fillvalue
     if fill is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = REPO.parent / "shared" / "data" / "real"
+REAL_DATA = Path(os.environ.get("H5PAR_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 MPI_TIMEOUT = 240  # seconds for one mpirun launched by a test
 
 

@@ -43,8 +43,11 @@ def make_input(path: Path, data: np.ndarray, **create) -> None:
 def read_output(path: Path, name: str = "grp/data") -> np.ndarray | None:
     if comm.rank != 0:
         return None
-    with h5py.File(path, "r") as f:
-        return f[name][...]
+    try:  # a failure here must still reach agree() on every rank
+        with h5py.File(path, "r") as f:
+            return f[name][...]
+    except Exception:
+        return None
 
 
 def agree(ok: bool) -> bool:

@@ -1,0 +1,74 @@
+"""Files written by other tools (../shared/data/real) go through kernels at 1-4 ranks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+import h5par
+
+pytestmark = pytest.mark.mpi(min_size=1)
+comm = MPI.COMM_WORLD
+
+FILES = [
+    "hdf5-tools_thyperslab.h5",  # 1 MB contiguous float64, 32 rows
+    "hdf5-test_be_data.h5",  # big-endian, deflate/fletcher32/nbit/scale-offset/shuffle
+    "hdf5-examples_h5ex_d_lzf.h5",  # LZF (an h5py filter)
+    "jhdf_chunked_v4_datasets.hdf5",  # every 1.10 chunk index, unlimited dims
+    "hdf5-tools_tfloat16.h5",  # float16
+    "jhdf_float_special_values_latest.hdf5",  # NaN, inf, -0.0
+    "nexus_epics_example.h5",  # 1024x1024 gzip image, hard-linked twice, NeXus
+]
+
+
+def numeric_datasets(path: Path) -> list[str]:
+    names: list[str] = []
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "iuf" and obj.shape:
+            names.append("/" + name)
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return names
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_clip_negatives_in_real_files(real_data, tmp_path_factory, name) -> None:
+    src = real_data / name
+    out = (
+        Path(comm.bcast(str(tmp_path_factory.mktemp("real")) if comm.rank == 0 else None))
+        / "out.h5"
+    )
+    datasets = comm.bcast(numeric_datasets(src) if comm.rank == 0 else None)
+    options = h5par.OutputOptions(compression="gzip") if "lzf" in name and comm.size > 1 else None
+    result = h5par.apply(
+        src, out, [{"name": "clip", "min": 0}], datasets=datasets, memory="4KiB", options=options
+    )
+    problems = []
+    if comm.rank == 0:
+        try:
+            with h5py.File(src, "r") as fin, h5py.File(out, "r") as fout:
+                for path in result.datasets:
+                    x = fin[path][...]
+                    expected = np.clip(x, 0, None).astype(x.dtype.newbyteorder("="))
+                    got = fout[path][...]
+                    if got.dtype != expected.dtype or got.tobytes() != expected.tobytes():
+                        problems.append(path)
+        except Exception as exc:  # reach the bcast below on every rank
+            problems.append(repr(exc))
+    assert sorted(result.datasets) == sorted(set(datasets))
+    assert comm.bcast(problems) == []
+
+
+def test_lzf_output_from_several_ranks_is_refused(real_data, tmp_path_factory) -> None:
+    if comm.size == 1:
+        pytest.skip("one rank writes LZF fine")
+    out = Path(comm.bcast(str(tmp_path_factory.mktemp("lzf")) if comm.rank == 0 else None)) / "o.h5"
+    with pytest.raises(h5par.UsageError, match="LZF output cannot be written by"):
+        h5par.apply(real_data / "hdf5-examples_h5ex_d_lzf.h5", out, [{"name": "abs"}])
+    assert not out.exists()
