@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RANKS ?= 2
+DEMO_DIR ?= demo
 # Open MPI refuses to run as root without these; set them only when we are root.
 ifeq ($(shell id -u),0)
 export OMPI_ALLOW_RUN_AS_ROOT := 1
@@ -13,14 +14,14 @@ export OMPI_MCA_mpi_yield_when_idle := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 MPIRUN := mpirun --oversubscribe
 
-.PHONY: setup demo test test-serial test-mpi lint clean
+.PHONY: setup demo test test-serial test-mpi lint bench clean
 
 setup:
 	@scripts/setup.sh
 
 demo: setup
 	$(MPIRUN) -n $(RANKS) $(VENV)/bin/h5par info
-	$(MPIRUN) -n $(RANKS) $(PY) -m mpi4py examples/parallel_write_read.py
+	$(MPIRUN) -n $(RANKS) $(PY) -m mpi4py -m h5par demo $(DEMO_DIR)
 
 test: setup lint test-serial test-mpi
 	@echo "[test] all passes green"
@@ -40,6 +41,10 @@ test-mpi: setup
 	  echo "[test] MPI pass, $$n ranks"; \
 	  timeout -k 10 1200 $(MPIRUN) -n $$n $(PY) -m pytest --only-mpi -p no:cacheprovider -q --color=no -rfE tests/mpi || exit 1; \
 	done
+
+# Speed is measured here, never asserted in tests: variants run interleaved in one run.
+bench: setup
+	$(MPIRUN) -n $(RANKS) $(PY) -m mpi4py benchmarks/bench_clip.py --gib 2 --rounds 6
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from .errors import H5ParError
+from .sizes import format_size
 
 __all__ = ["main"]
 
@@ -36,8 +37,28 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    result = run_demo(args.dir)
+    if _rank() == 0:
+        ranks = len(result.bytes_read)
+        print(
+            f"h5par demo: {len(result.datasets)} datasets cleaned on {ranks} rank(s) in {result.seconds:.2f} s"
+        )
+        print(f"  output: {result.output}")
+        for r, (read, written) in enumerate(
+            zip(result.bytes_read, result.bytes_written, strict=True)
+        ):
+            print(f"  rank {r}: read {format_size(read)}, wrote {format_size(written)}")
+        for path, stats in result.reductions.items():
+            print(f"  {path}: " + ", ".join(f"{op}={value:.6g}" for op, value in stats.items()))
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "info": (_cmd_info, "versions, MPI build of h5py, parallel-filter support, ranks"),
+    "demo": (_cmd_demo, "write the demo input and clean it in parallel"),
 }
 
 
@@ -59,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
     for name, (_, summary) in _COMMANDS.items():
-        verbs.add_parser(name, help=summary, description=summary)
+        verb = verbs.add_parser(name, help=summary, description=summary)
+        if name == "demo":
+            verb.add_argument(
+                "dir", nargs="?", help="folder for the demo files (default: a new temporary one)"
+            )
     return parser
 
 
