@@ -72,3 +72,52 @@ def test_lzf_output_from_several_ranks_is_refused(real_data, tmp_path_factory) -
     with pytest.raises(h5par.UsageError, match="LZF output cannot be written by"):
         h5par.apply(real_data / "hdf5-examples_h5ex_d_lzf.h5", out, [{"name": "abs"}])
     assert not out.exists()
+
+
+def shared_dir(tmp_path_factory, name: str) -> Path:
+    return Path(comm.bcast(str(tmp_path_factory.mktemp(name)) if comm.rank == 0 else None))
+
+
+def test_family_input_read_by_every_rank(real_data, tmp_path_factory) -> None:
+    src = real_data / "hdf5-test_family_v16-%06d.h5"
+    out = shared_dir(tmp_path_factory, "family") / "out.h5"
+    h5par.apply(
+        src,
+        out,
+        [{"name": "scale", "factor": -1}],
+        driver="family",
+        memb_size=5 * 1024,
+        memory="2KiB",
+    )
+    ok = True
+    if comm.rank == 0:
+        with (
+            h5py.File(src, "r", driver="family", memb_size=5 * 1024) as fin,
+            h5py.File(out) as fout,
+        ):
+            ok = fout["dataset"][...].tobytes() == (fin["dataset"][...] * -1).tobytes()
+    assert comm.bcast(ok)
+
+
+def test_userblock_is_preserved(real_data, tmp_path_factory) -> None:
+    src = real_data / "jhdf_test_userblock_latest.hdf5"
+    out = shared_dir(tmp_path_factory, "userblock") / "out.h5"
+    h5par.apply(src, out, [{"name": "abs"}])
+    ok = True
+    if comm.rank == 0:
+        with h5py.File(out) as f:
+            ok = f.userblock_size == 1024
+        ok = ok and out.read_bytes()[:1024] == src.read_bytes()[:1024]
+    assert comm.bcast(ok)
+
+
+def test_single_process_drivers_cannot_write_from_several_ranks(tmp_path_factory) -> None:
+    path = shared_dir(tmp_path_factory, "core") / "mem.h5"
+    if comm.size == 1:
+        with h5par.File(path, "w", driver="core", backing_store=True) as f:
+            f["x"] = np.arange(3)
+        with h5par.File(path, "r", driver="core") as f:
+            assert f["x"][...].tolist() == [0, 1, 2]
+    else:
+        with pytest.raises(h5par.UsageError, match="driver 'core' is single-process"):
+            h5par.File(path, "w", driver="core")
