@@ -7,10 +7,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
+
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["allgather", "barrier", "bcast", "rank", "resolve_comm", "size"]
+__all__ = [
+    "allgather",
+    "any_true",
+    "barrier",
+    "bcast",
+    "bcast_array",
+    "rank",
+    "resolve_comm",
+    "size",
+]
+
+#: Bytes per broadcast message (MPI counts are C ints; stay far below 2 GiB).
+_BCAST_PIECE = 1 << 30
 
 T = TypeVar("T")
 
@@ -38,6 +52,16 @@ def bcast(comm: MPI.Comm, value: T, root: int = 0) -> T:
     """Broadcast a picklable value from ``root``. Collective over comm."""
     result: T = comm.bcast(value, root=root)
     return result
+
+
+def bcast_array(comm: MPI.Comm, array: np.ndarray, root: int = 0) -> None:
+    """Broadcast a C-contiguous array in place from ``root`` (any dtype). Collective over comm.
+
+    Sent as raw bytes in pieces of at most 1 GiB, so neither the dtype nor the size matters.
+    """
+    raw = array.reshape(-1).view(np.uint8)
+    for start in range(0, raw.size, _BCAST_PIECE):
+        comm.Bcast(raw[start : start + _BCAST_PIECE], root=root)
 
 
 def allgather(comm: MPI.Comm, value: T) -> list[T]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from .comm import allgather, bcast, rank, resolve_comm, size
+from .comm import allgather, bcast, bcast_array, rank, resolve_comm, size
 from .decomposition import Index, flat_range, flat_range_boxes, index_shape, slab, steps
 from .errors import H5ParError, UsageError, collective_errors
 from .hierarchy import build_output, dataset_paths, source_layout
@@ -281,12 +281,15 @@ def _inspect(job: _Job) -> Plan:
 
 
 def _target(job: _Job, dset: h5py.Dataset) -> Target | None:
-    """Plan one selected dataset, or None when it is only copied (no kernel, same layout)."""
-    if not job.chain and not job.options.changes_layout and job.output is not None:
+    """Plan one selected dataset, or None when it is only copied.
+
+    Copied as they are: datasets without elements to process (null dataspace) and, when
+    writing a new file, datasets with no kernel and no layout change.
+    """
+    copy_only = not job.chain and not job.options.changes_layout and job.output is not None
+    if copy_only or dset.shape is None:
         return None
-    shape, dtype = tuple(dset.shape or ()), dset.dtype
-    if dset.shape is None:
-        raise UsageError(f"dataset {dset.name}: has a null dataspace (no elements); unselect it")
+    shape, dtype = tuple(dset.shape), dset.dtype
     try:
         out_dtype, out_shape = job.chain.check(dtype, shape)
     except UsageError as exc:
@@ -508,7 +511,7 @@ def _broadcast_source(
     with collective_errors(comm, f"broadcast source of {target.path}"):
         if me == 0:
             source[...] = chain.prefix(position).apply(raw, index)[0]
-    comm.Bcast(source, root=0)
+    bcast_array(comm, source)
     return source
 
 

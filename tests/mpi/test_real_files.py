@@ -121,3 +121,41 @@ def test_single_process_drivers_cannot_write_from_several_ranks(tmp_path_factory
     else:
         with pytest.raises(h5par.UsageError, match="driver 'core' is single-process"):
             h5par.File(path, "w", driver="core")
+
+
+def test_scalar_and_null_dataspace_datasets(real_data, tmp_path_factory) -> None:
+    src = real_data / "jhdf_test_scalar_empty_datasets_latest.hdf5"
+    out = shared_dir(tmp_path_factory, "scalar") / "out.h5"
+    result = h5par.apply(
+        src, out, [{"name": "scale", "factor": 3}], datasets=["/scalar_[fiu]*", "/empty_*int*"]
+    )
+    problems = []
+    if comm.rank == 0:
+        with h5py.File(src) as fin, h5py.File(out) as fout:
+            for name in fin:
+                x, y = fin[name], fout[name]
+                if x.shape is None:  # null dataspace: copied as it is
+                    ok = y.shape is None and y.dtype == x.dtype
+                elif name.startswith("scalar_") and x.dtype.kind in "iuf":
+                    expected = x[...] * 3  # 0-d arrays wrap like the kernel's blocks
+                    ok = y[...].tobytes() == expected.tobytes() and y.dtype == expected.dtype
+                else:
+                    ok = y[()] == x[()]
+                if not ok:
+                    problems.append(name)
+    assert sorted(result.datasets) == sorted(
+        f"/scalar_{t}"
+        for t in [
+            "float_32",
+            "float_64",
+            "int_16",
+            "int_32",
+            "int_64",
+            "int_8",
+            "uint_16",
+            "uint_32",
+            "uint_64",
+            "uint_8",
+        ]
+    )
+    assert comm.bcast(problems) == []
