@@ -12,7 +12,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("H5PAR_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+
+
+def _find_real_data() -> Path:
+    """The corpus of files written by other tools: $H5PAR_REAL_DATA, else ../shared/data/real
+    next to the checkout (or next to any parent folder), else the workplace's copy."""
+    if "H5PAR_REAL_DATA" in os.environ:
+        return Path(os.environ["H5PAR_REAL_DATA"])
+    candidates = [p / "shared" / "data" / "real" for p in REPO.parents]
+    candidates.append(Path("/work/shared/data/real"))
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+REAL_DATA = _find_real_data()
 MPI_TIMEOUT = 240  # seconds for one mpirun launched by a test
 
 
