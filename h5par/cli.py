@@ -7,9 +7,12 @@ validation error, 75 stopped cleanly and resumable.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import H5ParError
@@ -20,12 +23,28 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
+
+
+def _launcher(names: Sequence[str], default: int) -> int:
+    """A rank or size from the launcher's environment (MPI itself not initialised)."""
+    return next((int(os.environ[n]) for n in names if os.environ.get(n, "").isdigit()), default)
+
+
 def _rank() -> int:
-    """Rank in COMM_WORLD if MPI is already initialised, else 0 (never initialises MPI)."""
+    """Rank in COMM_WORLD (from MPI if initialised, else from the launcher's environment)."""
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
-        return 0
+        return _launcher(_RANK_VARS, 0)
     return int(mpi.COMM_WORLD.Get_rank())
+
+
+def _world_size() -> int:
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None or not mpi.Is_initialized():
+        return _launcher(_SIZE_VARS, 1)
+    return int(mpi.COMM_WORLD.Get_size())
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -39,26 +58,69 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    from .report import summary_text
 
     result = run_demo(args.dir)
     if _rank() == 0:
-        ranks = len(result.bytes_read)
-        print(
-            f"h5par demo: {len(result.datasets)} datasets cleaned on {ranks} rank(s) in {result.seconds:.2f} s"
-        )
-        print(f"  output: {result.output}")
-        for r, (read, written) in enumerate(
-            zip(result.bytes_read, result.bytes_written, strict=True)
-        ):
-            print(f"  rank {r}: read {format_size(read)}, wrote {format_size(written)}")
-        for path, stats in result.reductions.items():
-            print(f"  {path}: " + ", ".join(f"{op}={value:.6g}" for op, value in stats.items()))
+        print(summary_text(result), flush=True)
     return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .batch import run
+    from .report import summary_text, write_report
+
+    result = run(args.job, overrides=args.set, overwrite=args.overwrite)
+    if _rank() == 0:
+        if not args.quiet:
+            print(summary_text(result), flush=True)
+        if args.report:
+            write_report(result, args.report)
+    return EXIT_OK
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .batch import plan_job
+    from .jobs import load_job
+
+    if _rank() != 0:
+        return EXIT_OK
+    entries = plan_job(load_job(args.job, args.set), args.ranks)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    else:
+        print(format_plan(entries, args.ranks))
+    return EXIT_OK
+
+
+def format_plan(entries: list[dict[str, Any]], nranks: int) -> str:
+    """The text ``h5par plan`` prints."""
+    lines = [f"plan for {nranks} rank(s): {len(entries)} file(s)"]
+    for entry in entries:
+        lines.append(
+            f"{entry['input']} -> {entry['output'] or '(statistics only)'}  [{entry['parallelism']}]"
+        )
+        for path, info in entry["datasets"].items():
+            lines.append(
+                f"  {path}: {info['dtype']}{info['shape']} -> {info['out_dtype']}{info['out_shape']}"
+            )
+            for share in info["ranks"]:
+                region = (
+                    "nothing"
+                    if share["region"] is None
+                    else "[" + ", ".join(f"{a}:{b}" for a, b in share["region"]) + "]"
+                )
+                lines.append(
+                    f"    rank {share['rank']}: {region}  {format_size(share['bytes'])} in {share['steps']} step(s)"
+                )
+    return "\n".join(lines)
 
 
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "info": (_cmd_info, "versions, MPI build of h5py, parallel-filter support, ranks"),
-    "demo": (_cmd_demo, "write the demo input and clean it in parallel"),
+    "demo": (_cmd_demo, "write the demo input and job, and run it"),
+    "run": (_cmd_run, "run a job file on the ranks h5par was launched with"),
+    "plan": (_cmd_plan, "validate a job and print its decomposition without reading data"),
 }
 
 
@@ -72,25 +134,57 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+def _job_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("job", help="the job file (TOML)")
+    verb.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a job key, e.g. --set input.path=x.h5 (repeatable)",
+    )
+
+
+def _verb_arguments(name: str, verb: argparse.ArgumentParser) -> None:
+    if name == "demo":
+        verb.add_argument("dir", nargs="?", help="folder for the demo files (default: a new one)")
+    if name in ("run", "plan"):
+        _job_arguments(verb)
+    if name == "run":
+        verb.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+        verb.add_argument("--report", metavar="FILE.json", help="write the summary as JSON")
+    if name == "plan":
+        verb.add_argument("--ranks", type=int, help="plan for N ranks (default: as launched)")
+        verb.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``h5par`` argument parser."""
-    parser = _Parser(prog="h5par", description="MPI-parallel HDF5 processing.")
+    """The ``h5par`` argument parser (global flags before or after the verb)."""
+    flags = _Parser(add_help=False)
+    flags.add_argument(
+        "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output"
+    )
+    flags.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="full tracebacks"
+    )
+    parser = _Parser(prog="h5par", description="MPI-parallel HDF5 processing.", parents=[flags])
     parser.add_argument("--version", action="version", version=f"h5par {__version__}")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+    parser.set_defaults(quiet=False, debug=False)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
     for name, (_, summary) in _COMMANDS.items():
-        verb = verbs.add_parser(name, help=summary, description=summary)
-        if name == "demo":
-            verb.add_argument(
-                "dir", nargs="?", help="folder for the demo files (default: a new temporary one)"
-            )
+        _verb_arguments(
+            name, verbs.add_parser(name, help=summary, description=summary, parents=[flags])
+        )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``h5par`` command line and return its exit status."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "ranks", 0) is None:
+        args.ranks = _world_size()
+    elif getattr(args, "ranks", 1) < 1:
+        build_parser().error(f"--ranks {args.ranks}: expected a positive number of ranks")
     handler, _ = _COMMANDS[args.verb]
     try:
         return handler(args)

@@ -38,6 +38,13 @@ def resolve_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
     return MPI.COMM_WORLD
 
 
+def self_comm() -> MPI.Comm:
+    """A communicator of this rank alone (for work one rank does by itself)."""
+    from mpi4py import MPI
+
+    return MPI.COMM_SELF
+
+
 def rank(comm: MPI.Comm) -> int:
     """This process's rank in ``comm``."""
     return int(comm.Get_rank())

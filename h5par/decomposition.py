@@ -262,3 +262,34 @@ def flat_range_boxes(start: int, stop: int, shape: Sequence[int]) -> list[Index]
         *flat_range_boxes(head_stop, tail_start, shape),
         *flat_range_boxes(tail_start, stop, shape),
     ]
+
+
+def assign_files(
+    sizes: Sequence[int], nranks: int, below: int
+) -> tuple[list[int], list[list[int]]]:
+    """Split files between file-level and dataset-level parallelism.
+
+    Files of at least ``below`` bytes (or all files on one rank) are *shared*: every rank
+    works on each of them together. Smaller files go whole to one rank each, largest first
+    to the least-loaded rank (greedy), so many small dumps keep all ranks busy.
+
+    Returns the shared file indices and, per rank, the indices of its own files (in order).
+
+    Examples
+    --------
+    >>> assign_files([10, 500, 30, 20, 10], nranks=2, below=100)
+    ([1], [[2, 4], [0, 3]])
+    >>> assign_files([10, 20], nranks=1, below=100)
+    ([0, 1], [[]])
+    """
+    if nranks == 1:
+        return list(range(len(sizes))), [[]]
+    shared = [i for i, n in enumerate(sizes) if n >= below]
+    small = sorted((i for i, n in enumerate(sizes) if n < below), key=lambda i: (-sizes[i], i))
+    load = [0] * nranks
+    own: list[list[int]] = [[] for _ in range(nranks)]
+    for i in small:
+        r = min(range(nranks), key=lambda r: (load[r], r))
+        own[r].append(i)
+        load[r] += sizes[i]
+    return shared, [sorted(files) for files in own]

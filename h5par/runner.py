@@ -39,7 +39,7 @@ from .sizes import format_size, parse_size
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["Result", "apply"]
+__all__ = ["Result", "Target", "apply", "inspect", "rank_steps", "share"]
 
 #: A step holds at most memory / STEP_FRACTION bytes of one array: input block, output
 #: block and kernel temporaries must fit the per-rank budget together.
@@ -84,6 +84,11 @@ class Result:
         Raw bytes each rank moved, by rank.
     seconds : float
         Wall time of the run on rank 0.
+    busy_seconds : list of float
+        Time each rank spent reading, transforming and writing (waits excluded).
+    decomposition : dict
+        ``{dataset path: [{"rank", "region", "steps", "bytes"}, ...]}``: what each rank did
+        (the same structure :func:`describe` predicts).
     """
 
     output: str | None
@@ -92,6 +97,8 @@ class Result:
     bytes_read: list[int]
     bytes_written: list[int]
     seconds: float
+    busy_seconds: list[float] = dataclasses.field(default_factory=list)
+    decomposition: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +114,7 @@ class _Job:
     driver: str
     driver_options: dict[str, Any]
     nranks: int
+    provenance: dict[str, str]
 
 
 def apply(
@@ -121,6 +129,7 @@ def apply(
     options: OutputOptions | None = None,
     comm: MPI.Comm | None = None,
     driver: str = "auto",
+    provenance: Mapping[str, str] | None = None,
     **driver_options: Any,
 ) -> Result:
     """Apply a kernel chain to datasets of an HDF5 file. Collective over ``comm``.
@@ -149,6 +158,9 @@ def apply(
         Ranks taking part (default ``COMM_WORLD``).
     driver : str
         Driver for reading the input (``"auto"``, ``"family"``, ``"core"``...).
+    provenance : mapping of str to str, optional
+        Attributes written on the output's root group (``h5par run`` records its version,
+        the job and the time).
     **driver_options
         Options of that driver (``memb_size`` for family).
 
@@ -179,22 +191,70 @@ def apply(
             driver,
             driver_options,
             size(comm),
+            dict(provenance or {}),
         )
     with collective_errors(comm, "inspect"):
         plan = _inspect(job) if rank(comm) == 0 else None
     plan = bcast(comm, plan)
     assert plan is not None
-    reductions, moved = _execute(job, plan, comm)
-    read, written = zip(*allgather(comm, moved), strict=True)
+    reductions, record = _execute(job, plan, comm)
+    records = allgather(comm, record)
     destination = job.input if job.in_place else job.output
     return Result(
         output=None if destination is None else str(destination),
         datasets=[t.path for t in plan.targets],
         reductions=reductions,
-        bytes_read=list(read),
-        bytes_written=list(written),
+        bytes_read=[r.read for r in records],
+        bytes_written=[r.written for r in records],
         seconds=bcast(comm, time.perf_counter() - start),
+        busy_seconds=[r.busy for r in records],
+        decomposition={t.path: [r.shares[t.path] for r in records] for t in plan.targets},
     )
+
+
+@dataclasses.dataclass
+class _Record:
+    """What one rank did (gathered into the Result)."""
+
+    read: int = 0
+    written: int = 0
+    busy: float = 0.0
+    shares: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def inspect(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    kernels: Iterable[Mapping[str, Any] | Kernel] = (),
+    datasets: Sequence[str] | str | None = None,
+    *,
+    in_place: bool = False,
+    overwrite: bool = False,
+    memory: str | int = "256MiB",
+    options: OutputOptions | None = None,
+    nranks: int = 1,
+    driver: str = "auto",
+    **driver_options: Any,
+) -> list[Target]:
+    """Validate like :func:`apply` and list the datasets it would process (one process).
+
+    Reads metadata only; with :func:`share` this is what ``h5par plan`` prints.
+    """
+    job = _validate(
+        input,
+        output,
+        kernels,
+        datasets,
+        in_place,
+        overwrite,
+        memory,
+        options,
+        driver,
+        driver_options,
+        nranks,
+        {},
+    )
+    return _inspect(job).targets
 
 
 def _validate(
@@ -209,6 +269,7 @@ def _validate(
     driver: str,
     driver_options: dict[str, Any],
     nranks: int,
+    provenance: dict[str, str],
 ) -> _Job:
     try:
         budget = parse_size(memory)
@@ -249,6 +310,7 @@ def _validate(
         driver,
         dict(driver_options),
         nranks,
+        provenance,
     )
 
 
@@ -320,12 +382,10 @@ def _target(job: _Job, dset: h5py.Dataset) -> Target | None:
     return Target(dset.name, shape, dtype, out_shape, out_dtype, align, create)
 
 
-def _execute(
-    job: _Job, plan: Plan, comm: MPI.Comm
-) -> tuple[dict[str, dict[str, Any]], tuple[int, int]]:
+def _execute(job: _Job, plan: Plan, comm: MPI.Comm) -> tuple[dict[str, dict[str, Any]], _Record]:
     temp = _create_output(job, plan, comm) if job.output is not None else None
     try:
-        reductions, moved = _data_phase(job, plan, temp, comm)
+        reductions, record = _data_phase(job, plan, temp, comm)
         with collective_errors(comm, "finalize"):
             if temp is not None and rank(comm) == 0:
                 _finalize(job, plan, temp)
@@ -333,7 +393,7 @@ def _execute(
         if temp is not None and rank(comm) == 0:
             temp.unlink(missing_ok=True)
         raise
-    return reductions, moved
+    return reductions, record
 
 
 def _create_output(job: _Job, plan: Plan, comm: MPI.Comm) -> Path:
@@ -343,16 +403,15 @@ def _create_output(job: _Job, plan: Plan, comm: MPI.Comm) -> Path:
     with collective_errors(comm, "create output"):
         if rank(comm) == 0:
             try:
+                order = plan.track_order or None
                 with (
                     _open_input_serial(job) as src,
                     h5py.File(
-                        temp,
-                        "w",
-                        userblock_size=plan.userblock or None,
-                        track_order=plan.track_order or None,
+                        temp, "w", userblock_size=plan.userblock or None, track_order=order
                     ) as dst,
                 ):
                     build_output(src, dst, {t.path: t.create for t in plan.targets})
+                    dst.attrs.update(job.provenance)
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
@@ -369,25 +428,24 @@ def _finalize(job: _Job, plan: Plan, temp: Path) -> None:
 
 def _data_phase(
     job: _Job, plan: Plan, temp: Path | None, comm: MPI.Comm
-) -> tuple[dict[str, dict[str, Any]], tuple[int, int]]:
+) -> tuple[dict[str, dict[str, Any]], _Record]:
     mode = "r+" if job.in_place else "r"
     reductions: dict[str, dict[str, Any]] = {}
-    moved = [0, 0]
+    record = _Record()
     with File(job.input, mode, comm, _read_driver(job, size(comm)), **job.driver_options) as fin:
         fout = File(temp, "r+", comm) if temp is not None else (fin if job.in_place else None)
         try:
             for target in plan.targets:
-                din = fin[target.path]
                 dout = None if fout is None else fout[target.path]
-                result, r, w = _process(job, target, din, dout, comm)
-                moved[0] += r
-                moved[1] += w
+                result = _process(job, target, fin[target.path], dout, comm, record)
                 if result:
                     reductions[target.path] = result
+            if job.in_place:
+                fin.attrs.update(job.provenance)  # collective: the same values on every rank
         finally:
             if fout is not None and fout is not fin:
                 fout.close()
-    return reductions, (moved[0], moved[1])
+    return reductions, record
 
 
 def _read_driver(job: _Job, nranks: int) -> str:
@@ -396,23 +454,47 @@ def _read_driver(job: _Job, nranks: int) -> str:
     return job.driver
 
 
+def rank_region(target: Target, r: int, nranks: int) -> Index | None:
+    """The part of ``target`` rank ``r`` owns (None: nothing), chunk-aligned along axis 0."""
+    if target.shape == ():
+        return () if r == 0 else None
+    return slab(target.shape, r, nranks, 0, target.align)
+
+
 def rank_steps(target: Target, chain: Chain, r: int, nranks: int, budget: int) -> list[Index]:
     """The steps rank ``r`` reads, transforms and writes for ``target`` (pure)."""
-    if target.shape == ():
-        return [()] if r == 0 else []
+    region = rank_region(target, r, nranks)
+    if region is None:
+        return []
     itemsize = max(target.dtype.itemsize, target.out_dtype.itemsize, 8 if chain.reducers else 1)
-    region = slab(target.shape, r, nranks, 0, target.align)
     try:
         return steps(region, itemsize, budget // STEP_FRACTION, target.align)
     except ValueError as exc:
         raise UsageError(f"memory = {budget} bytes is too small for {target.path}: {exc}") from None
 
 
+def share(target: Target, chain: Chain, r: int, nranks: int, budget: int) -> dict[str, Any]:
+    """What rank ``r`` does for ``target``: region, number of steps, bytes read (pure)."""
+    region = rank_region(target, r, nranks)
+    elements = 0 if region is None else math.prod(index_shape(region))
+    return {
+        "rank": r,
+        "region": None if region is None else [[s.start, s.stop] for s in region],
+        "steps": len(rank_steps(target, chain, r, nranks, budget)),
+        "bytes": elements * target.dtype.itemsize,
+    }
+
+
 def _process(
-    job: _Job, target: Target, din: h5py.Dataset, dout: h5py.Dataset | None, comm: MPI.Comm
-) -> tuple[dict[str, Any], int, int]:
+    job: _Job,
+    target: Target,
+    din: h5py.Dataset,
+    dout: h5py.Dataset | None,
+    comm: MPI.Comm,
+    record: _Record,
+) -> dict[str, Any]:
     chain = _prepare(job, target, din, comm)
-    parts, moved = _pass(job, target, chain, din, dout, comm)
+    parts = _pass(job, target, chain, din, dout, comm, record)
     reducers = chain.reducers
     results: dict[str, Any] = {}
     for (position, kernel), part in zip(reducers, parts, strict=True):
@@ -420,7 +502,7 @@ def _process(
         results.update(
             {(op if len(reducers) == 1 else f"{op}#{position + 1}"): v for op, v in values.items()}
         )
-    return results, moved[0], moved[1]
+    return results
 
 
 def _pass(
@@ -430,30 +512,49 @@ def _pass(
     din: h5py.Dataset,
     dout: h5py.Dataset | None,
     comm: MPI.Comm,
-) -> tuple[list[Partial], tuple[int, int]]:
-    """One collective sweep over the dataset; returns the combined partials of reductions."""
+    record: _Record | None = None,
+) -> list[Partial]:
+    """One collective sweep over the dataset; returns the combined partials of reductions.
+
+    ``record`` (None for pre-passes) collects this rank's bytes, busy time and share.
+    """
     me, n = rank(comm), size(comm)
     mine = rank_steps(target, chain, me, n, job.budget)
     count = max(len(rank_steps(target, chain, r, n, job.budget)) for r in range(n))
     dxpl_in = transfer_plist(din, write=False)
     dxpl_out = None if dout is None else transfer_plist(dout, write=True)
     parts = [Partial() for _ in chain.reducers]
-    moved = [0, 0]
+    done, busy = [0, 0], 0.0
     for i in range(count):
         index = mine[i] if i < len(mine) else None
         out = np.empty(0, target.out_dtype)
+        tick = time.perf_counter()
         with collective_errors(comm, f"processing {target.path}"):
             block = read_block(din, index, dxpl_in)
-            moved[0] += block.nbytes
+            done[0] += block.nbytes
             if index is not None:
                 out, block_parts = chain.apply(block, index)
                 out = _as_output(out, target)
                 parts = [a.combine(b) for a, b in zip(parts, block_parts, strict=True)]
+            busy += time.perf_counter() - tick
         if dout is not None:
+            tick = time.perf_counter()
             write_block(dout, _boxes(target, index), out, dxpl_out)
-            moved[1] += out.nbytes
+            done[1] += out.nbytes
+            busy += time.perf_counter() - tick
+    if record is not None:
+        record.read, record.written, record.busy = (
+            record.read + done[0],
+            record.written + done[1],
+            record.busy + busy,
+        )
+        record.shares[target.path] = {
+            **share(target, chain, me, n, job.budget),
+            "steps": len(mine),
+            "bytes": done[0],
+        }
     gathered = allgather(comm, parts)
-    return [combine_all(column) for column in zip(*gathered, strict=True)], (moved[0], moved[1])
+    return [combine_all(column) for column in zip(*gathered, strict=True)]
 
 
 def _as_output(out: np.ndarray, target: Target) -> np.ndarray:
@@ -524,7 +625,7 @@ def _histogram_range(
     probe = Chain(
         (*chain.prefix(position).kernels, Reduce(op=["min", "max"], skipna=kernel.skipna))
     )
-    (part,), _ = _pass(job, target, probe, din, None, comm)
+    (part,) = _pass(job, target, probe, din, None, comm)
     if part.count == 0:
         return kernel.with_range(0, 1)  # numpy's range for empty input
     if not (np.isfinite(part.min) and np.isfinite(part.max)):

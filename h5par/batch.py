@@ -1,0 +1,182 @@
+"""Running a whole job: many input files, file-level and dataset-level parallelism.
+
+Big files are processed by every rank together (dataset-level: each dataset split into
+slabs); files smaller than ``run.file_parallel_below`` go whole to one rank each
+(file-level), so a directory of small dumps keeps every rank busy. ``plan`` predicts
+exactly what ``run`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .comm import allgather, bcast, rank, resolve_comm, self_comm, size
+from .decomposition import assign_files
+from .errors import collective_errors
+from .jobs import Job, JobFile, job_from_dict, load_job
+from .kernels import Chain
+from .runner import Result, apply, inspect, share
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+__all__ = ["FileResult", "JobResult", "plan_job", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+    """One input file's outcome: who processed it and the engine's :class:`Result`."""
+
+    index: int
+    input: str
+    ranks: list[int]
+    result: Result
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    """Everything a job did, identical on every rank."""
+
+    files: list[FileResult]
+    nranks: int
+    seconds: float
+    started: str
+
+
+def run(
+    job: Job | Mapping[str, Any] | str | os.PathLike[str],
+    comm: MPI.Comm | None = None,
+    overrides: Sequence[str] = (),
+    overwrite: bool = False,
+) -> JobResult:
+    """Run a job (a :class:`Job`, a dict as TOML gives it, or a job file). Collective.
+
+    This is the function ``h5par run`` calls.
+    """
+    comm = resolve_comm(comm)
+    with collective_errors(comm, "validate"):
+        job = _as_job(job, overrides)
+        if overwrite:
+            job = dataclasses.replace(job, overwrite=True)
+    started = bcast(
+        comm, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    )
+    t0 = time.perf_counter()
+    with collective_errors(comm, "inspect inputs"):
+        sizes = [_size(f.input) for f in job.files] if rank(comm) == 0 else []
+    shared, own = assign_files(bcast(comm, sizes), size(comm), job.file_parallel_below)
+    provenance = {
+        "h5par_version": __version__,
+        "h5par_job_sha256": job.sha256,
+        "h5par_job": job.text,
+        "h5par_run_started": started,
+    }
+    results = [
+        FileResult(
+            i,
+            str(job.files[i].input),
+            list(range(size(comm))),
+            _apply(job, job.files[i], comm, provenance),
+        )
+        for i in shared
+    ]
+    mine: list[FileResult] = []
+    with collective_errors(comm, "per-rank files"):
+        alone = self_comm()
+        for i in own[rank(comm)]:
+            mine.append(
+                FileResult(
+                    i,
+                    str(job.files[i].input),
+                    [rank(comm)],
+                    _apply(job, job.files[i], alone, provenance),
+                )
+            )
+    results += [r for per_rank in allgather(comm, mine) for r in per_rank]
+    seconds = bcast(comm, time.perf_counter() - t0)
+    return JobResult(sorted(results, key=lambda r: r.index), size(comm), seconds, started)
+
+
+def _as_job(job: Job | Mapping[str, Any] | str | os.PathLike[str], overrides: Sequence[str]) -> Job:
+    if isinstance(job, Job):
+        return job
+    if isinstance(job, Mapping):
+        return job_from_dict(job)
+    return load_job(Path(job), overrides)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _apply(job: Job, file: JobFile, comm: MPI.Comm, provenance: dict[str, str]) -> Result:
+    return apply(
+        file.input,
+        None if job.in_place else file.output,
+        job.kernels,
+        job.datasets,
+        in_place=job.in_place,
+        overwrite=job.overwrite,
+        memory=job.memory,
+        options=job.options,
+        comm=comm,
+        driver=job.driver,
+        provenance=provenance,
+        **job.driver_options,
+    )
+
+
+def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
+    """What ``run`` would do on ``nranks`` ranks, without reading data (one process).
+
+    One entry per input file: its output, whether all ranks share it or one rank owns it,
+    and per dataset each rank's region, steps under the memory budget and bytes.
+    """
+    sizes = [_size(f.input) for f in job.files]
+    shared, own = assign_files(sizes, nranks, job.file_parallel_below)
+    owner = {i: r for r, files in enumerate(own) for i in files}
+    chain = Chain.from_specs(job.kernels)
+    entries = []
+    for file in job.files:
+        ranks = nranks if file.index in shared else 1
+        targets = inspect(
+            file.input,
+            None if job.in_place else file.output,
+            job.kernels,
+            job.datasets,
+            in_place=job.in_place,
+            overwrite=job.overwrite,
+            memory=job.memory,
+            options=job.options,
+            nranks=ranks,
+            driver=job.driver,
+            **job.driver_options,
+        )
+        entries.append(
+            {
+                "input": str(file.input),
+                "output": None if file.output is None else str(file.output),
+                "bytes": sizes[file.index],
+                "parallelism": "dataset-level (all ranks)"
+                if file.index in shared
+                else f"file-level (rank {owner[file.index]})",
+                "datasets": {
+                    t.path: {
+                        "shape": list(t.shape),
+                        "dtype": str(t.dtype),
+                        "out_shape": list(t.out_shape),
+                        "out_dtype": str(t.out_dtype),
+                        "ranks": [share(t, chain, r, ranks, job.memory) for r in range(ranks)],
+                    }
+                    for t in targets
+                },
+            }
+        )
+    return entries

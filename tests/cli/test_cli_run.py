@@ -1,0 +1,219 @@
+"""`h5par run` and `h5par plan` through the command line, under mpirun (serial pass)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from h5par.demo import write_demo_input
+
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
+# Runs the CLI and reports each rank's exit status on stdout.
+WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+
+
+def fill0(x: np.ndarray) -> np.ndarray:
+    y = x.copy()
+    y[np.isnan(y)] = 0.0
+    return y
+
+
+def masked(x: np.ndarray) -> np.ndarray:
+    y = x.copy()
+    y[x < 0] = -1 * x[x < 0]
+    return y
+
+
+def filled(x: np.ndarray) -> np.ndarray:
+    y = x.copy()
+    y[np.isnan(y)] = -9999.0
+    return y
+
+
+REFERENCES = {
+    "clip_negatives": lambda x: np.clip(x, 0.0, None),
+    "broadcast_row": lambda x: np.broadcast_to(x[:1], x.shape).copy(),
+    "astype_float32": lambda x: x.astype(np.float32),
+    "where_mask": masked,
+    "fill_missing": filled,
+    "scale_units": lambda x: x + 273.15,
+    "abs_wind": np.abs,
+    "reshape_field": lambda x: x.reshape(48, 2, 64, 128),
+    "python_function": np.negative,
+    "postprocess": lambda x: np.clip(fill0(x), 0.0, None).astype(np.float32),
+}
+
+
+@pytest.fixture(scope="module")
+def demo_input(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("demo") / "demo_input.h5"
+    write_demo_input(path)
+    return path
+
+
+def cli(run_mpi, nranks: int, args: list[str], cwd: Path | None = None):
+    return run_mpi(nranks, ["-c", WRAPPER, *args], cwd=cwd)
+
+
+@pytest.mark.parametrize("job", sorted(p.stem for p in JOBS.glob("*.toml")))
+def test_every_shipped_job_plans_and_runs_at_2_ranks(
+    run_mpi, run_python, demo_input, tmp_path, job
+) -> None:
+    sets = ["--set", f"input.path={demo_input}"]
+    if job != "statistics":
+        sets += ["--set", f"output.path={tmp_path}/{{stem}}_out.h5"]
+    planned = run_python(["-m", "h5par", "plan", str(JOBS / f"{job}.toml"), "--ranks", "2", *sets])
+    assert planned.returncode == 0, planned.stderr
+    assert "plan for 2 rank(s)" in planned.stdout
+    report = tmp_path / "report.json"
+    ran = cli(run_mpi, 2, ["run", str(JOBS / f"{job}.toml"), "--report", str(report), *sets])
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.count("EXIT 0") == 2 and ran.stdout.count("h5par run:") == 1
+    summary = json.loads(report.read_text())
+    if job == "statistics":
+        stats = summary["files"][0]["reductions"]["/simulation/field"]
+        with h5py.File(demo_input) as f:
+            x = f["simulation/field"][...]
+        finite = x[~np.isnan(x)]
+        assert (
+            stats["count"] == finite.size
+            and stats["min"] == finite.min()
+            and stats["max"] == finite.max()
+        )
+        assert stats["histogram"]["counts"] == np.histogram(finite, bins=20)[0].tolist()
+        return
+    reference = REFERENCES[job]
+    out = tmp_path / "demo_input_out.h5"
+    with h5py.File(demo_input) as fin, h5py.File(out) as fout:
+        assert fout.attrs["h5par_job_sha256"]
+        for path in summary["files"][0]["datasets"]:
+            expected = reference(fin[path][...])
+            assert fout[path][...].tobytes() == expected.tobytes(), path
+            assert fout[path].dtype == expected.dtype
+
+
+def test_plan_matches_what_run_did(run_mpi, run_python, demo_input, tmp_path) -> None:
+    sets = [
+        "--set",
+        f"input.path={demo_input}",
+        "--set",
+        f"output.path={tmp_path}/o.h5",
+        "--set",
+        "run.memory=256KiB",
+    ]
+    job = str(JOBS / "postprocess.toml")
+    planned = run_python(["-m", "h5par", "plan", job, "--ranks", "3", "--json", *sets])
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    ran = cli(run_mpi, 3, ["run", job, "--report", str(tmp_path / "r.json"), *sets])
+    assert ran.returncode == 0, ran.stderr
+    did = json.loads((tmp_path / "r.json").read_text())["files"][0]["decomposition"]
+    predicted = {path: info["ranks"] for path, info in plan[0]["datasets"].items()}
+    assert predicted == did
+    assert any(share["steps"] > 1 for shares in did.values() for share in shares)
+
+
+BAD = {
+    "unknown key": (
+        '[input]\npath = "in.h5"\nfile = 1\n[output]\npath = "o.h5"\n',
+        "input: unknown key 'file'",
+    ),
+    "unknown kernel": (
+        '[input]\npath = "in.h5"\n[output]\npath = "o.h5"\n[[kernels]]\nname = "blur"\n',
+        "unknown kernel 'blur'",
+    ),
+    "bad parameter": (
+        '[input]\npath = "in.h5"\n[output]\npath = "o.h5"\n[[kernels]]\nname = "clip"\nlow = 0\n',
+        "unknown parameter 'low'",
+    ),
+    "wrong type": (
+        '[input]\npath = "in.h5"\n[output]\npath = "o.h5"\noverwrite = "no"\n',
+        "output.overwrite = 'no' has the wrong type",
+    ),
+    "missing input": (
+        '[input]\npath = "gone.h5"\n[output]\npath = "o.h5"\n',
+        "input.path 'gone.h5' matches no file",
+    ),
+    "bad toml": ("[input\n", "is not valid TOML"),
+    "bad memory": (
+        '[input]\npath = "in.h5"\n[output]\npath = "o.h5"\n[run]\nmemory = "1 elephant"\n',
+        "run.memory: invalid size",
+    ),
+    "bad dtype": (
+        '[input]\npath = "in.h5"\n[output]\npath = "o.h5"\n[[kernels]]\nname = "astype"\ndtype = "float128x"\n',
+        "dtype 'float128x'",
+    ),
+    "unsafe expression": (
+        '[input]\npath = "in.h5"\n[output]\npath = "o.h5"\n[[kernels]]\nname = "where"\ncondition = "__import__(\'os\')"\nvalue = "0"\n',
+        "function calls other than abs() and isnan()",
+    ),
+    "no dataset matches": (
+        '[input]\npath = "in.h5"\ndatasets = ["/nowhere/*"]\n[output]\npath = "o.h5"\n[[kernels]]\nname = "abs"\n',
+        "dataset pattern '/nowhere/*' matches no dataset",
+    ),
+    "kernel cannot take dtype": (
+        '[input]\npath = "in.h5"\ndatasets = ["/names"]\n[output]\npath = "o.h5"\n[[kernels]]\nname = "clip"\nmin = 0\n',
+        "dataset /names (|S5, shape (2,)): kernel #1: kernel 'clip' cannot process dtype",
+    ),
+    "output exists": (
+        '[input]\npath = "in.h5"\n[output]\npath = "existing.h5"\n[[kernels]]\nname = "abs"\n',
+        "output '",
+    ),
+    "not hdf5": (
+        '[input]\npath = "existing.h5"\n[output]\npath = "o.h5"\n[[kernels]]\nname = "abs"\n',
+        "cannot open",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_job_is_one_line_exit_2_on_every_rank_and_touches_nothing(
+    run_mpi, tmp_path, case
+) -> None:
+    text, message = BAD[case]
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        f["x"] = np.arange(5.0)
+        f["names"] = np.array([b"alpha", b"beta"])
+    (tmp_path / "existing.h5").write_bytes(b"not an HDF5 file")
+    (tmp_path / "job.toml").write_text("version = 1\n" + text)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = cli(run_mpi, 2, ["run", str(tmp_path / "job.toml")])
+    assert result.returncode == 2
+    assert result.stdout.count("EXIT 2") == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("h5par: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("nranks", [1, 3])
+def test_twenty_dumps_give_twenty_outputs(run_mpi, tmp_path, nranks) -> None:
+    rng = np.random.default_rng(7)
+    expected = {}
+    for i in range(20):
+        x = rng.normal(size=(50 + 40 * i, 33))
+        with h5py.File(tmp_path / f"dump_{i:02d}.h5", "w") as f:
+            f["step/temperature"] = x
+            f["step/temperature"].attrs["dt"] = 0.5
+        expected[i] = np.clip(x, 0.0, None)
+    job = tmp_path / "job.toml"
+    job.write_text(
+        'version = 1\n[input]\npath = "dump_*.h5"\n[output]\npath = "clean/{stem}.h5"\n'
+        '[[kernels]]\nname = "clip"\nmin = 0.0\n[run]\nmemory = "64KiB"\nfile_parallel_below = "150KiB"\n'
+    )
+    (tmp_path / "clean").mkdir()
+    result = cli(run_mpi, nranks, ["run", str(job), "--report", str(tmp_path / "r.json")])
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    owners = {len(f["ranks"]) for f in report["files"]}
+    assert len(report["files"]) == 20
+    if nranks == 3:
+        assert owners == {1, 3}  # small dumps per rank, big ones split over all ranks
+        assert {f["ranks"][0] for f in report["files"] if len(f["ranks"]) == 1} == {0, 1, 2}
+    for i in range(20):
+        with h5py.File(tmp_path / "clean" / f"dump_{i:02d}.h5") as f:
+            assert f["step/temperature"][...].tobytes() == expected[i].tobytes()
+            assert f["step/temperature"].attrs["dt"] == 0.5

@@ -1,0 +1,129 @@
+"""Job files: loading, overrides, output naming and validation messages (no MPI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from h5par.errors import UsageError
+from h5par.jobs import apply_overrides, job_from_dict, load_job
+
+
+@pytest.fixture
+def dumps(tmp_path: Path) -> Path:
+    for i in range(3):
+        (tmp_path / f"snap_{i:03d}.h5").write_bytes(b"")
+    return tmp_path
+
+
+def base_job(**changes) -> dict:
+    job = {
+        "version": 1,
+        "input": {"path": "snap_*.h5", "datasets": ["/*/temperature"]},
+        "output": {"path": "clean/{stem}_clean.h5"},
+        "kernels": [{"name": "clip", "min": 0.0}],
+        "run": {"memory": "64MiB"},
+    }
+    for key, value in changes.items():
+        table, _, name = key.partition("__")
+        if name:
+            job.setdefault(table, {})[name] = value
+        else:
+            job[table] = value
+    return job
+
+
+def test_glob_inputs_and_output_pattern(dumps) -> None:
+    job = job_from_dict(base_job(), base=dumps)
+    assert [f.input.name for f in job.files] == ["snap_000.h5", "snap_001.h5", "snap_002.h5"]
+    assert [f.output for f in job.files] == [
+        dumps / "clean" / f"snap_{i:03d}_clean.h5" for i in range(3)
+    ]
+    assert job.memory == 64 * 2**20 and job.datasets == ["/*/temperature"]
+
+
+def test_index_and_name_placeholders(dumps) -> None:
+    job = job_from_dict(base_job(output__path="out_{index}_{name}"), base=dumps)
+    assert job.files[2].output == dumps / "out_2_snap_002.h5"
+
+
+def test_load_job_resolves_against_its_folder_and_applies_overrides(dumps) -> None:
+    (dumps / "job.toml").write_text(
+        'version = 1\n[input]\npath = "snap_000.h5"\n[output]\npath = "o.h5"\n'
+    )
+    job = load_job(
+        dumps / "job.toml", ["input.path=snap_001.h5", "output.overwrite=true", "run.memory=1MiB"]
+    )
+    assert job.files[0].input == dumps / "snap_001.h5" and job.overwrite and job.memory == 2**20
+    assert "--set input.path=snap_001.h5" in job.text
+
+
+def test_overrides_reach_into_kernel_lists() -> None:
+    data = apply_overrides(
+        {"kernels": [{"name": "clip", "min": 0}]}, ["kernels.0.min=-1.5", "kernels.0.max=2"]
+    )
+    assert data["kernels"] == [{"name": "clip", "min": -1.5, "max": 2}]
+    with pytest.raises(UsageError, match=r"index '3' \(valid: 0..0\)"):
+        apply_overrides({"kernels": [{"name": "abs"}]}, ["kernels.3.min=1"])
+    with pytest.raises(UsageError, match="expected KEY=VALUE"):
+        apply_overrides({}, ["memory"])
+
+
+BAD_JOBS = [
+    ({"inputs": {}}, "job: unknown key 'inputs' (valid: version, input, output, kernels, run)"),
+    ({"version": 2}, "version = 2 (valid: 1)"),
+    ({"input__pth": "x"}, "input: unknown key 'pth' (valid: path, datasets, driver, memb_size)"),
+    ({"input__path": "nothing_*.h5"}, "input.path 'nothing_*.h5' matches no file"),
+    ({"input__path": 5}, "input.path = 5 has the wrong type (valid: a string or a list)"),
+    (
+        {"output__overwrite": "yes"},
+        "output.overwrite = 'yes' has the wrong type (valid: true/false)",
+    ),
+    ({"output__compression": "zstd"}, "output.compression = 'zstd' (valid: keep, gzip, lzf, none)"),
+    ({"output__path": "same.h5"}, "output.path = 'same.h5' names one file for 3 inputs"),
+    ({"output__path": "{stem}.h5"}, "would overwrite an input"),
+    ({"output__path": "{stm}.h5"}, "bad placeholder 'stm'"),
+    ({"output": {}}, "output.path is missing"),
+    ({"output__in_place": True}, "give either path or in_place = true, not both"),
+    ({"kernels": [{"name": "clamp"}]}, "unknown kernel 'clamp' (valid: abs, astype"),
+    (
+        {"kernels": [{"name": "clip", "mn": 0}]},
+        "kernel 'clip': unknown parameter 'mn' (valid: min, max)",
+    ),
+    (
+        {"kernels": [{"name": "astype", "dtype": "float33"}]},
+        "dtype 'float33' is not a numpy dtype name",
+    ),
+    (
+        {"kernels": [{"name": "where", "condition": "import os", "value": "0"}]},
+        "expression 'import os': syntax error",
+    ),
+    ({"run__memory": "lots"}, "run.memory: invalid size 'lots'"),
+    ({"run__threads": 4}, "run: unknown key 'threads' (valid: memory, file_parallel_below)"),
+    ({"output__layout": "subfiled"}, "output.layout = 'subfiled' (valid: 'single'"),
+    ({"output__chunks": "big"}, "output chunks = 'big' (valid: 'keep', 'auto', [n, ...])"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_JOBS)
+def test_bad_jobs_name_the_key_and_valid_choices(dumps, change, message) -> None:
+    job = base_job()
+    for key, value in change.items():
+        table, _, name = key.partition("__")
+        if name:
+            job.setdefault(table, {})[name] = value
+        else:
+            job[table] = value
+    with pytest.raises(UsageError) as info:
+        job_from_dict(job, base=dumps)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_toml_is_one_line(tmp_path) -> None:
+    (tmp_path / "job.toml").write_text("[input\npath = 1\n")
+    with pytest.raises(UsageError, match="is not valid TOML"):
+        load_job(tmp_path / "job.toml")
+    with pytest.raises(UsageError, match="cannot read job file"):
+        load_job(tmp_path / "missing.toml")
