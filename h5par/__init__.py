@@ -6,6 +6,7 @@ that needs it is called)::
     h5par.apply(input, output, kernels, datasets=..., memory="256MiB")   # collective
     h5par.File(path, mode, comm=None, driver="auto")                     # collective with mpio
     h5par.OutputOptions(chunks=..., compression=..., ...)
+    h5par.run("job.toml" | {job dict} | h5par.load_job(...))             # collective, as `h5par run`
 """
 
 from __future__ import annotations
@@ -19,22 +20,28 @@ __all__ = [
     "CollectiveError",
     "File",
     "H5ParError",
+    "Job",
+    "JobResult",
     "OutputOptions",
     "Result",
     "UsageError",
     "__version__",
     "apply",
+    "load_job",
+    "run",
 ]
 
 from .errors import CollectiveError, H5ParError, UsageError
+from .jobs import Job, load_job
 from .kernels import KERNELS
 from .layout import OutputOptions
 
 if TYPE_CHECKING:
+    from .batch import JobResult, run
     from .io import File
     from .runner import Result, apply
 
-_LAZY = {"File": "io", "apply": "runner", "Result": "runner"}
+_LAZY = {"File": "io", "apply": "runner", "Result": "runner", "run": "batch", "JobResult": "batch"}
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,7 @@ from .decomposition import assign_files
 from .errors import collective_errors
 from .jobs import Job, JobFile, job_from_dict, load_job
 from .kernels import Chain
+from .progress import Progress
 from .runner import Result, apply, inspect, share
 
 if TYPE_CHECKING:
@@ -55,10 +56,11 @@ def run(
     comm: MPI.Comm | None = None,
     overrides: Sequence[str] = (),
     overwrite: bool = False,
+    quiet: bool = True,
 ) -> JobResult:
     """Run a job (a :class:`Job`, a dict as TOML gives it, or a job file). Collective.
 
-    This is the function ``h5par run`` calls.
+    This is the function ``h5par run`` calls; ``quiet=False`` shows progress on rank 0.
     """
     comm = resolve_comm(comm)
     with collective_errors(comm, "validate"):
@@ -71,35 +73,27 @@ def run(
     t0 = time.perf_counter()
     with collective_errors(comm, "inspect inputs"):
         sizes = [_size(f.input) for f in job.files] if rank(comm) == 0 else []
-    shared, own = assign_files(bcast(comm, sizes), size(comm), job.file_parallel_below)
+    sizes = bcast(comm, sizes)
+    shared, own = assign_files(sizes, size(comm), job.file_parallel_below)
+    progress = Progress(sum(sizes), enabled=not quiet and rank(comm) == 0)
     provenance = {
         "h5par_version": __version__,
         "h5par_job_sha256": job.sha256,
         "h5par_job": job.text,
         "h5par_run_started": started,
     }
-    results = [
-        FileResult(
-            i,
-            str(job.files[i].input),
-            list(range(size(comm))),
-            _apply(job, job.files[i], comm, provenance),
-        )
-        for i in shared
-    ]
+
+    def process(i: int, on: MPI.Comm, ranks: list[int]) -> FileResult:
+        result = _apply(job, job.files[i], on, provenance, progress)
+        return FileResult(i, str(job.files[i].input), ranks, result)
+
+    results = [process(i, comm, list(range(size(comm)))) for i in shared]
     mine: list[FileResult] = []
     with collective_errors(comm, "per-rank files"):
         alone = self_comm()
-        for i in own[rank(comm)]:
-            mine.append(
-                FileResult(
-                    i,
-                    str(job.files[i].input),
-                    [rank(comm)],
-                    _apply(job, job.files[i], alone, provenance),
-                )
-            )
+        mine += [process(i, alone, [rank(comm)]) for i in own[rank(comm)]]
     results += [r for per_rank in allgather(comm, mine) for r in per_rank]
+    progress.close()
     seconds = bcast(comm, time.perf_counter() - t0)
     return JobResult(sorted(results, key=lambda r: r.index), size(comm), seconds, started)
 
@@ -116,7 +110,9 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else 0
 
 
-def _apply(job: Job, file: JobFile, comm: MPI.Comm, provenance: dict[str, str]) -> Result:
+def _apply(
+    job: Job, file: JobFile, comm: MPI.Comm, provenance: dict[str, str], progress: Progress
+) -> Result:
     return apply(
         file.input,
         None if job.in_place else file.output,
@@ -129,6 +125,7 @@ def _apply(job: Job, file: JobFile, comm: MPI.Comm, provenance: dict[str, str]) 
         comm=comm,
         driver=job.driver,
         provenance=provenance,
+        progress=progress.update,
         **job.driver_options,
     )
 

@@ -70,10 +70,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .batch import run
     from .report import summary_text, write_report
 
-    result = run(args.job, overrides=args.set, overwrite=args.overwrite)
+    result = run(args.job, overrides=args.set, overwrite=args.overwrite, quiet=args.quiet)
     if _rank() == 0:
-        if not args.quiet:
-            print(summary_text(result), flush=True)
+        print(summary_text(result), flush=True)
         if args.report:
             write_report(result, args.report)
     return EXIT_OK

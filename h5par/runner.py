@@ -19,7 +19,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +115,7 @@ class _Job:
     driver_options: dict[str, Any]
     nranks: int
     provenance: dict[str, str]
+    progress: Callable[[int], None] | None = None
 
 
 def apply(
@@ -130,6 +131,7 @@ def apply(
     comm: MPI.Comm | None = None,
     driver: str = "auto",
     provenance: Mapping[str, str] | None = None,
+    progress: Callable[[int], None] | None = None,
     **driver_options: Any,
 ) -> Result:
     """Apply a kernel chain to datasets of an HDF5 file. Collective over ``comm``.
@@ -161,6 +163,8 @@ def apply(
     provenance : mapping of str to str, optional
         Attributes written on the output's root group (``h5par run`` records its version,
         the job and the time).
+    progress : callable, optional
+        Called on rank 0 with the bytes all ranks read in each step (for progress bars).
     **driver_options
         Options of that driver (``memb_size`` for family).
 
@@ -193,6 +197,7 @@ def apply(
             size(comm),
             dict(provenance or {}),
         )
+        job = dataclasses.replace(job, progress=progress)
     with collective_errors(comm, "inspect"):
         plan = _inspect(job) if rank(comm) == 0 else None
     plan = bcast(comm, plan)
@@ -519,8 +524,8 @@ def _pass(
     ``record`` (None for pre-passes) collects this rank's bytes, busy time and share.
     """
     me, n = rank(comm), size(comm)
-    mine = rank_steps(target, chain, me, n, job.budget)
-    count = max(len(rank_steps(target, chain, r, n, job.budget)) for r in range(n))
+    every = [rank_steps(target, chain, r, n, job.budget) for r in range(n)]
+    mine, count = every[me], max(len(s) for s in every)
     dxpl_in = transfer_plist(din, write=False)
     dxpl_out = None if dout is None else transfer_plist(dout, write=True)
     parts = [Partial() for _ in chain.reducers]
@@ -542,6 +547,9 @@ def _pass(
             write_block(dout, _boxes(target, index), out, dxpl_out)
             done[1] += out.nbytes
             busy += time.perf_counter() - tick
+        if record is not None and job.progress is not None and me == 0:
+            # Ranks advance in lockstep (collective steps): all of them finished step i.
+            job.progress(sum(_nbytes(s[i], target.dtype) for s in every if i < len(s)))
     if record is not None:
         record.read, record.written, record.busy = (
             record.read + done[0],
@@ -555,6 +563,10 @@ def _pass(
         }
     gathered = allgather(comm, parts)
     return [combine_all(column) for column in zip(*gathered, strict=True)]
+
+
+def _nbytes(index: Index, dtype: np.dtype[Any]) -> int:
+    return math.prod(index_shape(index)) * dtype.itemsize
 
 
 def _as_output(out: np.ndarray, target: Target) -> np.ndarray:
