@@ -10,6 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Timings on shared machines swing: no per-example deadline (pytest-timeout still bounds tests).
+settings.register_profile("h5par", deadline=None)
+settings.load_profile("h5par")
 
 REPO = Path(__file__).resolve().parents[1]
 
