@@ -1,8 +1,14 @@
-"""Walking the HDF5 hierarchy: listing datasets, copying attributes, links and objects.
+"""Walking the HDF5 hierarchy: listing datasets, copying objects, attributes and links.
 
-Structure is built by one process before the parallel data phase (see ``runner``): with
-no other rank involved, nothing can diverge, and HDF5's own object copy keeps every
-untouched dataset exact.
+Structure is built by one process before the parallel data phase (see ``runner``): with no
+other rank involved, nothing can diverge. The output mirrors the input's paths in two passes:
+
+1. groups, links and objects: untouched datasets and named datatypes are copied with HDF5's
+   object copy *without attributes* (HDF5 1.10's cross-file copy crashes on attributes that
+   hold references, e.g. netCDF-4 ``DIMENSION_LIST``), processed datasets are created empty;
+2. attributes of every object, and datasets holding references, are copied with each
+   object or region reference remapped to the same path in the output, so dimension scales,
+   ``REFERENCE_LIST`` and region references stay valid.
 """
 
 from __future__ import annotations
@@ -12,31 +18,39 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5o, h5s
+from h5py import h5a, h5d, h5l, h5o, h5p, h5r, h5s
 
+from .errors import UsageError
 from .layout import SourceLayout
 
 __all__ = ["build_output", "copy_attrs", "dataset_paths", "source_layout"]
 
 _KNOWN_FILTERS = ("gzip", "lzf", "szip")
+Key = tuple[int, int]
 
 
-def _object_key(obj: h5py.HLObject) -> tuple[int, int]:
+def _object_key(obj: h5py.HLObject) -> Key:
     info = h5o.get_info(obj.id)
     return (info.fileno, info.addr)
+
+
+def _link_names(group: h5py.Group) -> list[str]:
+    names: list[bytes] = []
+    group.id.links.iterate(names.append)
+    return [n.decode() for n in names]
 
 
 def dataset_paths(group: h5py.Group) -> list[str]:
     """Absolute paths of every dataset reachable by hard links (the first path of each).
 
-    Soft and external links are not followed: they are copied as links.
+    Soft, external and user-defined links are not followed: they are copied as links.
     """
     paths: list[str] = []
-    seen: set[tuple[int, int]] = set()
+    seen: set[Key] = set()
 
     def walk(grp: h5py.Group, prefix: str) -> None:
-        for name in grp:
-            if not isinstance(grp.get(name, getlink=True), h5py.HardLink):
+        for name in _link_names(grp):
+            if grp.id.links.get_info(name.encode()).type != h5l.TYPE_HARD:
                 continue
             obj = grp[name]
             key = _object_key(obj)
@@ -69,40 +83,23 @@ def source_layout(dset: h5py.Dataset) -> SourceLayout:
     )
 
 
-def copy_attrs(src: h5py.HLObject, dst: h5py.HLObject) -> None:
-    """Copy every attribute with its exact HDF5 type and dataspace (empty ones included)."""
-    for name in src.attrs:
-        raw = name.encode() if isinstance(name, str) else name
-        attr = h5a.open(src.id, raw)
-        space = attr.get_space()
-        new = h5a.create(dst.id, raw, attr.get_type(), space)
-        if space.get_simple_extent_type() == h5s.NULL or space.get_simple_extent_npoints() == 0:
-            continue
-        shape = space.shape if space.get_simple_extent_type() == h5s.SIMPLE else ()
-        data = np.empty(shape, attr.dtype)
-        attr.read(data)
-        new.write(data)
-
-
-def build_output(
-    src: h5py.Group,
-    dst: h5py.Group,
-    targets: Mapping[str, Mapping[str, Any]],
-    copy: Callable[[h5py.Group, str, h5py.Group], None] | None = None,
-) -> None:
+def build_output(src: h5py.File, dst: h5py.File, targets: Mapping[str, Mapping[str, Any]]) -> None:
     """Recreate ``src``'s hierarchy in ``dst``: targets are created empty, the rest copied.
 
-    ``targets`` maps dataset paths to ``create_dataset`` keyword arguments; attributes of
-    groups and targets are copied; soft, external and repeated hard links are linked again;
-    other objects are copied with HDF5's object copy.
+    ``targets`` maps dataset paths to ``create_dataset`` keyword arguments.
     """
-    copy_attrs(src, dst)
-    made: dict[tuple[int, int], str] = {}
-    _build(src, dst, "", targets, made, copy or _h5o_copy)
-
-
-def _h5o_copy(src_group: h5py.Group, name: str, dst_group: h5py.Group) -> None:
-    src_group.copy(src_group[name], dst_group, name)
+    objects: dict[Key, str] = {}
+    _build(src, dst, "", targets, objects)
+    remap = _Remapper(src, dst)
+    copy_attrs(src, dst, remap)
+    for path in objects.values():
+        copy_attrs(src[path], dst[path], remap)
+        if (
+            isinstance(src[path], h5py.Dataset)
+            and path not in targets
+            and _has_refs(src[path].dtype)
+        ):
+            _copy_reference_data(src[path], dst[path], remap)
 
 
 def _build(
@@ -110,27 +107,135 @@ def _build(
     dst: h5py.Group,
     prefix: str,
     targets: Mapping[str, Mapping[str, Any]],
-    made: dict[tuple[int, int], str],
-    copy: Callable[[h5py.Group, str, h5py.Group], None],
+    objects: dict[Key, str],
 ) -> None:
-    for name in src:
+    for name in _link_names(src):
         path = f"{prefix}/{name}"
-        link = src.get(name, getlink=True)
-        if isinstance(link, h5py.SoftLink | h5py.ExternalLink):
-            dst[name] = link
+        kind = src.id.links.get_info(name.encode()).type
+        if kind != h5l.TYPE_HARD:
+            _copy_link(src, dst, name, path, kind)
             continue
         obj = src[name]
         key = _object_key(obj)
-        if key in made:
-            dst[name] = dst.file[made[key]]
+        if key in objects:  # another hard link to an object already made
+            dst[name] = dst.file[objects[key]]
             continue
-        made[key] = path
+        objects[key] = path
         if isinstance(obj, h5py.Group):
             order = bool(obj.id.get_create_plist().get_link_creation_order())
-            group = dst.create_group(name, track_order=order or None)
-            copy_attrs(obj, group)
-            _build(obj, group, path, targets, made, copy)
+            _build(obj, dst.create_group(name, track_order=order or None), path, targets, objects)
         elif isinstance(obj, h5py.Dataset) and path in targets:
-            copy_attrs(obj, dst.create_dataset(name, **targets[path]))
+            dst.create_dataset(name, **targets[path])
+        elif isinstance(obj, h5py.Dataset) and obj.external:
+            del obj  # reopened with another external-file prefix below
+            _copy_external(src, name, dst)
         else:
-            copy(src, name, dst)
+            src.copy(obj, dst, name, without_attrs=True)
+
+
+def _copy_link(src: h5py.Group, dst: h5py.Group, name: str, path: str, kind: int) -> None:
+    if kind not in (h5l.TYPE_SOFT, h5l.TYPE_EXTERNAL):
+        raise UsageError(
+            f"{path} is a user-defined link (type {kind}), which h5par cannot copy; remove it or copy the file with h5repack"
+        )
+    dst[name] = src.get(name, getlink=True)
+
+
+def _copy_external(src: h5py.Group, name: str, dst: h5py.Group) -> None:
+    """Datasets stored in external raw files become ordinary contiguous datasets.
+
+    The external files are named relative to the input (``${ORIGIN}``); an output written
+    elsewhere could not find them.
+    """
+    dapl = h5p.create(h5p.DATASET_ACCESS)
+    dapl.set_efile_prefix(b"${ORIGIN}")
+    dset = h5py.Dataset(h5d.open(src.id, name.encode(), dapl=dapl))
+    dst.create_dataset(name, data=dset[...], dtype=dset.dtype)
+
+
+def _has_refs(dtype: np.dtype[Any]) -> bool:
+    if h5py.check_ref_dtype(dtype) is not None:
+        return True
+    base = h5py.check_vlen_dtype(dtype)
+    if base is not None and base is not str and base is not bytes:
+        return _has_refs(np.dtype(base))
+    if dtype.subdtype is not None:
+        return _has_refs(dtype.subdtype[0])
+    return dtype.names is not None and any(_has_refs(dtype.fields[n][0]) for n in dtype.names)  # type: ignore[index]
+
+
+class _Remapper:
+    """Maps references into ``src`` to references to the same paths in ``dst``."""
+
+    def __init__(self, src: h5py.File, dst: h5py.File) -> None:
+        self.src, self.dst = src, dst
+
+    def __call__(self, ref: Any) -> Any:
+        if not ref:
+            return ref
+        target = self.dst[self.src[ref].name]
+        if isinstance(ref, h5py.RegionReference):
+            space = h5r.get_region(ref, self.src.id)
+            return h5r.create(target.id, b".", h5r.DATASET_REGION, space)
+        return target.ref
+
+    def array(self, data: np.ndarray) -> np.ndarray:
+        """A copy of ``data`` with every reference inside remapped (nested types too)."""
+        dtype = data.dtype
+        if h5py.check_ref_dtype(dtype) is not None:
+            out = np.empty(data.shape, dtype)
+            for i, ref in np.ndenumerate(data):
+                out[i] = self(ref)
+            return out
+        if dtype.names is not None:
+            out = data.copy()
+            for field in dtype.names:
+                out[field] = self.array(data[field])
+            return out
+        base = h5py.check_vlen_dtype(dtype)
+        if base is not None and base is not str and base is not bytes:
+            out = np.empty(data.shape, dtype)
+            for i, item in np.ndenumerate(data):
+                out[i] = self.array(np.asarray(item, dtype=base))
+            return out
+        return data
+
+
+def copy_attrs(
+    src: h5py.HLObject, dst: h5py.HLObject, remap: Callable[[Any], Any] | None = None
+) -> None:
+    """Copy every attribute with its exact HDF5 type and dataspace.
+
+    Fixed-size types are copied as raw bytes (no conversion can alter them: string padding,
+    big-endian, opaque, bitfields...); references are remapped with ``remap``.
+    """
+    for name in list(src.attrs):
+        raw = name.encode() if isinstance(name, str) else name
+        if h5a.exists(dst.id, raw):
+            continue
+        attr = h5a.open(src.id, raw)
+        space, ftype = attr.get_space(), attr.get_type()
+        new = h5a.create(dst.id, raw, ftype, space)
+        if space.get_simple_extent_type() == h5s.NULL or space.get_simple_extent_npoints() == 0:
+            continue
+        shape = space.shape if space.get_simple_extent_type() == h5s.SIMPLE else ()
+        if (
+            _has_refs(attr.dtype)
+            or h5py.check_vlen_dtype(attr.dtype) is not None
+            or attr.dtype.hasobject
+        ):
+            # References need remapping and variable-length data numpy's help: convert.
+            data = np.empty(shape, attr.dtype)
+            attr.read(data)
+            new.write(remap.array(data) if isinstance(remap, _Remapper) else data)
+        else:  # everything else as raw bytes of its exact file type: no conversion at all
+            data = np.empty(shape, np.dtype((np.void, ftype.get_size())))
+            attr.read(data, mtype=ftype)
+            new.write(data, mtype=ftype)
+
+
+def _copy_reference_data(src: h5py.Dataset, dst: h5py.Dataset, remap: _Remapper) -> None:
+    """Rewrite a copied dataset of references so that they point into the output."""
+    if src.shape is None or src.size == 0:
+        return
+    dst[...] = remap.array(src[...])

@@ -339,12 +339,17 @@ def _open_input_serial(job: _Job) -> h5py.File:
 
 
 def _inspect(job: _Job) -> Plan:
-    with _open_input_serial(job) as src:
-        paths = select_paths(dataset_paths(src), job.patterns)
-        targets = [t for t in (_target(job, src[p]) for p in paths) if t is not None]
-        return Plan(
-            targets, src.userblock_size, bool(src.id.get_create_plist().get_link_creation_order())
-        )
+    try:
+        with _open_input_serial(job) as src:
+            paths = select_paths(dataset_paths(src), job.patterns)
+            targets = [t for t in (_target(job, src[p]) for p in paths) if t is not None]
+            order = bool(src.id.get_create_plist().get_link_creation_order())
+            return Plan(targets, src.userblock_size, order)
+    except UsageError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+        # HDF5 refused the file's structure (corrupt, unknown messages...): an input problem.
+        raise UsageError(f"cannot read {str(job.input)!r}: {type(exc).__name__}: {exc}") from None
 
 
 def _target(job: _Job, dset: h5py.Dataset) -> Target | None:
