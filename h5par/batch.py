@@ -126,6 +126,7 @@ def _apply(
         driver=job.driver,
         provenance=provenance,
         progress=progress.update,
+        respect_fill_value=job.respect_fill_value,
         **job.driver_options,
     )
 

@@ -66,6 +66,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from .listing import list_file
+
+    if _rank() == 0:
+        print(list_file(args.file, attributes=not args.no_attributes), flush=True)
+    return EXIT_OK
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .batch import run
     from .report import summary_text, write_report
@@ -119,6 +127,7 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "info": (_cmd_info, "versions, MPI build of h5py, parallel-filter support, ranks"),
     "demo": (_cmd_demo, "write the demo input and job, and run it"),
     "run": (_cmd_run, "run a job file on the ranks h5par was launched with"),
+    "ls": (_cmd_ls, "list groups, datasets, attributes and links of a file (like h5ls -r -v)"),
     "plan": (_cmd_plan, "validate a job and print its decomposition without reading data"),
 }
 
@@ -152,6 +161,9 @@ def _verb_arguments(name: str, verb: argparse.ArgumentParser) -> None:
     if name == "run":
         verb.add_argument("--overwrite", action="store_true", help="replace existing outputs")
         verb.add_argument("--report", metavar="FILE.json", help="write the summary as JSON")
+    if name == "ls":
+        verb.add_argument("file", help="an HDF5 file")
+        verb.add_argument("--no-attributes", action="store_true", help="leave attributes out")
     if name == "plan":
         verb.add_argument("--ranks", type=int, help="plan for N ranks (default: as launched)")
         verb.add_argument("--json", action="store_true", help="print the plan as JSON")

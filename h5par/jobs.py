@@ -37,7 +37,7 @@ _TABLES: dict[str, dict[str, type | tuple[type, ...]]] = {
         "chunks": (str, list),
         "fillvalue": (int, float),
     },
-    "run": {"memory": (str, int), "file_parallel_below": (str, int)},
+    "run": {"memory": (str, int), "file_parallel_below": (str, int), "respect_fill_value": bool},
 }
 _TOP = {"version": int, "input": dict, "output": dict, "kernels": list, "run": dict}
 _TYPE_NAMES = {
@@ -80,6 +80,8 @@ class Job:
         Per-rank budget in bytes.
     file_parallel_below : int
         Files whose size is below this are processed whole by one rank each.
+    respect_fill_value : bool
+        Elements equal to ``_FillValue`` pass through kernels and stay out of reductions.
     driver : str
         Read driver (``auto``, ``family``, ``core``...); ``driver_options`` its options.
     text : str
@@ -97,6 +99,7 @@ class Job:
     driver: str
     driver_options: dict[str, Any]
     text: str
+    respect_fill_value: bool = True
 
     @property
     def sha256(self) -> str:
@@ -216,6 +219,7 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
         driver=str(inp.get("driver", "auto")),
         driver_options=driver_options,
         text=text if text is not None else json.dumps(data, sort_keys=True, default=str),
+        respect_fill_value=bool(run.get("respect_fill_value", True)),
     )
 
 

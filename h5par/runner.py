@@ -32,6 +32,7 @@ from .errors import H5ParError, UsageError, collective_errors
 from .hierarchy import build_output, dataset_paths, source_layout
 from .io import SERIAL_H5PY_FIX, File, read_block, transfer_plist, write_block
 from .kernels import Broadcast, Chain, Kernel, KernelError, Partial, Reduce, combine_all
+from .kernels.chain import convert_fill
 from .layout import OutputOptions, dataset_options
 from .selection import select_paths
 from .sizes import format_size, parse_size
@@ -57,6 +58,8 @@ class Target:
     out_dtype: np.dtype[Any]
     align: tuple[int, ...] | None
     create: dict[str, Any]
+    fill: Any = None  # the _FillValue attribute when missing values are respected
+    out_fill: Any = None  # that value converted to out_dtype (written as the output's _FillValue)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +119,7 @@ class _Job:
     nranks: int
     provenance: dict[str, str]
     progress: Callable[[int], None] | None = None
+    respect_fill_value: bool = True
 
 
 def apply(
@@ -132,6 +136,7 @@ def apply(
     driver: str = "auto",
     provenance: Mapping[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
+    respect_fill_value: bool = True,
     **driver_options: Any,
 ) -> Result:
     """Apply a kernel chain to datasets of an HDF5 file. Collective over ``comm``.
@@ -165,6 +170,9 @@ def apply(
         the job and the time).
     progress : callable, optional
         Called on rank 0 with the bytes all ranks read in each step (for progress bars).
+    respect_fill_value : bool
+        Elements equal to a dataset's ``_FillValue`` attribute (CF/netCDF) pass through
+        kernels unchanged (converted by ``astype``) and are left out of reductions.
     **driver_options
         Options of that driver (``memb_size`` for family).
 
@@ -197,7 +205,7 @@ def apply(
             size(comm),
             dict(provenance or {}),
         )
-        job = dataclasses.replace(job, progress=progress)
+        job = dataclasses.replace(job, progress=progress, respect_fill_value=respect_fill_value)
     with collective_errors(comm, "inspect"):
         plan = _inspect(job) if rank(comm) == 0 else None
     plan = bcast(comm, plan)
@@ -363,7 +371,8 @@ def _target(job: _Job, dset: h5py.Dataset) -> Target | None:
         return None
     shape, dtype = tuple(dset.shape), dset.dtype
     try:
-        out_dtype, out_shape = job.chain.check(dtype, shape)
+        fill = _fill_value(dset) if job.respect_fill_value else None
+        out_dtype, out_shape = job.chain.check(dtype, shape, fill)
     except UsageError as exc:
         raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from None
     if job.chain:
@@ -389,7 +398,18 @@ def _target(job: _Job, dset: h5py.Dataset) -> Target | None:
     align = create.get("chunks") if out_shape == shape else layout.chunks
     if job.in_place:
         align = layout.chunks
-    return Target(dset.name, shape, dtype, out_shape, out_dtype, align, create)
+    out_fill = None if fill is None else convert_fill(fill, out_dtype)
+    return Target(dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill)
+
+
+def _fill_value(dset: h5py.Dataset) -> Any:
+    """The dataset's ``_FillValue`` attribute (CF/netCDF) as a scalar, or None."""
+    if "_FillValue" not in dset.attrs or dset.dtype.kind not in "biuf":
+        return None
+    value = np.asarray(dset.attrs["_FillValue"])
+    if value.size != 1 or value.dtype.kind not in "biuf":
+        return None
+    return value.reshape(())[()]
 
 
 def _execute(job: _Job, plan: Plan, comm: MPI.Comm) -> tuple[dict[str, dict[str, Any]], _Record]:
@@ -421,6 +441,9 @@ def _create_output(job: _Job, plan: Plan, comm: MPI.Comm) -> Path:
                     ) as dst,
                 ):
                     build_output(src, dst, {t.path: t.create for t in plan.targets})
+                    for t in plan.targets:
+                        if t.out_fill is not None and t.out_dtype != t.dtype:
+                            dst[t.path].attrs.create("_FillValue", t.out_fill, dtype=t.out_dtype)
                     dst.attrs.update(job.provenance)
             except BaseException:
                 temp.unlink(missing_ok=True)
@@ -543,7 +566,7 @@ def _pass(
             block = read_block(din, index, dxpl_in)
             done[0] += block.nbytes
             if index is not None:
-                out, block_parts = chain.apply(block, index)
+                out, block_parts = chain.apply(block, index, target.fill)
                 out = _as_output(out, target)
                 parts = [a.combine(b) for a, b in zip(parts, block_parts, strict=True)]
             busy += time.perf_counter() - tick
@@ -628,7 +651,7 @@ def _broadcast_source(
     source = np.empty(shape, dtype)
     with collective_errors(comm, f"broadcast source of {target.path}"):
         if me == 0:
-            source[...] = chain.prefix(position).apply(raw, index)[0]
+            source[...] = chain.prefix(position).apply(raw, index, target.fill)[0]
     bcast_array(comm, source)
     return source
 

@@ -15,7 +15,34 @@ from .base import Kernel, make_kernel
 from .reduce import Partial, Reduce
 from .structural import Broadcast, Reshape
 
-__all__ = ["Chain"]
+__all__ = ["Chain", "convert_fill", "missing"]
+
+
+def missing(x: np.ndarray, fill: Any) -> np.ndarray:
+    """Mask of the elements equal to ``fill`` (NaN matches NaN)."""
+    if isinstance(fill, float | np.floating) and np.isnan(fill):
+        return np.isnan(x) if x.dtype.kind in "fc" else np.zeros(x.shape, bool)
+    return np.asarray(x == fill)
+
+
+def convert_fill(fill: Any, dtype: np.dtype[Any]) -> Any:
+    """``fill`` as a scalar of ``dtype``; a UsageError if it does not survive the conversion.
+
+    Examples
+    --------
+    >>> convert_fill(-9999.0, np.dtype("int16"))
+    np.int16(-9999)
+    >>> convert_fill(float("nan"), np.dtype("int16"))
+    Traceback (most recent call last):
+    ...
+    h5par.errors.UsageError: _FillValue nan cannot be represented in int16
+    """
+    with np.errstate(all="ignore"):
+        converted = np.asarray(fill).astype(dtype)[()]
+    both_nan = dtype.kind in "fc" and np.isnan(converted) and np.isnan(fill)
+    if not (both_nan or converted == fill):
+        raise UsageError(f"_FillValue {fill} cannot be represented in {dtype}")
+    return converted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,15 +82,17 @@ class Chain:
         return cls(tuple(kernels))
 
     def check(
-        self, dtype: np.dtype[Any], shape: tuple[int, ...]
+        self, dtype: np.dtype[Any], shape: tuple[int, ...], fill: Any = None
     ) -> tuple[np.dtype[Any], tuple[int, ...]]:
-        """Validate against a dataset; return the output dtype and shape."""
+        """Validate against a dataset (and its ``_FillValue``); return output dtype and shape."""
         for position, kernel in enumerate(self.kernels, 1):
             try:
                 kernel.check(dtype, shape)
+                dtype, shape = kernel.result_dtype(dtype), kernel.result_shape(shape)
+                if fill is not None:
+                    fill = convert_fill(fill, dtype)
             except UsageError as exc:
                 raise UsageError(f"kernel #{position}: {exc}") from None
-            dtype, shape = kernel.result_dtype(dtype), kernel.result_shape(shape)
         return dtype, shape
 
     def dtype_at(self, position: int, dtype: np.dtype[Any]) -> np.dtype[Any]:
@@ -92,13 +121,38 @@ class Chain:
         kernels[position] = kernel
         return Chain(tuple(kernels))
 
-    def apply(self, x: np.ndarray, index: Index) -> tuple[np.ndarray, list[Partial]]:
-        """Transform one block; also return the partial statistics of each reduce kernel."""
+    def apply(
+        self, x: np.ndarray, index: Index, fill: Any = None
+    ) -> tuple[np.ndarray, list[Partial]]:
+        """Transform one block; also return the partial statistics of each reduce kernel.
+
+        With a ``fill`` value (a dataset's ``_FillValue``), elements equal to it are missing:
+        kernels leave them as the fill value (converted by ``astype`` like the data) and
+        reductions leave them out. After a ``broadcast`` the missing elements are those the
+        broadcast slice brought.
+
+        Examples
+        --------
+        >>> chain = Chain.from_specs([{"name": "clip", "min": 0}, {"name": "reduce", "op": "count"}])
+        >>> out, (part,) = chain.apply(np.array([-9999.0, -1.0, 2.0]), (slice(0, 3),), fill=-9999.0)
+        >>> out.tolist(), part.count
+        ([-9999.0, 0.0, 2.0], 2)
+        """
         partials = []
+        mask = None if fill is None else missing(x, fill)
         for kernel in self.kernels:
             if isinstance(kernel, Reduce):
-                partials.append(kernel.partial(x))
-            x = kernel(x, index)
+                partials.append(kernel.partial(x if mask is None else x[~mask]))
+                continue
+            y = kernel(x, index)
+            if mask is not None:
+                fill = convert_fill(fill, y.dtype)
+                if isinstance(kernel, Broadcast):
+                    mask = missing(y, fill)
+                elif mask.any():
+                    y = y.copy() if y is x else y
+                    y[mask] = fill
+            x = y
         return x, partials
 
     def __len__(self) -> int:

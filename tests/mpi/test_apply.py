@@ -302,3 +302,34 @@ def test_file_modes_and_fillvalue_like_the_book(shared) -> None:
         assert f.driver == ("mpio" if comm.size > 1 else "sec2")
     with pytest.raises(UsageError, match="mode 'q'"):
         h5par.File(path, "q")
+
+
+def test_fill_value_elements_pass_through_and_stay_out_of_statistics(shared) -> None:
+    x = data_for((40, 7))
+    x[::3, 2] = -9999.0
+    if comm.rank == 0:
+        with h5py.File(shared / "in.h5", "w") as f:
+            f["t"] = x
+            f["t"].attrs["_FillValue"] = -9999.0
+    comm.Barrier()
+    kernels = [
+        {"name": "clip", "min": 0.0},
+        {"name": "reduce", "op": ["min", "count", "mean"]},
+        {"name": "astype", "dtype": "int16", "overflow": "saturate"},
+    ]
+    result = h5par.apply(shared / "in.h5", shared / "out.h5", kernels, memory="1KiB")
+    fills = x == -9999.0
+    clipped = np.clip(x, 0.0, None)
+    expected = np.trunc(clipped).astype(np.int16)
+    expected[fills] = -9999
+    stats = result.reductions["/t"]
+    assert stats["count"] == int((~fills).sum()) and stats["min"] == clipped[~fills].min()
+    assert abs(stats["mean"] - clipped[~fills].mean()) <= 1e-12 * np.abs(clipped[~fills]).sum()
+    ok = True
+    if comm.rank == 0:
+        with h5py.File(shared / "out.h5") as f:
+            ok = same_bits(f["t"][...], expected) and f["t"].attrs["_FillValue"].dtype == np.int16
+            ok = ok and f["t"].attrs["_FillValue"] == -9999
+    assert agree(ok)
+    h5par.apply(shared / "in.h5", shared / "raw.h5", kernels[:1], respect_fill_value=False)
+    assert agree(same_bits(read_output(shared / "raw.h5", "t"), np.clip(x, 0.0, None)))

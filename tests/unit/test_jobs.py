@@ -100,7 +100,10 @@ BAD_JOBS = [
         "expression 'import os': syntax error",
     ),
     ({"run__memory": "lots"}, "run.memory: invalid size 'lots'"),
-    ({"run__threads": 4}, "run: unknown key 'threads' (valid: memory, file_parallel_below)"),
+    (
+        {"run__threads": 4},
+        "run: unknown key 'threads' (valid: memory, file_parallel_below, respect_fill_value)",
+    ),
     ({"output__layout": "subfiled"}, "output.layout = 'subfiled' (valid: 'single'"),
     ({"output__chunks": "big"}, "output chunks = 'big' (valid: 'keep', 'auto', [n, ...])"),
 ]
