@@ -371,6 +371,7 @@ def _target(job: _Job, dset: h5py.Dataset) -> Target | None:
         return None
     shape, dtype = tuple(dset.shape), dset.dtype
     try:
+        _check_packed(job, dset)
         fill = _fill_value(dset) if job.respect_fill_value else None
         out_dtype, out_shape = job.chain.check(dtype, shape, fill)
     except UsageError as exc:
@@ -400,6 +401,21 @@ def _target(job: _Job, dset: h5py.Dataset) -> Target | None:
         align = layout.chunks
     out_fill = None if fill is None else convert_fill(fill, out_dtype)
     return Target(dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill)
+
+
+def _check_packed(job: _Job, dset: h5py.Dataset) -> None:
+    """Refuse to mix packed and unpacked values (CF ``scale_factor``/``add_offset``).
+
+    Kernels see the stored (packed) numbers. ``scale`` would unpack them while the attributes
+    still tell every netCDF reader to unpack again.
+    """
+    packing = [a for a in ("scale_factor", "add_offset") if a in dset.attrs]
+    if packing and any(k.name == "scale" for k in job.chain.kernels):
+        raise UsageError(
+            f"dataset {dset.name} is packed ({', '.join(packing)} attributes): a 'scale' kernel "
+            "would unpack values that readers unpack again; process the packed values "
+            "(thresholds in packed units) or repack the file first"
+        )
 
 
 def _fill_value(dset: h5py.Dataset) -> Any:

@@ -333,3 +333,19 @@ def test_fill_value_elements_pass_through_and_stay_out_of_statistics(shared) -> 
     assert agree(ok)
     h5par.apply(shared / "in.h5", shared / "raw.h5", kernels[:1], respect_fill_value=False)
     assert agree(same_bits(read_output(shared / "raw.h5", "t"), np.clip(x, 0.0, None)))
+
+
+def test_packed_data_is_not_unpacked_twice(shared) -> None:
+    if comm.rank == 0:
+        with h5py.File(shared / "in.h5", "w") as f:
+            f["p"] = np.arange(10, dtype=np.int16)
+            f["p"].attrs["scale_factor"] = 0.01
+    comm.Barrier()
+    with pytest.raises(UsageError, match="dataset /p is packed \\(scale_factor attributes\\)"):
+        h5par.apply(shared / "in.h5", shared / "out.h5", [{"name": "scale", "factor": 0.01}])
+    h5par.apply(shared / "in.h5", shared / "out.h5", [{"name": "clip", "max": 5}])
+    assert agree(
+        same_bits(
+            read_output(shared / "out.h5", "p"), np.clip(np.arange(10, dtype=np.int16), None, 5)
+        )
+    )

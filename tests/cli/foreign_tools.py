@@ -1,0 +1,95 @@
+"""Helper for test_foreign_tools.py: write and check files with netCDF4-python and PyTables.
+
+Each command runs in its own process: those libraries bring their own HDF5 builds, which
+must not share a process with the parallel HDF5 h5py uses.
+
+    python foreign_tools.py write-netcdf PATH | check-netcdf IN OUT
+    python foreign_tools.py write-tables PATH | check-tables IN OUT
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def temperature() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.normal(loc=2.0, scale=5.0, size=(6, 10, 12)).astype(np.float32)
+
+
+def write_netcdf(path: str) -> None:
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.title = "h5par round trip"
+        for name, n in (("time", None), ("lat", 10), ("lon", 12)):
+            nc.createDimension(name, n)
+        nc.createVariable("time", "f8", ("time",))[:] = np.arange(6) * 3600.0
+        nc.createVariable("lat", "f4", ("lat",))[:] = np.linspace(-45, 45, 10)
+        nc.createVariable("lon", "f4", ("lon",))[:] = np.linspace(0, 330, 12)
+        t = nc.createVariable("t2m", "f4", ("time", "lat", "lon"), fill_value=-999.0, zlib=True)
+        t.units = "degC"
+        data = temperature()
+        data[0, 0, :3] = -999.0
+        t[:] = np.ma.masked_equal(data, -999.0)
+
+
+def check_netcdf(src: str, out: str) -> None:
+    import netCDF4
+
+    with netCDF4.Dataset(src) as a, netCDF4.Dataset(out) as b:
+        assert b.title == a.title
+        assert {k: len(v) for k, v in b.dimensions.items()} == {
+            k: len(v) for k, v in a.dimensions.items()
+        }
+        assert b.dimensions["time"].isunlimited()
+        for name in ("time", "lat", "lon"):
+            assert np.array_equal(b[name][:], a[name][:]), name
+        assert b["t2m"].dimensions == ("time", "lat", "lon") and b["t2m"].units == "degC"
+        got, src_data = b["t2m"][:], a["t2m"][:]
+        assert np.array_equal(got.mask, src_data.mask), "missing values moved"
+        expected = np.clip(src_data.filled(0), 0, None)
+        assert np.array_equal(got.filled(0)[~got.mask], expected[~got.mask])
+    print("netCDF4 round trip OK")
+
+
+def write_tables(path: str) -> None:
+    import tables
+
+    class Reading(tables.IsDescription):
+        station = tables.StringCol(8)
+        value = tables.Float64Col()
+
+    with tables.open_file(path, "w", title="h5par tables") as f:
+        group = f.create_group("/", "run", "a run")
+        f.create_array(group, "field", temperature().astype(np.float64), "a field")
+        table = f.create_table(group, "readings", Reading, "readings")
+        row = table.row
+        for i in range(20):
+            row["station"], row["value"] = f"st{i % 4}", i - 10.0
+            row.append()
+        table.flush()
+
+
+def check_tables(src: str, out: str) -> None:
+    import tables
+
+    with tables.open_file(src) as a, tables.open_file(out) as b:
+        assert b.title == a.title and b.root.run._v_title == "a run"
+        assert np.array_equal(b.root.run.field.read(), np.clip(a.root.run.field.read(), 0, None))
+        assert b.root.run.field.title == "a field"
+        assert np.array_equal(b.root.run.readings.read(), a.root.run.readings.read())
+        assert b.root.run.readings.attrs.CLASS == "TABLE"
+    print("PyTables round trip OK")
+
+
+if __name__ == "__main__":
+    commands = {
+        "write-netcdf": write_netcdf,
+        "check-netcdf": check_netcdf,
+        "write-tables": write_tables,
+        "check-tables": check_tables,
+    }
+    commands[sys.argv[1]](*sys.argv[2:])
