@@ -23,7 +23,7 @@ from h5py import h5a, h5d, h5l, h5o, h5p, h5r, h5s
 from .errors import UsageError
 from .layout import SourceLayout
 
-__all__ = ["build_output", "copy_attrs", "dataset_paths", "source_layout"]
+__all__ = ["build_output", "copy_attrs", "dataset_paths", "has_refs", "source_layout"]
 
 _KNOWN_FILTERS = ("gzip", "lzf", "szip")
 Key = tuple[int, int]
@@ -97,7 +97,7 @@ def build_output(src: h5py.File, dst: h5py.File, targets: Mapping[str, Mapping[s
         if (
             isinstance(src[path], h5py.Dataset)
             and path not in targets
-            and _has_refs(src[path].dtype)
+            and has_refs(src[path].dtype)
         ):
             _copy_reference_data(src[path], dst[path], remap)
 
@@ -153,15 +153,16 @@ def _copy_external(src: h5py.Group, name: str, dst: h5py.Group) -> None:
     dst.create_dataset(name, data=dset[...], dtype=dset.dtype)
 
 
-def _has_refs(dtype: np.dtype[Any]) -> bool:
+def has_refs(dtype: np.dtype[Any]) -> bool:
+    """True if ``dtype`` holds object or region references anywhere (fields, vlen, arrays)."""
     if h5py.check_ref_dtype(dtype) is not None:
         return True
     base = h5py.check_vlen_dtype(dtype)
     if base is not None and base is not str and base is not bytes:
-        return _has_refs(np.dtype(base))
+        return has_refs(np.dtype(base))
     if dtype.subdtype is not None:
-        return _has_refs(dtype.subdtype[0])
-    return dtype.names is not None and any(_has_refs(dtype.fields[n][0]) for n in dtype.names)  # type: ignore[index]
+        return has_refs(dtype.subdtype[0])
+    return dtype.names is not None and any(has_refs(dtype.fields[n][0]) for n in dtype.names)  # type: ignore[index]
 
 
 class _Remapper:
@@ -220,7 +221,7 @@ def copy_attrs(
             continue
         shape = space.shape if space.get_simple_extent_type() == h5s.SIMPLE else ()
         if (
-            _has_refs(attr.dtype)
+            has_refs(attr.dtype)
             or h5py.check_vlen_dtype(attr.dtype) is not None
             or attr.dtype.hasobject
         ):

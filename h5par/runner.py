@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
+from h5py import h5z
 
 from .comm import allgather, bcast, bcast_array, rank, resolve_comm, size
 from .decomposition import Index, flat_range, flat_range_boxes, index_shape, slab, steps
 from .errors import H5ParError, UsageError, collective_errors
-from .hierarchy import build_output, dataset_paths, source_layout
+from .hierarchy import build_output, dataset_paths, has_refs, source_layout
 from .io import SERIAL_H5PY_FIX, File, read_block, transfer_plist, write_block
 from .kernels import Broadcast, Chain, Kernel, KernelError, Partial, Reduce, combine_all
 from .kernels.chain import convert_fill
@@ -60,6 +61,7 @@ class Target:
     create: dict[str, Any]
     fill: Any = None  # the _FillValue attribute when missing values are respected
     out_fill: Any = None  # that value converted to out_dtype (written as the output's _FillValue)
+    copy: bool = False  # an untouched dataset copied in parallel (no kernels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Plan:
     targets: list[Target]
     userblock: int
     track_order: bool
+    copies: list[Target] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,13 +354,47 @@ def _inspect(job: _Job) -> Plan:
         with _open_input_serial(job) as src:
             paths = select_paths(dataset_paths(src), job.patterns)
             targets = [t for t in (_target(job, src[p]) for p in paths) if t is not None]
+            processed = {t.path for t in targets}
+            copies = [_parallel_copy(job, src[p]) for p in dataset_paths(src) if p not in processed]
             order = bool(src.id.get_create_plist().get_link_creation_order())
-            return Plan(targets, src.userblock_size, order)
+            return Plan(targets, src.userblock_size, order, [c for c in copies if c is not None])
     except UsageError:
         raise
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
         # HDF5 refused the file's structure (corrupt, unknown messages...): an input problem.
         raise UsageError(f"cannot read {str(job.input)!r}: {type(exc).__name__}: {exc}") from None
+
+
+#: Untouched datasets at least this large are copied by all ranks (smaller: HDF5's object copy).
+PARALLEL_COPY_BYTES = 64 * 2**20
+#: Filters an identity copy can re-apply exactly (deflate, shuffle, fletcher32).
+_LOSSLESS_FILTERS = frozenset({h5z.FILTER_DEFLATE, h5z.FILTER_SHUFFLE, h5z.FILTER_FLETCHER32})
+
+
+def _parallel_copy(job: _Job, dset: h5py.Dataset) -> Target | None:
+    """An untouched large dataset copied slab by slab by every rank, or None (object copy)."""
+    if job.output is None or dset.shape is None or dset.external or dset.is_virtual:
+        return None
+    dtype = dset.dtype
+    if dset.size * dtype.itemsize < PARALLEL_COPY_BYTES or dtype.hasobject or has_refs(dtype):
+        return None
+    if dtype.itemsize > job.budget // STEP_FRACTION or not _fully_allocated(dset):
+        return None  # huge elements; sparse datasets (the object copy keeps holes unallocated)
+    dcpl = dset.id.get_create_plist()
+    if any(dcpl.get_filter(i)[0] not in _LOSSLESS_FILTERS for i in range(dcpl.get_nfilters())):
+        return None
+    layout = source_layout(dset)
+    shape = tuple(dset.shape)
+    create = dataset_options(layout, shape, shape, dtype, OutputOptions(), False)
+    return Target(dset.name, shape, dtype, shape, dtype, layout.chunks, create, copy=True)
+
+
+def _fully_allocated(dset: h5py.Dataset) -> bool:
+    """True when every chunk (or the contiguous block) of ``dset`` exists in the file."""
+    if dset.chunks is None:
+        return bool(dset.id.get_storage_size() > 0)
+    grid = math.prod(-(-n // c) for n, c in zip(dset.shape, dset.chunks, strict=True))
+    return bool(dset.id.get_num_chunks() == grid)
 
 
 def _target(job: _Job, dset: h5py.Dataset) -> Target | None:
@@ -456,7 +493,8 @@ def _create_output(job: _Job, plan: Plan, comm: MPI.Comm) -> Path:
                         temp, "w", userblock_size=plan.userblock or None, track_order=order
                     ) as dst,
                 ):
-                    build_output(src, dst, {t.path: t.create for t in plan.targets})
+                    created = {t.path: t.create for t in (*plan.targets, *plan.copies)}
+                    build_output(src, dst, created)
                     for t in plan.targets:
                         if t.out_fill is not None and t.out_dtype != t.dtype:
                             dst[t.path].attrs.create("_FillValue", t.out_fill, dtype=t.out_dtype)
@@ -489,6 +527,9 @@ def _data_phase(
                 result = _process(job, target, fin[target.path], dout, comm, record)
                 if result:
                     reductions[target.path] = result
+            for copy in plan.copies:  # only with an output file
+                assert fout is not None
+                _pass(job, copy, Chain(), fin[copy.path], fout[copy.path], comm, record)
             if job.in_place:
                 fin.attrs.update(job.provenance)  # collective: the same values on every rank
         finally:
