@@ -110,25 +110,28 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else 0
 
 
+def _engine_arguments(job: Job, file: JobFile) -> dict[str, Any]:
+    """The arguments of :func:`apply` / :func:`inspect` for one file of a job."""
+    return {
+        "input": file.input,
+        "output": None if job.in_place else file.output,
+        "kernels": job.kernels,
+        "datasets": job.datasets,
+        "in_place": job.in_place,
+        "overwrite": job.overwrite,
+        "memory": job.memory,
+        "options": job.options,
+        "driver": job.driver,
+        "respect_fill_value": job.respect_fill_value,
+        **job.driver_options,
+    }
+
+
 def _apply(
     job: Job, file: JobFile, comm: MPI.Comm, provenance: dict[str, str], progress: Progress
 ) -> Result:
-    return apply(
-        file.input,
-        None if job.in_place else file.output,
-        job.kernels,
-        job.datasets,
-        in_place=job.in_place,
-        overwrite=job.overwrite,
-        memory=job.memory,
-        options=job.options,
-        comm=comm,
-        driver=job.driver,
-        provenance=provenance,
-        progress=progress.update,
-        respect_fill_value=job.respect_fill_value,
-        **job.driver_options,
-    )
+    arguments = _engine_arguments(job, file)
+    return apply(**arguments, comm=comm, provenance=provenance, progress=progress.update)
 
 
 def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
@@ -144,19 +147,7 @@ def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
     entries = []
     for file in job.files:
         ranks = nranks if file.index in shared else 1
-        targets = inspect(
-            file.input,
-            None if job.in_place else file.output,
-            job.kernels,
-            job.datasets,
-            in_place=job.in_place,
-            overwrite=job.overwrite,
-            memory=job.memory,
-            options=job.options,
-            nranks=ranks,
-            driver=job.driver,
-            **job.driver_options,
-        )
+        targets = inspect(**_engine_arguments(job, file), nranks=ranks)
         entries.append(
             {
                 "input": str(file.input),

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 from h5py import h5a, h5d, h5l, h5o, h5p, h5r, h5s
 
-from .errors import UsageError
+from .errors import H5ParError, UsageError
 from .layout import SourceLayout
 
 __all__ = ["build_output", "copy_attrs", "dataset_paths", "has_refs", "source_layout"]
@@ -94,11 +94,8 @@ def build_output(src: h5py.File, dst: h5py.File, targets: Mapping[str, Mapping[s
     copy_attrs(src, dst, remap)
     for path in objects.values():
         copy_attrs(src[path], dst[path], remap)
-        if (
-            isinstance(src[path], h5py.Dataset)
-            and path not in targets
-            and has_refs(src[path].dtype)
-        ):
+        dtype = _numpy_dtype(src[path]) if isinstance(src[path], h5py.Dataset) else None
+        if dtype is not None and path not in targets and has_refs(dtype):
             _copy_reference_data(src[path], dst[path], remap)
 
 
@@ -126,11 +123,21 @@ def _build(
             _build(obj, dst.create_group(name, track_order=order or None), path, targets, objects)
         elif isinstance(obj, h5py.Dataset) and path in targets:
             dst.create_dataset(name, **targets[path])
-        elif isinstance(obj, h5py.Dataset) and obj.external:
-            del obj  # reopened with another external-file prefix below
+        else:
+            external = isinstance(obj, h5py.Dataset) and bool(obj.external)
+            del obj  # an external dataset is reopened with another file prefix
+            _copy_object(src, dst, name, path, external)
+
+
+def _copy_object(src: h5py.Group, dst: h5py.Group, name: str, path: str, external: bool) -> None:
+    """Copy one untouched object; what HDF5 cannot copy is an error naming the object."""
+    try:
+        if external:
             _copy_external(src, name, dst)
         else:
-            src.copy(obj, dst, name, without_attrs=True)
+            src.copy(name, dst, name, without_attrs=True)
+    except (OSError, RuntimeError, TypeError, ValueError, KeyError) as exc:
+        raise H5ParError(f"cannot copy {path}: {exc}") from None
 
 
 def _copy_link(src: h5py.Group, dst: h5py.Group, name: str, path: str, kind: int) -> None:
@@ -220,19 +227,26 @@ def copy_attrs(
         if space.get_simple_extent_type() == h5s.NULL or space.get_simple_extent_npoints() == 0:
             continue
         shape = space.shape if space.get_simple_extent_type() == h5s.SIMPLE else ()
-        if (
-            has_refs(attr.dtype)
-            or h5py.check_vlen_dtype(attr.dtype) is not None
-            or attr.dtype.hasobject
+        dtype = _numpy_dtype(attr)
+        if dtype is not None and (
+            has_refs(dtype) or h5py.check_vlen_dtype(dtype) is not None or dtype.hasobject
         ):
             # References need remapping and variable-length data numpy's help: convert.
-            data = np.empty(shape, attr.dtype)
+            data = np.empty(shape, dtype)
             attr.read(data)
             new.write(remap.array(data) if isinstance(remap, _Remapper) else data)
         else:  # everything else as raw bytes of its exact file type: no conversion at all
             data = np.empty(shape, np.dtype((np.void, ftype.get_size())))
             attr.read(data, mtype=ftype)
             new.write(data, mtype=ftype)
+
+
+def _numpy_dtype(obj: Any) -> np.dtype[Any] | None:
+    """The numpy dtype h5py gives an object or attribute, None when there is none (H5T_TIME)."""
+    try:
+        return obj.dtype
+    except TypeError:
+        return None
 
 
 def _copy_reference_data(src: h5py.Dataset, dst: h5py.Dataset, remap: _Remapper) -> None:

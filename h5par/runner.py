@@ -250,6 +250,7 @@ def inspect(
     options: OutputOptions | None = None,
     nranks: int = 1,
     driver: str = "auto",
+    respect_fill_value: bool = True,
     **driver_options: Any,
 ) -> list[Target]:
     """Validate like :func:`apply` and list the datasets it would process (one process).
@@ -257,19 +258,10 @@ def inspect(
     Reads metadata only; with :func:`share` this is what ``h5par plan`` prints.
     """
     job = _validate(
-        input,
-        output,
-        kernels,
-        datasets,
-        in_place,
-        overwrite,
-        memory,
-        options,
-        driver,
-        driver_options,
-        nranks,
-        {},
-    )
+        input, output, kernels, datasets, in_place, overwrite, memory, options, driver,
+        driver_options, nranks, {},
+    )  # fmt: skip
+    job = dataclasses.replace(job, respect_fill_value=respect_fill_value)
     return _inspect(job).targets
 
 
@@ -353,7 +345,7 @@ def _inspect(job: _Job) -> Plan:
     try:
         with _open_input_serial(job) as src:
             paths = select_paths(dataset_paths(src), job.patterns)
-            targets = [t for t in (_target(job, src[p]) for p in paths) if t is not None]
+            targets = [t for t in (_named(p, _target, job, src) for p in paths) if t is not None]
             processed = {t.path for t in targets}
             copies = [_parallel_copy(job, src[p]) for p in dataset_paths(src) if p not in processed]
             order = bool(src.id.get_create_plist().get_link_creation_order())
@@ -375,7 +367,10 @@ def _parallel_copy(job: _Job, dset: h5py.Dataset) -> Target | None:
     """An untouched large dataset copied slab by slab by every rank, or None (object copy)."""
     if job.output is None or dset.shape is None or dset.external or dset.is_virtual:
         return None
-    dtype = dset.dtype
+    try:
+        dtype = dset.dtype
+    except TypeError:  # no numpy equivalent (e.g. H5T_TIME): HDF5's object copy handles it
+        return None
     if dset.size * dtype.itemsize < PARALLEL_COPY_BYTES or dtype.hasobject or has_refs(dtype):
         return None
     if dtype.itemsize > job.budget // STEP_FRACTION or not _fully_allocated(dset):
@@ -387,6 +382,17 @@ def _parallel_copy(job: _Job, dset: h5py.Dataset) -> Target | None:
     shape = tuple(dset.shape)
     create = dataset_options(layout, shape, shape, dtype, OutputOptions(), False)
     return Target(dset.name, shape, dtype, shape, dtype, layout.chunks, create, copy=True)
+
+
+def _named(path: str, plan: Any, job: _Job, src: h5py.File) -> Target | None:
+    """``plan(job, src[path])``, with HDF5's refusals turned into errors naming the dataset."""
+    try:
+        result: Target | None = plan(job, src[path])
+    except UsageError:
+        raise
+    except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise UsageError(f"cannot read dataset {path} of {str(job.input)!r}: {exc}") from None
+    return result
 
 
 def _fully_allocated(dset: h5py.Dataset) -> bool:
