@@ -5,7 +5,7 @@ mpi4py is imported lazily so that ``import h5par`` has no MPI side effects.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -14,8 +14,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "allgather",
-    "any_true",
-    "barrier",
     "bcast",
     "bcast_array",
     "rank",
@@ -75,16 +73,3 @@ def allgather(comm: MPI.Comm, value: T) -> list[T]:
     """Gather one picklable value from every rank, on every rank. Collective over comm."""
     result: list[T] = comm.allgather(value)
     return result
-
-
-def barrier(comm: MPI.Comm) -> None:
-    """Wait for every rank. Collective over comm."""
-    comm.Barrier()
-
-
-def any_true(comm: MPI.Comm, flag: bool) -> bool:
-    """True on every rank if ``flag`` is true on any rank. Collective over comm."""
-    from mpi4py import MPI
-
-    result: Any = comm.allreduce(bool(flag), op=MPI.LOR)
-    return bool(result)

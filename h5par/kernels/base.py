@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -134,13 +133,3 @@ def as_number(kernel: str, key: str, value: Any, optional: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise UsageError(f"kernel {kernel!r}: {key} = {value!r} is not a number")
     return value
-
-
-def finite(kernel: str, key: str, value: Any) -> Any:
-    """Check that a numeric parameter is finite."""
-    if value is not None and not math.isfinite(value):
-        raise UsageError(f"kernel {kernel!r}: {key} = {value!r} must be finite")
-    return value
-
-
-Validator = Callable[[Any], Any]

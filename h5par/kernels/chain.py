@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -102,11 +102,6 @@ class Chain:
         return dtype
 
     @property
-    def reshape(self) -> Reshape | None:
-        """The reshape kernel, if any."""
-        return next((k for k in self.kernels if isinstance(k, Reshape)), None)
-
-    @property
     def reducers(self) -> list[tuple[int, Reduce]]:
         """Positions and kernels of the reductions, in order."""
         return [(i, k) for i, k in enumerate(self.kernels) if isinstance(k, Reduce)]
@@ -157,7 +152,3 @@ class Chain:
 
     def __len__(self) -> int:
         return len(self.kernels)
-
-    def names(self) -> Sequence[str]:
-        """Kernel names in order."""
-        return [k.name for k in self.kernels]
