@@ -121,8 +121,8 @@ class _Job:
     driver_options: dict[str, Any]
     nranks: int
     provenance: dict[str, str]
-    progress: Callable[[int], None] | None = None
-    respect_fill_value: bool = True
+    progress: Callable[[int], None] | None
+    respect_fill_value: bool
 
 
 def apply(
@@ -195,20 +195,9 @@ def apply(
     start = time.perf_counter()
     with collective_errors(comm, "validate"):
         job = _validate(
-            input,
-            output,
-            kernels,
-            datasets,
-            in_place,
-            overwrite,
-            memory,
-            options,
-            driver,
-            driver_options,
-            size(comm),
-            dict(provenance or {}),
-        )
-        job = dataclasses.replace(job, progress=progress, respect_fill_value=respect_fill_value)
+            input, output, kernels, datasets, in_place, overwrite, memory, options, driver,
+            driver_options, size(comm), dict(provenance or {}), progress, respect_fill_value,
+        )  # fmt: skip
     with collective_errors(comm, "inspect"):
         plan = _inspect(job) if rank(comm) == 0 else None
     plan = bcast(comm, plan)
@@ -259,9 +248,8 @@ def inspect(
     """
     job = _validate(
         input, output, kernels, datasets, in_place, overwrite, memory, options, driver,
-        driver_options, nranks, {},
+        driver_options, nranks, {}, None, respect_fill_value,
     )  # fmt: skip
-    job = dataclasses.replace(job, respect_fill_value=respect_fill_value)
     return _inspect(job).targets
 
 
@@ -278,6 +266,8 @@ def _validate(
     driver_options: dict[str, Any],
     nranks: int,
     provenance: dict[str, str],
+    progress: Callable[[int], None] | None,
+    respect_fill_value: bool,
 ) -> _Job:
     try:
         budget = parse_size(memory)
@@ -319,6 +309,8 @@ def _validate(
         dict(driver_options),
         nranks,
         provenance,
+        progress,
+        respect_fill_value,
     )
 
 
@@ -572,13 +564,13 @@ def rank_steps(target: Target, chain: Chain, r: int, nranks: int, budget: int) -
 def share(target: Target, chain: Chain, r: int, nranks: int, budget: int) -> dict[str, Any]:
     """What rank ``r`` does for ``target``: region, number of steps, bytes read (pure)."""
     region = rank_region(target, r, nranks)
-    elements = 0 if region is None else math.prod(index_shape(region))
-    return {
-        "rank": r,
-        "region": None if region is None else [[s.start, s.stop] for s in region],
-        "steps": len(rank_steps(target, chain, r, nranks, budget)),
-        "bytes": elements * target.dtype.itemsize,
-    }
+    nbytes = 0 if region is None else _nbytes(region, target.dtype)
+    return _share(r, region, len(rank_steps(target, chain, r, nranks, budget)), nbytes)
+
+
+def _share(r: int, region: Index | None, steps: int, nbytes: int) -> dict[str, Any]:
+    bounds = None if region is None else [[s.start, s.stop] for s in region]
+    return {"rank": r, "region": bounds, "steps": steps, "bytes": nbytes}
 
 
 def _process(
@@ -641,17 +633,11 @@ def _pass(
         if record is not None and job.progress is not None and me == 0:
             # Ranks advance in lockstep (collective steps): all of them finished step i.
             job.progress(sum(_nbytes(s[i], target.dtype) for s in every if i < len(s)))
-    if record is not None:
-        record.read, record.written, record.busy = (
-            record.read + done[0],
-            record.written + done[1],
-            record.busy + busy,
-        )
-        record.shares[target.path] = {
-            **share(target, chain, me, n, job.budget),
-            "steps": len(mine),
-            "bytes": done[0],
-        }
+    if record is not None:  # what this rank actually did, in the shape share() predicts
+        record.read += done[0]
+        record.written += done[1]
+        record.busy += busy
+        record.shares[target.path] = _share(me, rank_region(target, me, n), len(mine), done[0])
     gathered = allgather(comm, parts)
     return [combine_all(column) for column in zip(*gathered, strict=True)]
 
