@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
+from .kernels.chain import convert_fill
 
 __all__ = ["OutputOptions", "SourceLayout", "auto_chunks", "dataset_options"]
 
@@ -186,11 +187,7 @@ def _convert_fill(value: Any, dtype: np.dtype[Any]) -> Any:
     """The fill value in ``dtype``, or None if it does not survive the conversion."""
     if dtype.kind not in "biufc":
         return value if np.asarray(value).dtype == dtype else None
-    with np.errstate(over="ignore", invalid="ignore"):
-        converted = np.asarray(value).astype(dtype)
-    same = (
-        converted == value or (np.isnan(converted) and np.isnan(value))
-        if dtype.kind in "fc"
-        else converted == value
-    )
-    return converted[()] if bool(same) else None
+    try:
+        return convert_fill(value, dtype)
+    except UsageError:
+        return None
