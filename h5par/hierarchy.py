@@ -13,7 +13,7 @@ other rank involved, nothing can diverge. The output mirrors the input's paths i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import h5py
@@ -23,18 +23,28 @@ from h5py import h5a, h5d, h5l, h5o, h5p, h5r, h5s
 from .errors import H5ParError, UsageError
 from .layout import SourceLayout
 
-__all__ = ["build_output", "copy_attrs", "dataset_paths", "has_refs", "source_layout"]
+__all__ = [
+    "build_output",
+    "copy_attrs",
+    "dataset_paths",
+    "has_refs",
+    "link_names",
+    "object_key",
+    "source_layout",
+]
 
 _KNOWN_FILTERS = ("gzip", "lzf", "szip")
 Key = tuple[int, int]
 
 
-def _object_key(obj: h5py.HLObject) -> Key:
+def object_key(obj: h5py.HLObject) -> Key:
+    """Identity of an HDF5 object (file number, address): equal for hard links to it."""
     info = h5o.get_info(obj.id)
     return (info.fileno, info.addr)
 
 
-def _link_names(group: h5py.Group) -> list[str]:
+def link_names(group: h5py.Group) -> list[str]:
+    """Names of every link in ``group``, in HDF5's iteration order, user-defined ones included."""
     names: list[bytes] = []
     group.id.links.iterate(names.append)
     return [n.decode() for n in names]
@@ -49,11 +59,11 @@ def dataset_paths(group: h5py.Group) -> list[str]:
     seen: set[Key] = set()
 
     def walk(grp: h5py.Group, prefix: str) -> None:
-        for name in _link_names(grp):
+        for name in link_names(grp):
             if grp.id.links.get_info(name.encode()).type != h5l.TYPE_HARD:
                 continue
             obj = grp[name]
-            key = _object_key(obj)
+            key = object_key(obj)
             if key in seen:
                 continue
             seen.add(key)
@@ -106,14 +116,14 @@ def _build(
     targets: Mapping[str, Mapping[str, Any]],
     objects: dict[Key, str],
 ) -> None:
-    for name in _link_names(src):
+    for name in link_names(src):
         path = f"{prefix}/{name}"
         kind = src.id.links.get_info(name.encode()).type
         if kind != h5l.TYPE_HARD:
             _copy_link(src, dst, name, path, kind)
             continue
         obj = src[name]
-        key = _object_key(obj)
+        key = object_key(obj)
         if key in objects:  # another hard link to an object already made
             dst[name] = dst.file[objects[key]]
             continue
@@ -209,9 +219,7 @@ class _Remapper:
         return data
 
 
-def copy_attrs(
-    src: h5py.HLObject, dst: h5py.HLObject, remap: Callable[[Any], Any] | None = None
-) -> None:
+def copy_attrs(src: h5py.HLObject, dst: h5py.HLObject, remap: _Remapper | None = None) -> None:
     """Copy every attribute with its exact HDF5 type and dataspace.
 
     Fixed-size types are copied as raw bytes (no conversion can alter them: string padding,
@@ -234,7 +242,7 @@ def copy_attrs(
             # References need remapping and variable-length data numpy's help: convert.
             data = np.empty(shape, dtype)
             attr.read(data)
-            new.write(remap.array(data) if isinstance(remap, _Remapper) else data)
+            new.write(data if remap is None else remap.array(data))
         else:  # everything else as raw bytes of its exact file type: no conversion at all
             data = np.empty(shape, np.dtype((np.void, ftype.get_size())))
             attr.read(data, mtype=ftype)

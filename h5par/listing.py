@@ -11,7 +11,7 @@ import numpy as np
 from h5py import h5l
 
 from .errors import UsageError
-from .hierarchy import _link_names, _object_key
+from .hierarchy import link_names, object_key
 
 __all__ = ["list_file"]
 
@@ -23,7 +23,7 @@ def list_file(path: str | Path, attributes: bool = True) -> str:
             lines = [f"/  group{_attrs_summary(f)}"]
             if attributes:
                 lines += _attribute_lines(f, "  ")
-            _walk(f, "", lines, {_object_key(f): "/"}, attributes)
+            _walk(f, "", lines, {object_key(f): "/"}, attributes)
     except OSError as exc:
         raise UsageError(f"cannot open {str(path)!r} as HDF5: {exc}") from None
     return "\n".join(lines)
@@ -32,7 +32,7 @@ def list_file(path: str | Path, attributes: bool = True) -> str:
 def _walk(
     group: h5py.Group, prefix: str, lines: list[str], seen: dict[Any, str], attributes: bool
 ) -> None:
-    for name in _link_names(group):
+    for name in link_names(group):
         path = f"{prefix}/{name}"
         kind = group.id.links.get_info(name.encode()).type
         if kind == h5l.TYPE_SOFT:
@@ -50,7 +50,7 @@ def _walk(
         except (KeyError, OSError, RuntimeError) as exc:
             lines.append(f"{path}  unreadable object: {exc}")
             continue
-        key = _object_key(obj)
+        key = object_key(obj)
         if key in seen:
             lines.append(f"{path}  hard link, same object as {seen[key]}")
             continue
