@@ -32,19 +32,20 @@ def _launcher(names: Sequence[str], default: int) -> int:
     return next((int(os.environ[n]) for n in names if os.environ.get(n, "").isdigit()), default)
 
 
-def _rank() -> int:
-    """Rank in COMM_WORLD (from MPI if initialised, else from the launcher's environment)."""
+def _world(method: str, names: Sequence[str], default: int) -> int:
+    """COMM_WORLD's rank or size from MPI if initialised, else from the launcher's environment."""
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
-        return _launcher(_RANK_VARS, 0)
-    return int(mpi.COMM_WORLD.Get_rank())
+        return _launcher(names, default)
+    return int(getattr(mpi.COMM_WORLD, method)())
+
+
+def _rank() -> int:
+    return _world("Get_rank", _RANK_VARS, 0)
 
 
 def _world_size() -> int:
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is None or not mpi.Is_initialized():
-        return _launcher(_SIZE_VARS, 1)
-    return int(mpi.COMM_WORLD.Get_size())
+    return _world("Get_size", _SIZE_VARS, 1)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
