@@ -84,7 +84,8 @@ def run(
     }
 
     def process(i: int, on: MPI.Comm, ranks: list[int]) -> FileResult:
-        result = _apply(job, job.files[i], on, provenance, progress)
+        arguments = _engine_arguments(job, job.files[i])
+        result = apply(**arguments, comm=on, provenance=provenance, progress=progress.update)
         return FileResult(i, str(job.files[i].input), ranks, result)
 
     results = [process(i, comm, list(range(size(comm)))) for i in shared]
@@ -125,13 +126,6 @@ def _engine_arguments(job: Job, file: JobFile) -> dict[str, Any]:
         "respect_fill_value": job.respect_fill_value,
         **job.driver_options,
     }
-
-
-def _apply(
-    job: Job, file: JobFile, comm: MPI.Comm, provenance: dict[str, str], progress: Progress
-) -> Result:
-    arguments = _engine_arguments(job, file)
-    return apply(**arguments, comm=comm, provenance=provenance, progress=progress.update)
 
 
 def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
