@@ -1,8 +1,8 @@
 """Smoke job: every rank writes its slab of one shared file through the mpio driver.
 
-Run with::
+Run with (optional argument: the file to write, default a temporary one)::
 
-    mpirun -n 4 python -m mpi4py examples/parallel_write_read.py [OUT.h5]
+    mpirun -n 4 python -m mpi4py examples/parallel_write_read.py
 
 Each rank writes rows of a (1000, 257) float64 dataset collectively, then every rank reads
 the whole dataset back and checks it against the values numpy computes on one process.
@@ -28,6 +28,7 @@ def expected() -> np.ndarray:
 
 
 def main(path: str | None = None) -> int:
+    """Write the dataset collectively, read it back on every rank, compare with numpy."""
     comm = MPI.COMM_WORLD
     if path is None:
         tmp = comm.bcast(tempfile.mkdtemp(prefix="h5par-smoke-") if comm.rank == 0 else None)

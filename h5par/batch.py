@@ -16,19 +16,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import h5py
+
 from . import __version__
-from .comm import allgather, bcast, rank, resolve_comm, self_comm, size
+from .comm import allgather, bcast, private, rank, resolve_comm, self_comm, size
 from .decomposition import assign_files
 from .errors import collective_errors
+from .guard import guarded
 from .jobs import Job, JobFile, job_from_dict, load_job
 from .kernels import Chain
 from .progress import Progress
-from .runner import Result, apply, inspect, share
+from .runner import Result, apply, inspect
+from .targets import share
 
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["FileResult", "JobResult", "plan_job", "run"]
+__all__ = ["FileResult", "JobResult", "finished_file", "plan_job", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +43,7 @@ class FileResult:
     input: str
     ranks: list[int]
     result: Result
+    skipped: bool = False  # an earlier run of the same job had completed it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +62,16 @@ def run(
     overrides: Sequence[str] = (),
     overwrite: bool = False,
     quiet: bool = True,
+    resume: bool = False,
 ) -> JobResult:
     """Run a job (a :class:`Job`, a dict as TOML gives it, or a job file). Collective.
 
     This is the function ``h5par run`` calls; ``quiet=False`` shows progress on rank 0.
+    A stopped or killed run of the same job is continued from its journal; ``resume=True``
+    requires one (see :func:`h5par.apply`).
     """
     comm = resolve_comm(comm)
+    private(comm)  # before any file is opened: see h5par.comm.private
     with collective_errors(comm, "validate"):
         job = _as_job(job, overrides)
         if overwrite:
@@ -73,9 +82,18 @@ def run(
     t0 = time.perf_counter()
     with collective_errors(comm, "inspect inputs"):
         sizes = [_size(f.input) for f in job.files] if rank(comm) == 0 else []
-    sizes = bcast(comm, sizes)
-    shared, own = assign_files(sizes, size(comm), job.file_parallel_below)
-    progress = Progress(sum(sizes), enabled=not quiet and rank(comm) == 0)
+        finished = [finished_file(job, f) for f in job.files] if rank(comm) == 0 else []
+    sizes, finished = bcast(comm, (sizes, finished))
+    todo = [i for i, done in enumerate(finished) if not done]
+    shared, own = assign_files([sizes[i] for i in todo], size(comm), job.file_parallel_below)
+    shared = [todo[i] for i in shared]
+    own = [[todo[i] for i in files] for files in own]
+    with collective_errors(comm, "check inputs"):
+        if rank(comm) == 0:  # every input and output, before any file is written
+            for i in todo:
+                ranks = size(comm) if i in shared else 1
+                inspect(**_engine_arguments(job, job.files[i]), nranks=ranks)
+    progress = Progress(sum(sizes[i] for i in todo), enabled=not quiet and rank(comm) == 0)
     provenance = {
         "h5par_version": __version__,
         "h5par_job_sha256": job.sha256,
@@ -85,15 +103,24 @@ def run(
 
     def process(i: int, on: MPI.Comm, ranks: list[int]) -> FileResult:
         arguments = _engine_arguments(job, job.files[i])
-        result = apply(**arguments, comm=on, provenance=provenance, progress=progress.update)
+        result = apply(
+            **arguments,
+            comm=on,
+            provenance={**provenance, "h5par_input": _identity(job.files[i].input)},
+            progress=progress.update,
+            resume=resume,
+            watchdog=job.watchdog,
+        )
         return FileResult(i, str(job.files[i].input), ranks, result)
 
-    results = [process(i, comm, list(range(size(comm)))) for i in shared]
-    mine: list[FileResult] = []
-    with collective_errors(comm, "per-rank files"):
-        alone = self_comm()
-        mine += [process(i, alone, [rank(comm)]) for i in own[rank(comm)]]
-    results += [r for per_rank in allgather(comm, mine) for r in per_rank]
+    with guarded(job.watchdog):
+        results = [process(i, comm, list(range(size(comm)))) for i in shared]
+        mine: list[FileResult] = []
+        with collective_errors(comm, "per-rank files"):
+            alone = self_comm()
+            mine += [process(i, alone, [rank(comm)]) for i in own[rank(comm)]]
+        results += [r for per_rank in allgather(comm, mine) for r in per_rank]
+    results += [_skipped(job, i) for i, done in enumerate(finished) if done]
     progress.close()
     seconds = bcast(comm, time.perf_counter() - t0)
     return JobResult(sorted(results, key=lambda r: r.index), size(comm), seconds, started)
@@ -105,6 +132,38 @@ def _as_job(job: Job | Mapping[str, Any] | str | os.PathLike[str], overrides: Se
     if isinstance(job, Mapping):
         return job_from_dict(job)
     return load_job(Path(job), overrides)
+
+
+def _identity(path: Path) -> str:
+    """Size and modification time of an input, as recorded in its output."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def finished_file(job: Job, file: JobFile) -> bool:
+    """True when an earlier run of this very job completed ``file`` (rank 0; reads attributes).
+
+    The output (or, in place, the input) records the job's digest and, for a new output,
+    the input's size and time: a rerun after a stop skips what is done unless the job
+    says ``overwrite``.
+    """
+    target = file.input if job.in_place else file.output
+    if job.overwrite or target is None or not target.is_file():
+        return False
+    try:
+        with h5py.File(target, "r") as f:
+            if f.attrs.get("h5par_job_sha256") != job.sha256:
+                return False
+            return job.in_place or f.attrs.get("h5par_input") == _identity(file.input)
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+
+
+def _skipped(job: Job, i: int) -> FileResult:
+    file = job.files[i]
+    output = file.input if job.in_place else file.output
+    result = Result(str(output), [], {}, [], [], 0.0)  # no rank did anything
+    return FileResult(i, str(file.input), [], result, skipped=True)
 
 
 def _size(path: Path) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from .sizes import format_size
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 75
 
 
 _RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
@@ -77,9 +78,17 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .batch import run
+    from .guard import stop_signals
     from .report import summary_text, write_report
 
-    result = run(args.job, overrides=args.set, overwrite=args.overwrite, quiet=args.quiet)
+    with stop_signals():
+        result = run(
+            args.job,
+            overrides=args.set,
+            overwrite=args.overwrite,
+            quiet=getattr(args, "quiet", False),
+            resume=args.resume,
+        )
     if _rank() == 0:
         print(summary_text(result), flush=True)
         if args.report:
@@ -98,6 +107,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps(entries, indent=2))
     else:
         print(format_plan(entries, args.ranks))
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .jobs import load_job
+    from .status import job_status
+
+    if _rank() == 0:
+        print("\n".join(job_status(load_job(args.job, args.set))), flush=True)
     return EXIT_OK
 
 
@@ -130,6 +148,7 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "run": (_cmd_run, "run a job file on the ranks h5par was launched with"),
     "ls": (_cmd_ls, "list groups, datasets, attributes and links of a file (like h5ls -r -v)"),
     "plan": (_cmd_plan, "validate a job and print its decomposition without reading data"),
+    "status": (_cmd_status, "where each file of a job stands: done, running, stopped, not started"),
 }
 
 
@@ -157,10 +176,16 @@ def _job_arguments(verb: argparse.ArgumentParser) -> None:
 def _verb_arguments(name: str, verb: argparse.ArgumentParser) -> None:
     if name == "demo":
         verb.add_argument("dir", nargs="?", help="folder for the demo files (default: a new one)")
-    if name in ("run", "plan"):
+    if name in ("run", "plan", "status"):
         _job_arguments(verb)
     if name == "run":
         verb.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+        verb.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue a stopped run (an error when there is none; without it a stopped "
+            "run of the same job is continued anyway)",
+        )
         verb.add_argument("--report", metavar="FILE.json", help="write the summary as JSON")
     if name == "ls":
         verb.add_argument("file", help="an HDF5 file")
@@ -181,7 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = _Parser(prog="h5par", description="MPI-parallel HDF5 processing.", parents=[flags])
     parser.add_argument("--version", action="version", version=f"h5par {__version__}")
-    parser.set_defaults(quiet=False, debug=False)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
     for name, (_, summary) in _COMMANDS.items():
         _verb_arguments(
@@ -198,22 +222,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif getattr(args, "ranks", 1) < 1:
         build_parser().error(f"--ranks {args.ranks}: expected a positive number of ranks")
     handler, _ = _COMMANDS[args.verb]
+    # A full disk or a file-size limit must be an error HDF5 reports, not a silent death.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         return handler(args)
     except H5ParError as exc:
-        return _fail(exc, exc.exit_status, args.debug)
+        return _fail(exc, exc.exit_status, getattr(args, "debug", False))
     except Exception as exc:  # an unexpected failure still ends in one line
-        return _fail(exc, EXIT_FAILURE, args.debug)
+        return _fail(exc, EXIT_FAILURE, getattr(args, "debug", False))
 
 
 def _fail(exc: Exception, status: int, debug: bool) -> int:
     if debug:
         traceback.print_exception(exc)
-    from .errors import CollectiveError
-
-    if _rank() == 0 or debug or not isinstance(exc, CollectiveError):
+    if _rank() == 0 or debug or not getattr(exc, "agreed", False):
         text = str(exc) if isinstance(exc, H5ParError) else f"{type(exc).__name__}: {exc}"
-        print(f"h5par: error: {text}", file=sys.stderr, flush=True)
+        prefix = "h5par:" if status == EXIT_STOPPED else "h5par: error:"
+        print(f"{prefix} {text}", file=sys.stderr, flush=True)
     return status
 
 

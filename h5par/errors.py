@@ -7,10 +7,14 @@ every rank agree on the outcome before anyone enters the next collective operati
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from .comm import allgather_within, private
+from .guard import beat, give_up, patience, stop_signal, waiting
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -19,15 +23,21 @@ __all__ = [
     "CollectiveError",
     "CollectiveUsageError",
     "H5ParError",
+    "Outcome",
+    "StoppedError",
     "UsageError",
     "collective_errors",
 ]
 
 
 class H5ParError(Exception):
-    """A failure h5par reports as one clear line (exit status 1)."""
+    """A failure h5par reports as one clear line (exit status 1).
+
+    ``agreed`` errors are raised on every rank with the same message (printed once).
+    """
 
     exit_status = 1
+    agreed = False
 
 
 class UsageError(H5ParError, ValueError):
@@ -54,6 +64,7 @@ class CollectiveError(H5ParError):
 
     def __init__(self, message: str, rank: int, host: str, exit_status: int) -> None:
         super().__init__(message)
+        self.agreed = True
         self.rank = rank
         self.host = host
         self.exit_status = exit_status
@@ -63,20 +74,48 @@ class CollectiveUsageError(CollectiveError, UsageError):
     """A usage error agreed on by every rank (exit status 2)."""
 
 
+class StoppedError(H5ParError):
+    """Every rank stopped at a block boundary on a stop signal; the job resumes (status 75)."""
+
+    exit_status = 75
+    agreed = True
+
+
 def _report(exc: BaseException) -> tuple[str, int]:
     status = getattr(exc, "exit_status", 1)
     text = str(exc) if isinstance(exc, H5ParError) else f"{type(exc).__name__}: {exc}"
     return text, int(status)
 
 
+@dataclasses.dataclass
+class Outcome:
+    """What the ranks agreed on besides failure (filled in when the block has run).
+
+    Attributes
+    ----------
+    stop : str or None
+        Name of a stop signal (SIGTERM, SIGUSR1) any rank has received.
+    due : bool
+        Rank 0's ``due`` argument (one rank's clock decides for all, e.g. checkpoints).
+    """
+
+    stop: str | None = None
+    due: bool = False
+
+
 @contextmanager
-def collective_errors(comm: MPI.Comm | None, phase: str) -> Iterator[None]:
+def collective_errors(comm: MPI.Comm | None, phase: str, due: bool = False) -> Iterator[Outcome]:
     """Run a block on every rank, then agree on failure. Collective over ``comm``.
 
     If the block raises on any rank, every rank raises a :class:`CollectiveError` carrying
     the lowest failing rank's number, host and message (the failing rank chains its own
-    exception); a :class:`CollectiveUsageError` when that exception was a usage error. With one rank, or ``comm=None``, the exception propagates unchanged.
-    The block itself must not call collective operations that a failing rank could skip.
+    exception); a :class:`CollectiveUsageError` when that exception was a usage error. With
+    one rank, or ``comm=None``, the exception propagates unchanged. The block itself must
+    not call collective operations that a failing rank could skip.
+
+    The agreement waits with a patience (:func:`h5par.guard.patience`): when a rank never
+    arrives — blocked, dead, or left inside a collective HDF5 call by a rank that failed —
+    the job is aborted with one message instead of hanging.
 
     Parameters
     ----------
@@ -84,19 +123,36 @@ def collective_errors(comm: MPI.Comm | None, phase: str) -> Iterator[None]:
         Communicator of the ranks that must agree.
     phase : str
         Name of the phase ("open", "write", ...) used in the message.
+    due : bool
+        Passed on from rank 0 to every rank as ``Outcome.due``.
+
+    Yields
+    ------
+    Outcome
+        Filled in after the block: a stop signal seen by any rank, rank 0's ``due``.
     """
+    outcome = Outcome()
+    beat(phase)
     if comm is None or comm.Get_size() == 1:
-        yield
+        yield outcome
+        outcome.stop, outcome.due = stop_signal(), due
         return
     failure: Exception | None = None
     try:
-        yield
+        yield outcome
     except Exception as exc:
         failure = exc
     mine: Any = (
         None if failure is None else (comm.Get_rank(), socket.gethostname(), *_report(failure))
     )
-    reports = [r for r in comm.allgather(mine) if r is not None]
+    wait = patience(failure is not None)
+    with waiting():
+        gathered = allgather_within(private(comm), (mine, stop_signal(), due), wait)
+    if gathered is None:
+        _abandon(comm, phase, mine, wait)
+    outcome.stop = next((g[1] for g in gathered if g[1]), None)
+    outcome.due = bool(gathered[0][2])
+    reports = [g[0] for g in gathered if g[0] is not None]
     if not reports:
         return
     rank, host, text, status = reports[0]
@@ -107,3 +163,15 @@ def collective_errors(comm: MPI.Comm | None, phase: str) -> Iterator[None]:
         message = f"{text} [{phase}, rank {rank} of {comm.Get_size()} on {host}{others}]"
     error = CollectiveUsageError if status == UsageError.exit_status else CollectiveError
     raise error(message, rank, host, status) from failure
+
+
+def _abandon(comm: MPI.Comm, phase: str, mine: Any, wait: float | None) -> NoReturn:
+    where = f"rank {comm.Get_rank()} of {comm.Get_size()} on {socket.gethostname()}"
+    if mine is None:
+        give_up(
+            f"{where} waited {wait:.0f} s for the other ranks at {phase}: a rank is blocked or dead"
+        )
+    give_up(
+        f"{mine[2]} [{phase}, {where}]; the other ranks did not respond within {wait:.0f} s "
+        "(they are inside a collective call it left)"
+    )

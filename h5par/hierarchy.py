@@ -62,7 +62,10 @@ def dataset_paths(group: h5py.Group) -> list[str]:
         for name in link_names(grp):
             if grp.id.links.get_info(name.encode()).type != h5l.TYPE_HARD:
                 continue
-            obj = grp[name]
+            try:
+                obj = grp[name]
+            except (KeyError, OSError, RuntimeError) as exc:  # HDF5 refused its header
+                raise OSError(f"cannot open {prefix}/{name}: {exc}") from None
             key = object_key(obj)
             if key in seen:
                 continue

@@ -7,6 +7,8 @@ union of hyperslabs can be written in one call (reshaped blocks).
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,7 @@ from .errors import H5ParError, UsageError
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["DRIVERS", "MODES", "File", "read_block", "write_block"]
+__all__ = ["DRIVERS", "MODES", "File", "open_error", "open_input", "read_block", "write_block"]
 
 #: File modes, as in h5py (and the book): read, read/write, create/truncate, create/fail, append.
 MODES = ("r", "r+", "w", "w-", "x", "a")
@@ -34,6 +36,69 @@ SERIAL_H5PY_FIX = (
     "against parallel HDF5 (`make setup`, or conda's h5py=*=mpi_openmpi_*) and check with "
     "`h5par info`, or run on one rank"
 )
+
+
+def open_error(path: str | os.PathLike[str], exc: OSError) -> H5ParError:
+    """The one-line error for HDF5 refusing to open ``path`` (h5py's ``OSError`` ``exc``).
+
+    A lock held by another program is a runtime failure (:class:`H5ParError`, exit status 1)
+    and the message names the fix; a file that is not HDF5, truncated or corrupt is an
+    input error (:class:`UsageError`, exit status 2).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file HDF5 refused, named in the message.
+    exc : OSError
+        h5py's exception; its text holds HDF5's reason.
+
+    Returns
+    -------
+    H5ParError
+        The exception to raise (``raise open_error(path, exc) from None``).
+
+    Examples
+    --------
+    >>> print(open_error("a.h5", OSError("Unable to open file (file signature not found)")))
+    'a.h5' is not an HDF5 file (no HDF5 signature found)
+    >>> print(open_error("a.h5", OSError("Unable to open file (truncated file: eof = 96, "
+    ...                                  "sblock->base_addr = 0, stored_eof = 2048)")))
+    'a.h5' is truncated: 96 bytes on disk, its superblock says 2048 (an interrupted copy or write?)
+    >>> type(open_error("a.h5", OSError("(unable to lock file, errno = 11, error message = "
+    ...                                 "'Resource temporarily unavailable')"))).__name__
+    'H5ParError'
+    """
+    name, text = str(path), str(exc)
+    if "unable to lock file" in text:
+        found = re.search(r"errno = (\d+), error message = '([^']*)'", text)
+        why = f"errno {found[1]}: {found[2]}" if found else text
+        return H5ParError(
+            f"cannot open {name!r}: the file is locked (HDF5 file locking failed, {why}): "
+            "another program has it open, or the file system does not support locks; wait "
+            "for that program to finish, or set HDF5_USE_FILE_LOCKING=FALSE to open it "
+            "without a lock (only if nothing writes the file meanwhile)"
+        )
+    if "file signature not found" in text:
+        return UsageError(f"{name!r} is not an HDF5 file (no HDF5 signature found)")
+    found = re.search(r"truncated file: eof = (\d+),.*stored_eof = (\d+)", text)
+    if found:
+        return UsageError(
+            f"{name!r} is truncated: {found[1]} bytes on disk, its superblock says "
+            f"{found[2]} (an interrupted copy or write?)"
+        )
+    return UsageError(f"cannot open {name!r} as HDF5, the file may be corrupt: {text}")
+
+
+def open_input(path: Path, driver: str, options: dict[str, Any]) -> h5py.File:
+    """Open an input for reading on this process alone (metadata, rank-0 work).
+
+    HDF5's refusals become one-line errors naming the file (:func:`open_error`).
+    """
+    chosen = None if driver in ("auto", "sec2", "mpio") else driver
+    try:
+        return h5py.File(path, "r", driver=chosen, **options)
+    except OSError as exc:  # not HDF5, truncated, corrupt (exit 2) or locked (exit 1)
+        raise open_error(path, exc) from None
 
 
 def _mpio(comm: MPI.Comm, options: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +196,10 @@ class File(h5py.File):  # type: ignore[misc]
             super().__init__(str(path), mode, **kwargs)
         except TypeError as exc:  # an unknown keyword: name it instead of h5py's message
             raise UsageError(f"cannot open {path}: {exc}") from None
+        except OSError as exc:
+            if "unable to lock file" in str(exc):  # name the fix (HDF5_USE_FILE_LOCKING)
+                raise open_error(path, exc) from None
+            raise
         self.comm = comm
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import tomllib
 
 from .errors import UsageError
+from .guard import DEFAULT_WATCHDOG
 from .kernels import Chain
 from .layout import COMPRESSIONS, OutputOptions
 from .sizes import parse_size
@@ -37,7 +39,12 @@ _TABLES: dict[str, dict[str, type | tuple[type, ...]]] = {
         "chunks": (str, list),
         "fillvalue": (int, float),
     },
-    "run": {"memory": (str, int), "file_parallel_below": (str, int), "respect_fill_value": bool},
+    "run": {
+        "memory": (str, int),
+        "file_parallel_below": (str, int),
+        "respect_fill_value": bool,
+        "watchdog": (int, float),
+    },
 }
 _TOP = {"version": int, "input": dict, "output": dict, "kernels": list, "run": dict}
 _TYPE_NAMES = {
@@ -82,6 +89,8 @@ class Job:
         Files whose size is below this are processed whole by one rank each.
     respect_fill_value : bool
         Elements equal to ``_FillValue`` pass through kernels and stay out of reductions.
+    watchdog : float
+        Seconds without progress after which a rank counts as blocked (0: no watchdog).
     driver : str
         Read driver (``auto``, ``family``, ``core``...); ``driver_options`` its options.
     text : str
@@ -100,6 +109,7 @@ class Job:
     driver_options: dict[str, Any]
     text: str
     respect_fill_value: bool = True
+    watchdog: float = DEFAULT_WATCHDOG
 
     @property
     def sha256(self) -> str:
@@ -202,6 +212,11 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
     options = _options(out)
     memory = _size("run.memory", run.get("memory", "256MiB"))
     datasets = inp.get("datasets")
+    if "memb_size" in inp and inp.get("driver") != "family":
+        raise UsageError(
+            f"input.memb_size = {inp['memb_size']!r} only applies to driver = 'family' "
+            f"(driver = {inp.get('driver', 'auto')!r}): set driver = 'family' or remove memb_size"
+        )
     driver_options = (
         {"memb_size": _size("input.memb_size", inp["memb_size"])} if "memb_size" in inp else {}
     )
@@ -220,7 +235,16 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
         driver_options=driver_options,
         text=text if text is not None else json.dumps(data, sort_keys=True, default=str),
         respect_fill_value=bool(run.get("respect_fill_value", True)),
+        watchdog=_watchdog(run.get("watchdog", DEFAULT_WATCHDOG)),
     )
+
+
+def _watchdog(value: float) -> float:
+    if not (value >= 0 and math.isfinite(value)):
+        raise UsageError(
+            f"run.watchdog = {value!r}: expected seconds >= 0 (0 turns the watchdog off)"
+        )
+    return float(value)
 
 
 def _check_table(name: str, table: Any, schema: Mapping[str, type | tuple[type, ...]]) -> None:

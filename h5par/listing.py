@@ -10,22 +10,19 @@ import h5py
 import numpy as np
 from h5py import h5l
 
-from .errors import UsageError
 from .hierarchy import link_names, object_key
+from .io import open_input
 
 __all__ = ["list_file"]
 
 
 def list_file(path: str | Path, attributes: bool = True) -> str:
     """The tree of ``path``: groups, datasets (shape, dtype, chunks, filters, fill), links."""
-    try:
-        with h5py.File(path, "r") as f:
-            lines = [f"/  group{_attrs_summary(f)}"]
-            if attributes:
-                lines += _attribute_lines(f, "  ")
-            _walk(f, "", lines, {object_key(f): "/"}, attributes)
-    except OSError as exc:
-        raise UsageError(f"cannot open {str(path)!r} as HDF5: {exc}") from None
+    with open_input(Path(path), "auto", {}) as f:
+        lines = [f"/  group{_attrs_summary(f)}"]
+        if attributes:
+            lines += _attribute_lines(f, "  ")
+        _walk(f, "", lines, {object_key(f): "/"}, attributes)
     return "\n".join(lines)
 
 

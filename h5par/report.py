@@ -63,6 +63,8 @@ def report_dict(result: JobResult) -> Any:
                 "reductions": f.result.reductions,
                 "decomposition": f.result.decomposition,
                 "seconds": f.result.seconds,
+                "resumed_units": f.result.resumed_units,
+                "skipped": f.skipped,
             }
             for f in result.files
         ],
@@ -83,8 +85,14 @@ def summary_text(result: JobResult) -> str:
         f"max {per_rank['busy_max']:.2f} s, imbalance {per_rank['imbalance']:.2f} (max/mean)",
     ]
     for f in data["files"]:
+        if f["skipped"]:
+            lines.append(f"  {f['input']} -> {f['output']} [done by an earlier run of this job]")
+            continue
         who = "all ranks" if len(f["ranks"]) == data["ranks"] else f"rank {f['ranks'][0]}"
-        lines.append(f"  {f['input']} -> {f['output'] or '(statistics only)'} [{who}]")
+        resumed = (
+            f" (resumed: {f['resumed_units']} units done before)" if f["resumed_units"] else ""
+        )
+        lines.append(f"  {f['input']} -> {f['output'] or '(statistics only)'} [{who}]{resumed}")
         for path, stats in f["reductions"].items():
             lines.append(
                 f"    {path}: " + ", ".join(f"{op}={_short(v)}" for op, v in stats.items())

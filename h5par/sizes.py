@@ -22,7 +22,7 @@ _UNITS = {
     "TIB": 2**40,
     "TB": 10**12,
 }
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_PATTERN = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 
 
 def parse_size(value: str | int) -> int:

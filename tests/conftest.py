@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import settings
@@ -54,26 +56,61 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.reportchars = "fE"
 
 
-def mpi_env() -> dict[str, str]:
-    """Environment for a child ``mpirun``: root permission and oversubscription."""
+def mpi_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a child ``mpirun``: root permission and oversubscription, plus ``extra``."""
     env = dict(os.environ)
     if os.geteuid() == 0:
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     env.update(OMPI_MCA_mpi_yield_when_idle="1", OMPI_MCA_rmaps_base_oversubscribe="1")
+    env.update(extra or {})
     return env
 
 
 def run_mpi(
-    nranks: int, args: Sequence[str], cwd: Path | None = None, timeout: float = MPI_TIMEOUT
+    nranks: int,
+    args: Sequence[str],
+    cwd: Path | None = None,
+    timeout: float = MPI_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+    python: str | Path = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python args...`` on ``nranks`` ranks under mpirun (serial pass only)."""
+    """Run ``python args...`` on ``nranks`` ranks under mpirun (serial pass only).
+
+    ``env`` adds variables to the ranks' environment; ``python`` is the interpreter they run.
+    """
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         pytest.fail("mpirun not found: run the tests through `make test`")
-    cmd = [mpirun, "--oversubscribe", "-n", str(nranks), sys.executable, *args]
-    return subprocess.run(
-        cmd, cwd=cwd, env=mpi_env(), capture_output=True, text=True, timeout=timeout, check=False
+    cmd = [mpirun, "--oversubscribe", "-n", str(nranks), str(python), *args]
+    return launch(cmd, cwd=cwd, env=mpi_env(env), timeout=timeout)
+
+
+def launch(
+    cmd: Sequence[str],
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = MPI_TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` in its own process group; on timeout kill the whole group and fail.
+
+    Killing mpirun alone can leave its ranks behind (still blocked): the group goes.
+    """
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout} s: {' '.join(cmd)}\n{out}\n{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def run_python(
@@ -93,8 +130,14 @@ def run_python(
 
 @pytest.fixture(name="run_mpi")
 def _run_mpi_fixture() -> object:
-    """``run_mpi(nranks, args, cwd=None)``: python under mpirun (serial pass only)."""
+    """``run_mpi(nranks, args, cwd=None, env=None, python=...)``: python under mpirun."""
     return run_mpi
+
+
+@pytest.fixture(name="mpitools", scope="session")
+def _mpitools_fixture() -> object:
+    """``launch(cmd, cwd, env, timeout)`` and ``mpi_env(extra)`` for tests building commands."""
+    return SimpleNamespace(launch=launch, mpi_env=mpi_env)
 
 
 @pytest.fixture(name="run_python")

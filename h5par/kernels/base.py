@@ -89,7 +89,10 @@ class Kernel:
             and f.default_factory is dataclasses.MISSING
         ]
         if missing:
-            raise UsageError(f"kernel {cls.name!r}: missing required parameter {missing[0]!r}")
+            raise UsageError(
+                f"kernel {cls.name!r}: missing required parameter {missing[0]!r} "
+                f"(parameters: {', '.join(fields)})"
+            )
         return cls(**params)
 
 

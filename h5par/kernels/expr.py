@@ -67,7 +67,7 @@ def compile_expression(text: str) -> Expression:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise UsageError(f"expression {text!r}: syntax error ({exc.msg})") from None
+        raise _fail(text, f"syntax error ({exc.msg})") from None
     return _compile(tree.body, text)
 
 

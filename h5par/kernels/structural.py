@@ -122,7 +122,7 @@ class Reshape(Kernel):
         if math.prod(new) != total or (-1 in self.shape and known == 0):
             raise UsageError(
                 f"kernel 'reshape': cannot reshape {shape} ({total} elements) into "
-                f"{tuple(self.shape)}"
+                f"{tuple(self.shape)} (valid: a shape of {total} elements, one entry may be -1)"
             )
         return new
 

@@ -37,6 +37,10 @@ def import_function(spec: str) -> Callable[[np.ndarray], Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UsageError(f"kernel 'python': cannot import {module_name!r} ({exc})") from None
+    except Exception as exc:  # the module itself fails: a syntax error, a raise at import
+        raise UsageError(
+            f"kernel 'python': importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
     func: Any = module
     for part in attr.split("."):
         func = getattr(func, part, None)
@@ -73,7 +77,12 @@ class PythonKernel(Kernel):
 
     def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
         """Call the function and check what it returned."""
-        out = np.asarray(self._func(x))
+        try:
+            out = np.asarray(self._func(x))
+        except Exception as exc:  # the user's code: say whose it is (--debug shows where)
+            raise KernelError(
+                f"python kernel {self.function}: {type(exc).__name__}: {exc}"
+            ) from exc
         expected = self.result_dtype(x.dtype)
         if out.shape != x.shape:
             raise KernelError(

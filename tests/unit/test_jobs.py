@@ -102,7 +102,7 @@ BAD_JOBS = [
     ({"run__memory": "lots"}, "run.memory: invalid size 'lots'"),
     (
         {"run__threads": 4},
-        "run: unknown key 'threads' (valid: memory, file_parallel_below, respect_fill_value)",
+        "run: unknown key 'threads' (valid: memory, file_parallel_below, respect_fill_value, watchdog)",
     ),
     ({"output__layout": "subfiled"}, "output.layout = 'subfiled' (valid: 'single'"),
     ({"output__chunks": "big"}, "output chunks = 'big' (valid: 'keep', 'auto', [n, ...])"),

@@ -1,0 +1,578 @@
+"""Carrying out a plan: the work folder, the collective data pass, checkpoints and resume.
+
+Phases, each ending in an agreement on failure (``collective_errors``):
+
+1. *journal* (rank 0): resume the work folder of an earlier run of the same job, or start
+   a new one; for a new output, build its structure there (groups, attributes, links,
+   untouched datasets copied, processed datasets created empty).
+2. *data* (every rank): the units still to do are split into contiguous runs, one per rank;
+   each collective step reads, transforms and writes one unit per rank (ranks without one
+   make empty calls), then records the finished units (a *checkpoint*: after every step,
+   or every :data:`CHECKPOINT_SECONDS` for compressed outputs, whose chunk index must be
+   flushed first). In-place runs stage each block's new data before overwriting the old.
+   A stop signal ends the pass after the step's checkpoint with :class:`StoppedError`.
+3. *finalize* (rank 0): userblock bytes, the temporary output renamed into place, the
+   work folder removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numpy as np
+
+from .comm import allgather, bcast, bcast_array, rank, size
+from .decomposition import Index, index_shape
+from .errors import H5ParError, Outcome, StoppedError, UsageError, collective_errors
+from .faults import inject
+from .hierarchy import build_output
+from .io import File, open_input, read_block, transfer_plist, write_block
+from .journal import Journal, fingerprint, work_folder
+from .kernels import Broadcast, Chain, KernelError, Partial, Reduce, combine_all
+from .sizes import format_size
+from .targets import Plan, Target, Work, assign, describe, nbytes, output_boxes, units
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+__all__ = ["CHECKPOINT_SECONDS", "Record", "execute"]
+
+#: Seconds between checkpoints of compressed outputs (each one flushes the file).
+CHECKPOINT_SECONDS = 30.0
+
+
+@dataclasses.dataclass
+class Record:
+    """What one rank did (gathered into the Result)."""
+
+    read: int = 0
+    written: int = 0
+    busy: float = 0.0
+    resumed: int = 0  # units already finished by an earlier run
+    shares: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def execute(work: Work, plan: Plan, comm: MPI.Comm) -> tuple[dict[str, dict[str, Any]], Record]:
+    """Run the data pass of ``plan`` and put its output in place. Collective over comm."""
+    journal = _journal(work, plan, comm)
+    try:
+        with _locked(journal, rank(comm)):
+            reductions, record = _data_phase(work, plan, journal, comm)
+            with collective_errors(comm, "finalize"):
+                inject("finalize")  # the last point where any rank may still fail
+            with collective_errors(comm, "finalize"):  # only rank 0 acts: no failure after it
+                if journal is not None and rank(comm) == 0:
+                    _finalize(work, plan, journal)
+    except StoppedError:
+        raise  # the work folder stays: the next run resumes from it
+    except Exception as exc:
+        note = None if journal is None else _partly_updated(work, journal)
+        if note is None and journal is not None and rank(comm) == 0:
+            journal.remove()
+        if note is not None and isinstance(exc, H5ParError):
+            exc.args = (f"{exc}; {note}",)
+        elif note is not None:
+            raise H5ParError(f"{type(exc).__name__}: {exc}; {note}") from exc
+        raise
+    return reductions, record
+
+
+def _partly_updated(work: Work, journal: Journal) -> str | None:
+    """In place, once data has changed: what to tell the user (the journal is kept)."""
+    done, total = journal.count()
+    if not work.in_place or not (done or journal.staged):
+        return None
+    return (
+        f"{work.input} is partly updated ({done} of {total} units): rerun the same job to "
+        f"finish it (journal in {journal.folder})"
+    )
+
+
+# Phase 1: the journal and the work folder.
+
+
+def _journal(work: Work, plan: Plan, comm: MPI.Comm) -> Journal | None:
+    """Rank 0 resumes or starts the work folder; every rank gets the journal. Collective."""
+    if work.destination is None:
+        return None  # statistics only: nothing is written, a rerun starts over
+    journal = None
+    try:
+        with collective_errors(comm, "create output"):
+            journal = _resume_or_start(work, plan) if rank(comm) == 0 else None
+            inject("create")
+    except Exception:
+        if journal is not None and _partly_updated(work, journal) is None:
+            journal.remove()  # rank 0 started it, another rank failed
+        raise
+    journal = bcast(comm, journal)
+    assert journal is not None
+    return journal
+
+
+def _resume_or_start(work: Work, plan: Plan) -> Journal:
+    assert work.destination is not None
+    folder = work_folder(work.destination)
+    stamp = _fingerprint(work, plan)
+    old = Journal.load(folder)
+    if old is not None and old.fingerprint == stamp and (work.in_place or _readable(old)):
+        return old
+    if work.in_place and old is not None and (old.count()[0] or old.staged):
+        raise UsageError(
+            f"{work.input} is partly updated by an unfinished in-place run of another job "
+            f"(journal in {folder}): rerun that job to finish it, or delete {folder} to keep "
+            "the partial update"
+        )
+    if work.resume:
+        why = "no earlier run was stopped" if old is None else "the job or the input changed"
+        raise UsageError(f"--resume: nothing to resume for {work.destination} ({why})")
+    _check_unlocked(folder)
+    journal = Journal(folder, stamp)
+    journal.remove()
+    try:
+        folder.mkdir()
+    except OSError as exc:
+        raise UsageError(f"output folder {str(folder.parent)!r} is not writable: {exc}") from None
+    journal.units = {t.path: len(units(t, work.chain, work.budget)) for t in _all(plan)}
+    if work.output is not None:
+        try:
+            _create_output(work, plan, journal)
+        except BaseException:
+            journal.remove()
+            raise
+    journal.save()
+    return journal
+
+
+def _fingerprint(work: Work, plan: Plan) -> str:
+    identity = {} if work.in_place else plan.identity  # an in-place run changes both
+    return fingerprint(
+        {
+            "input": str(work.input.resolve()),
+            "identity": identity,
+            "output": None if work.output is None else str(work.output.resolve()),
+            "chain": repr(work.chain),
+            "budget": work.budget,
+            "options": repr(work.options),
+            "driver": [work.driver, work.driver_options],
+            "respect_fill_value": work.respect_fill_value,
+            "targets": repr(_all(plan)),
+        }
+    )
+
+
+def _all(plan: Plan) -> list[Target]:
+    return [*plan.targets, *plan.copies]
+
+
+def _readable(journal: Journal) -> bool:
+    """True when the temporary output of a killed run still opens (its structure is intact)."""
+    try:
+        with h5py.File(journal.output, "r"):
+            return True
+    except OSError:
+        return False
+
+
+def _check_unlocked(folder: os.PathLike[str]) -> None:
+    lock = os.path.join(folder, "lock")
+    if not os.path.exists(lock):
+        return
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another h5par run is working in {folder}") from None
+        except OSError:
+            pass  # no locks on this file system: nothing to check
+
+
+@contextmanager
+def _locked(journal: Journal | None, me: int) -> Iterator[None]:
+    """Rank 0 holds the work folder's lock while the run works in it."""
+    if journal is None or me != 0:
+        yield
+        return
+    with open(journal.folder / "lock", "a") as handle:
+        with contextlib.suppress(OSError):  # a rare race, or no locks here: already checked
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+
+
+def _create_output(work: Work, plan: Plan, journal: Journal) -> None:
+    order = plan.track_order or None
+    with (
+        open_input(work.input, work.driver, work.driver_options) as src,
+        h5py.File(
+            journal.output, "w", userblock_size=plan.userblock or None, track_order=order
+        ) as dst,
+    ):
+        build_output(src, dst, {t.path: t.create for t in _all(plan)})
+        for t in plan.targets:
+            if t.out_fill is not None and t.out_dtype != t.dtype:
+                dst[t.path].attrs.create("_FillValue", t.out_fill, dtype=t.out_dtype)
+        dst.attrs.update(work.provenance)
+
+
+def _finalize(work: Work, plan: Plan, journal: Journal) -> None:
+    if work.output is not None:
+        if plan.userblock:
+            with open(work.input, "rb") as src, open(journal.output, "r+b") as dst:
+                dst.write(src.read(plan.userblock))
+        os.replace(journal.output, work.output)
+    journal.remove()
+
+
+# Phase 2: the data pass.
+
+
+def _data_phase(
+    work: Work, plan: Plan, journal: Journal | None, comm: MPI.Comm
+) -> tuple[dict[str, dict[str, Any]], Record]:
+    mode = "r+" if work.in_place else "r"
+    reductions: dict[str, dict[str, Any]] = {}
+    record = Record()
+    with collective_errors(comm, "open"):
+        inject("open")
+        fin = File(work.input, mode, comm, _read_driver(work, size(comm)), **work.driver_options)
+    with fin:
+        fout = fin if work.in_place else None
+        if work.output is not None:
+            assert journal is not None
+            with collective_errors(comm, "open output"):
+                fout = File(journal.output, "r+", comm)
+        try:
+            for target in plan.targets:
+                dout = None if fout is None else fout[target.path]
+                result = _process(work, target, fin[target.path], dout, comm, journal, record)
+                if result:
+                    reductions[target.path] = result
+            for copy in plan.copies:  # only with an output file
+                assert fout is not None
+                _pass(work, copy, Chain(), fin[copy.path], fout[copy.path], comm, journal, record)
+            if work.in_place:
+                fin.attrs.update(work.provenance)  # collective: the same values on every rank
+        finally:
+            if fout is not None and fout is not fin:
+                fout.close()
+    return reductions, record
+
+
+def _read_driver(work: Work, nranks: int) -> str:
+    if work.driver == "auto" and nranks > 1 and not h5py.get_config().mpi:
+        return "sec2"  # read-only access needs no mpio: ranks read independently
+    return work.driver
+
+
+def _process(
+    work: Work,
+    target: Target,
+    din: h5py.Dataset,
+    dout: h5py.Dataset | None,
+    comm: MPI.Comm,
+    journal: Journal | None,
+    record: Record,
+) -> dict[str, Any]:
+    chain = _prepare(work, target, din, comm, journal)
+    parts = _pass(work, target, chain, din, dout, comm, journal, record)
+    reducers = chain.reducers
+    results: dict[str, Any] = {}
+    for (position, kernel), part in zip(reducers, parts, strict=True):
+        values = kernel.finish(part, chain.dtype_at(position, target.dtype))
+        results.update(
+            {(op if len(reducers) == 1 else f"{op}#{position + 1}"): v for op, v in values.items()}
+        )
+    return results
+
+
+@dataclasses.dataclass
+class _Sweep:
+    """One collective sweep over a dataset: who does which unit, what is finished."""
+
+    work: Work
+    target: Target
+    chain: Chain
+    comm: MPI.Comm
+    journal: Journal | None
+    blocks: list[Index]
+    plan: list[list[int]]  # per rank: its units, in order
+    parts: list[Partial]  # combined statistics of checkpointed units (same on every rank)
+    pending_parts: list[Partial]  # this rank's statistics since the last checkpoint
+    pending: list[int] = dataclasses.field(default_factory=list)  # finished, not recorded
+    last: float = dataclasses.field(default_factory=time.monotonic)
+
+    def unit(self, r: int, i: int) -> int | None:
+        return self.plan[r][i] if i < len(self.plan[r]) else None
+
+    def step_units(self, i: int) -> list[int]:
+        return [u for r in range(len(self.plan)) if (u := self.unit(r, i)) is not None]
+
+    def checkpoint(self, dout: h5py.Dataset | None) -> None:
+        """Record the finished units (and statistics) in the journal. Collective."""
+        me = rank(self.comm)
+        with collective_errors(self.comm, f"checkpoint of {self.target.path}"):
+            inject("checkpoint")
+            if dout is not None and self.target.filtered:
+                dout.file.flush()  # the chunk index must be on disk before units count
+        if self.parts:  # the same on every rank: the chain has reducers
+            gathered = allgather(self.comm, self.pending_parts)
+            fresh = [combine_all(column) for column in zip(*gathered, strict=True)]
+            self.parts = [a.combine(b) for a, b in zip(self.parts, fresh, strict=True)]
+            self.pending_parts = [Partial() for _ in self.parts]
+        if self.journal is not None:
+            self.journal.finish(self.target.path, self.pending)
+            with collective_errors(self.comm, "journal"):
+                if me == 0:
+                    self.journal.save()
+                    if self.parts:
+                        self.journal.save_partials(self.target.path, self.parts)
+                for u in self.pending:
+                    self.journal.redo_file(self.target.path, u).unlink(missing_ok=True)
+        self.pending, self.last = [], time.monotonic()
+
+
+def _pass(
+    work: Work,
+    target: Target,
+    chain: Chain,
+    din: h5py.Dataset,
+    dout: h5py.Dataset | None,
+    comm: MPI.Comm,
+    journal: Journal | None = None,
+    record: Record | None = None,
+) -> list[Partial]:
+    """One collective sweep over the dataset; returns the combined partials of reductions.
+
+    ``record`` (None for pre-passes) collects this rank's bytes, busy time and share.
+    """
+    me, n = rank(comm), size(comm)
+    blocks = units(target, chain, work.budget)
+    todo = list(range(len(blocks))) if journal is None else journal.remaining(target.path)
+    start = [Partial() for _ in chain.reducers]
+    if journal is not None and chain.reducers:
+        start = journal.load_partials(target.path, len(start))
+    sweep = _Sweep(work, target, chain, comm, journal, blocks, assign(todo, n), start, start)
+    sweep.pending_parts = [Partial() for _ in start]
+    staged = set() if journal is None else set(journal.staged.get(target.path, []))
+    dxpl_in = transfer_plist(din, write=False)
+    dxpl_out = None if dout is None else transfer_plist(dout, write=True)
+    done, busy = [0, 0], 0.0
+    count = max(len(p) for p in sweep.plan)
+    for i in range(count):
+        u = sweep.unit(me, i)
+        index = None if u is None else blocks[u]
+        tick = time.perf_counter()
+        redo = u in staged and journal is not None and journal.redo_file(target.path, u).exists()
+        out = _compute(sweep, din, dxpl_in, u, redo, done)
+        if work.in_place and journal is not None and dout is not None:
+            _stage(sweep, i, u, out)
+        agreed = _write(sweep, dout, dxpl_out, index, out)
+        done[1] += out.nbytes if dout is not None else 0
+        busy += time.perf_counter() - tick
+        sweep.pending += sweep.step_units(i)
+        if journal is not None and (agreed.due or agreed.stop or not target.filtered):
+            sweep.checkpoint(dout)
+        if record is not None and work.progress is not None and me == 0:
+            work.progress(sum(nbytes(blocks[v], target.dtype) for v in sweep.step_units(i)))
+        del out  # before the next block is read: one block in memory at a time
+        if agreed.stop and record is not None:  # pre-passes leave stopping to the main pass
+            _stop(sweep, dout, agreed.stop)
+    if sweep.pending or journal is None:
+        sweep.checkpoint(dout)
+    if record is not None:  # what this rank actually did, in the shape share() predicts
+        record.read += done[0]
+        record.written += done[1]
+        record.busy += busy
+        record.resumed += len(blocks) - len(todo)
+        record.shares[target.path] = describe(me, [blocks[v] for v in sweep.plan[me]], done[0])
+    return sweep.parts
+
+
+def _write(
+    sweep: _Sweep, dout: h5py.Dataset | None, dxpl: Any, index: Index | None, out: np.ndarray
+) -> Outcome:
+    """Write this rank's block (collective; None: an empty part) and agree on the outcome."""
+    target = sweep.target
+    due = time.monotonic() - sweep.last > CHECKPOINT_SECONDS
+    with collective_errors(sweep.comm, f"writing {target.path}", due=due) as agreed:
+        if dout is not None:
+            inject("collective-write")  # the other ranks are in the call by now
+            try:
+                write_block(dout, output_boxes(target, index), out, dxpl)
+            except OSError as exc:  # HDF5 does not say why: name the usual causes
+                raise H5ParError(
+                    f"cannot write {target.path} of {sweep.work.destination}: {exc} (disk "
+                    "full, quota or file-size limit reached?)"
+                ) from exc
+        inject("write")
+    return agreed
+
+
+def _compute(
+    sweep: _Sweep, din: h5py.Dataset, dxpl: Any, u: int | None, redo: bool, done: list[int]
+) -> np.ndarray:
+    """Read and transform this rank's unit ``u`` (collective read; None: an empty part)."""
+    target = sweep.target
+    index = None if u is None else sweep.blocks[u]
+    out = np.empty(0, target.out_dtype)
+    with collective_errors(sweep.comm, f"processing {target.path}"):
+        block = read_block(din, None if redo else index, dxpl)
+        done[0] += block.nbytes
+        inject("read")
+        inject("kernel")
+        if u is not None and redo:  # an in-place unit staged by a stopped run
+            assert sweep.journal is not None
+            out = np.load(sweep.journal.redo_file(target.path, u), allow_pickle=False)
+        elif index is not None:
+            try:
+                out, parts = sweep.chain.apply(block, index, target.fill)
+                out = _as_output(out, target)
+            except H5ParError as exc:  # name the file and dataset (kernels see blocks only)
+                raise type(exc)(f"{str(sweep.work.input)!r}: dataset {target.path}: {exc}") from exc
+            sweep.pending_parts = [
+                a.combine(b) for a, b in zip(sweep.pending_parts, parts, strict=True)
+            ]
+    return out
+
+
+def _stage(sweep: _Sweep, i: int, u: int | None, out: np.ndarray) -> None:
+    """In place: keep the new data of this step's units before the old data is overwritten."""
+    journal = sweep.journal
+    assert journal is not None
+    path = sweep.target.path
+    with collective_errors(sweep.comm, f"staging {path}"):
+        if u is not None:
+            file = journal.redo_file(path, u)
+            file.parent.mkdir(exist_ok=True)
+            temp = file.with_suffix(".tmp.npy")
+            np.save(temp, out, allow_pickle=False)
+            os.replace(temp, file)
+    journal.staged[path] = sorted({*journal.staged.get(path, []), *sweep.step_units(i)})
+    with collective_errors(sweep.comm, "journal"):
+        if rank(sweep.comm) == 0:
+            journal.save()
+
+
+def _stop(sweep: _Sweep, dout: h5py.Dataset | None, signal: str) -> None:
+    """Every rank ends the run after this step's checkpoint (exit status 75)."""
+    journal = sweep.journal
+    if journal is None:
+        raise StoppedError(
+            f"stopped on {signal}; nothing was written: rerun the job to start again"
+        )
+    if sweep.pending:
+        sweep.checkpoint(dout)
+    done, total = journal.count()
+    raise StoppedError(
+        f"stopped on {signal} at a block boundary with {done} of {total} units done; rerun "
+        f"the same job to resume (work folder {journal.folder})"
+    )
+
+
+def _as_output(out: np.ndarray, target: Target) -> np.ndarray:
+    if out.dtype == target.out_dtype:
+        return out
+    if out.dtype.newbyteorder("=") == target.out_dtype.newbyteorder("="):
+        return out.astype(target.out_dtype)
+    raise H5ParError(f"the kernels produced {out.dtype}, expected {target.out_dtype}")
+
+
+# What kernels need before the data pass.
+
+
+def _prepare(
+    work: Work, target: Target, din: h5py.Dataset, comm: MPI.Comm, journal: Journal | None
+) -> Chain:
+    """Bind what kernels need before the data pass: broadcast sources, histogram ranges.
+
+    In-place runs keep both in the journal: a resumed run must not compute them from data
+    the stopped run already overwrote.
+    """
+    chain = work.chain
+    keep = journal if work.in_place else None
+    for position, kernel in enumerate(chain.kernels):
+        if isinstance(kernel, Broadcast):
+            source = _broadcast_source(work, target, chain, position, din, comm, keep)
+            chain = chain.replace(position, kernel.with_source(source))
+        elif isinstance(kernel, Reduce) and kernel.needs_range:
+            low, high = _histogram_range(work, target, chain, position, din, comm, keep)
+            chain = chain.replace(position, kernel.with_range(low, high))
+    return chain
+
+
+def _broadcast_source(
+    work: Work,
+    target: Target,
+    chain: Chain,
+    position: int,
+    din: h5py.Dataset,
+    comm: MPI.Comm,
+    keep: Journal | None,
+) -> np.ndarray:
+    """Read the source slice once (rank 0), transform it by the kernels before, share it."""
+    kernel = chain.kernels[position]
+    assert isinstance(kernel, Broadcast)
+    index = kernel.source_index(target.shape)
+    dtype = chain.dtype_at(position, target.dtype)
+    shape = index_shape(index)
+    if nbytes(index, dtype) > work.budget // 2:
+        raise UsageError(
+            f"broadcast: the source slice of {target.path} {shape} ({format_size(nbytes(index, dtype))}) "
+            f"is kept in memory and must fit half the memory budget ({format_size(work.budget)}); raise memory"
+        )
+    me = rank(comm)
+    kept = None if keep is None else keep.source_file(target.path, position)
+    fresh = kept is None or not kept.exists()
+    raw = read_block(din, index if me == 0 and fresh else None, transfer_plist(din, write=False))
+    source = np.empty(shape, dtype)
+    with collective_errors(comm, f"broadcast source of {target.path}"):
+        if me == 0 and not fresh:
+            assert kept is not None
+            source[...] = np.load(kept, allow_pickle=False)
+        elif me == 0:
+            source[...] = chain.prefix(position).apply(raw, index, target.fill)[0]
+            if kept is not None:
+                np.save(kept, source, allow_pickle=False)
+    bcast_array(comm, source)
+    return source
+
+
+def _histogram_range(
+    work: Work,
+    target: Target,
+    chain: Chain,
+    position: int,
+    din: h5py.Dataset,
+    comm: MPI.Comm,
+    keep: Journal | None,
+) -> tuple[Any, Any]:
+    """A read-only pre-pass for the global min/max a histogram without ``range`` needs."""
+    kept = {} if keep is None else {p: (lo, hi) for p, lo, hi in keep.ranges.get(target.path, [])}
+    if position in kept:  # the same numpy scalar type the pre-pass gives (histogram edges)
+        kind = chain.dtype_at(position, target.dtype).type
+        return kind(kept[position][0]), kind(kept[position][1])
+    kernel = chain.kernels[position]
+    assert isinstance(kernel, Reduce)
+    probe = Chain(
+        (*chain.prefix(position).kernels, Reduce(op=["min", "max"], skipna=kernel.skipna))
+    )
+    (part,) = _pass(work, target, probe, din, None, comm)
+    if part.count == 0:
+        low, high = 0, 1  # numpy's range for empty input
+    elif not (np.isfinite(part.min) and np.isfinite(part.max)):
+        raise KernelError(
+            f"reduce histogram of {target.path}: the data range [{part.min}, {part.max}] is not finite; set skipna = true or range = [low, high]"
+        )
+    else:
+        low, high = part.min, part.max
+    if keep is not None:  # JSON numbers: exact for every integer and float the data can hold
+        bounds = [np.asarray(low).item(), np.asarray(high).item()]
+        keep.ranges.setdefault(target.path, []).append([position, *bounds])
+    return low, high

@@ -1,0 +1,149 @@
+"""Never hang: the watchdog, the patience of agreements, and the stop signals.
+
+- The **watchdog** is a thread on every rank. The rank's code calls :func:`beat` as it
+  advances; a rank that makes no progress for ``watchdog`` seconds while *working* (not
+  waiting for the others) is blocked — in I/O, in a user kernel, on a dead file system —
+  and the watchdog ends the whole job with a message naming that rank.
+- **Agreements** wait for the other ranks with a patience (:func:`patience`): a healthy rank
+  gives the stuck rank's own watchdog time to speak first, then aborts; a rank that has
+  failed waits a few seconds only, because the others may be inside a collective HDF5 call
+  they can never leave.
+- **SIGTERM / SIGUSR1** (SLURM's time limit, ``scancel``, ``--signal``) only set a flag;
+  the data pass stops at the next block boundary, records its progress and exits 75.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import NoReturn
+
+from .comm import abort, world
+
+__all__ = [
+    "DEFAULT_WATCHDOG",
+    "beat",
+    "give_up",
+    "guarded",
+    "patience",
+    "stop_signal",
+    "stop_signals",
+    "waiting",
+]
+
+#: Seconds without progress after which a working rank is declared stuck (``run.watchdog``).
+DEFAULT_WATCHDOG = 600.0
+#: Seconds a failed rank waits for the others before it aborts the job.
+FAILED_PATIENCE = 10.0
+#: Extra seconds a waiting rank gives a stuck rank's own watchdog to report first.
+_GRACE = 5.0
+
+
+@dataclasses.dataclass
+class _State:
+    seconds: float | None = None  # None: the watchdog is off
+    where: str = ""  # "rank r of n on host"
+    phase: str = "starting"
+    last: float = dataclasses.field(default_factory=time.monotonic)
+    waits: int = 0
+    stop: str | None = None  # name of the stop signal received
+    thread: threading.Thread | None = None
+
+
+_state = _State()
+
+
+def beat(phase: str) -> None:
+    """Record progress: this rank is working on ``phase``."""
+    _state.phase, _state.last = phase, time.monotonic()
+
+
+@contextmanager
+def waiting() -> Iterator[None]:
+    """Mark this rank as waiting for the others (the watchdog does not count it as stuck)."""
+    _state.waits += 1
+    try:
+        yield
+    finally:
+        _state.waits -= 1
+        _state.last = time.monotonic()
+
+
+def patience(failed: bool) -> float | None:
+    """Seconds an agreement waits for the other ranks (None: forever, no watchdog)."""
+    if _state.seconds is None:
+        return None
+    if failed:  # before the watchdog of a rank stuck in the call it left would fire
+        return min(_state.seconds / 2, FAILED_PATIENCE)
+    return _state.seconds + _GRACE
+
+
+def give_up(message: str) -> NoReturn:
+    """Print one error line and abort every rank of the job (status 1)."""
+    print(f"h5par: error: {message}; aborting the job", file=sys.stderr, flush=True)
+    abort(1)
+
+
+@contextmanager
+def guarded(seconds: float | None) -> Iterator[None]:
+    """Run with the watchdog armed (``seconds`` None or 0: off). Nests: the outer one rules."""
+    if _state.seconds is not None or not seconds:
+        yield
+        return
+    rank, nranks = world()
+    _state.seconds, _state.where = seconds, f"rank {rank} of {nranks} on {socket.gethostname()}"
+    beat("starting")
+    if _state.thread is None:
+        _state.thread = threading.Thread(target=_watch, name="h5par-watchdog", daemon=True)
+        _state.thread.start()
+    try:
+        yield
+    finally:
+        _state.seconds = None
+
+
+def _watch() -> None:
+    while True:
+        seconds = _state.seconds
+        time.sleep(0.2 if seconds is None else min(1.0, seconds / 10))
+        if seconds is None or _state.seconds is None or _state.waits:
+            continue
+        idle = time.monotonic() - _state.last
+        if idle > seconds:
+            give_up(
+                f"{_state.where} made no progress for {idle:.0f} s ({_state.phase}): blocked in "
+                f"I/O, in a kernel or in a collective call another rank never joined "
+                f"(run.watchdog = {seconds:g} s)"
+            )
+
+
+def stop_signal() -> str | None:
+    """The name of the stop signal received (SIGTERM, SIGUSR1), or None."""
+    return _state.stop
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGUSR1 into a request to stop at the next block boundary.
+
+    Main thread only; the previous handlers come back afterwards.
+    """
+
+    def request(signum: int, frame: FrameType | None) -> None:
+        _state.stop = signal.Signals(signum).name
+
+    names = (signal.SIGTERM, signal.SIGUSR1)
+    previous = {s: signal.signal(s, request) for s in names}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _state.stop = None

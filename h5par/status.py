@@ -1,0 +1,58 @@
+"""``h5par status JOB``: where each file of a job stands, from its output and journal."""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from pathlib import Path
+
+from .batch import finished_file
+from .jobs import Job, JobFile
+from .journal import Journal, work_folder
+
+__all__ = ["job_status"]
+
+
+def job_status(job: Job) -> list[str]:
+    """One line per input file: done, running or stopped (units done), or not started."""
+    lines = []
+    for file in job.files:
+        destination = file.input if job.in_place else file.output
+        lines.append(f"{file.input} -> {destination or '(statistics only)'}: {_state(job, file)}")
+    return lines
+
+
+def _state(job: Job, file: JobFile) -> str:
+    destination = file.input if job.in_place else file.output
+    if destination is None:
+        return "statistics only: nothing is kept between runs"
+    if finished_file(job, file):
+        return "done"
+    folder = work_folder(destination)
+    journal = Journal.load(folder)
+    if journal is None:
+        return (
+            "exists (not from this job)"
+            if destination.is_file() and not job.in_place
+            else "not started"
+        )
+    done, total = journal.count()
+    age = time.time() - (folder / "journal.json").stat().st_mtime
+    how = "running" if _locked(folder / "lock") else "stopped (rerun the job to resume)"
+    share = 100 * done / total if total else 100.0
+    return f"{how}: {done} of {total} units done ({share:.0f}%), journal updated {age:.0f} s ago ({folder})"
+
+
+def _locked(lock: Path) -> bool:
+    """True when a running h5par holds the work folder's lock."""
+    if not lock.exists():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False

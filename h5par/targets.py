@@ -1,0 +1,162 @@
+"""What a run works on, in pure terms: datasets (targets), their units, each rank's share.
+
+A *unit* is a global, chunk-aligned, memory-bounded block of a dataset. Units depend on the
+dataset, its chunks and the memory budget — never on the number of ranks — so a run
+stopped on 4 ranks resumes on 2 from the same journal. Each rank takes a contiguous run
+of the units still to do, one per collective step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .decomposition import Index, flat_range, flat_range_boxes, index_shape, split_extent, steps
+from .errors import UsageError
+from .kernels import Chain
+from .layout import OutputOptions
+
+__all__ = ["STEP_FRACTION", "Plan", "Target", "Work", "assign", "share", "units"]
+
+#: A unit holds at most memory / STEP_FRACTION bytes of one array: input block, output
+#: block and kernel temporaries must fit the per-rank budget together.
+STEP_FRACTION = 4
+#: Datasets are cut into at least this many units when they are big enough, so that up to
+#: that many ranks share one dataset whatever the memory budget.
+UNITS_PER_DATASET = 64
+#: ... but units are not made smaller than this for it (per-step overhead).
+MIN_UNIT_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One dataset to process (picklable: broadcast from rank 0)."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    out_shape: tuple[int, ...]
+    out_dtype: np.dtype[Any]
+    align: tuple[int, ...] | None
+    create: dict[str, Any]
+    fill: Any = None  # the _FillValue attribute when missing values are respected
+    out_fill: Any = None  # that value converted to out_dtype (written as the output's _FillValue)
+    copy: bool = False  # an untouched dataset copied in parallel (no kernels)
+
+    @property
+    def filtered(self) -> bool:
+        """True when the output is written through filters (its chunk index changes)."""
+        return any(
+            k in self.create for k in ("compression", "shuffle", "fletcher32", "scaleoffset")
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What rank 0 found in the input."""
+
+    targets: list[Target]
+    userblock: int
+    track_order: bool
+    copies: list[Target] = dataclasses.field(default_factory=list)
+    identity: dict[str, Any] = dataclasses.field(default_factory=dict)  # input size/mtime
+
+
+@dataclasses.dataclass(frozen=True)
+class Work:
+    """A validated run: what :func:`h5par.apply` was asked to do."""
+
+    input: Path
+    output: Path | None
+    in_place: bool
+    chain: Chain
+    patterns: list[str] | None
+    budget: int
+    options: OutputOptions
+    overwrite: bool
+    driver: str
+    driver_options: dict[str, Any]
+    nranks: int
+    provenance: dict[str, str]
+    progress: Callable[[int], None] | None
+    respect_fill_value: bool
+    resume: bool = False  # True: continue a stopped run or fail; False: continue when possible
+
+    @property
+    def destination(self) -> Path | None:
+        """The file the run writes (the input for in-place runs)."""
+        return self.input if self.in_place else self.output
+
+
+def units(target: Target, chain: Chain, budget: int) -> list[Index]:
+    """The units of ``target``: global blocks, independent of the number of ranks (pure).
+
+    >>> t = Target("/x", (100, 4), np.dtype("f8"), (100, 4), np.dtype("f8"), None, {})
+    >>> len(units(t, Chain(), budget=4 * 800)), units(t, Chain(), budget=4 * 800)[1]
+    (4, (slice(25, 50, None), slice(0, 4, None)))
+    """
+    if target.shape == ():
+        return [()]
+    itemsize = max(target.dtype.itemsize, target.out_dtype.itemsize, 8 if chain.reducers else 1)
+    whole = tuple(slice(0, n) for n in target.shape)
+    total = math.prod(target.shape) * itemsize
+    limit = min(budget // STEP_FRACTION, max(MIN_UNIT_BYTES, -(-total // UNITS_PER_DATASET)))
+    try:
+        return steps(whole, itemsize, limit, target.align)
+    except ValueError as exc:
+        raise UsageError(f"memory = {budget} bytes is too small for {target.path}: {exc}") from None
+
+
+def assign(todo: Sequence[int], nranks: int) -> list[list[int]]:
+    """Split the units still to do into contiguous runs, one per rank (pure).
+
+    >>> assign([0, 1, 2, 5, 6], 2)
+    [[0, 1, 2], [5, 6]]
+    >>> assign([3], 3)
+    [[3], [], []]
+    """
+    return [list(todo[slice(*split_extent(len(todo), nranks, r))]) for r in range(nranks)]
+
+
+def region(blocks: Sequence[Index]) -> Index | None:
+    """The bounding box of ``blocks`` (None when there are none)."""
+    if not blocks:
+        return None
+    return tuple(
+        slice(min(b[axis].start for b in blocks), max(b[axis].stop for b in blocks))
+        for axis in range(len(blocks[0]))
+    )
+
+
+def nbytes(index: Index, dtype: np.dtype[Any]) -> int:
+    """Bytes of ``dtype`` elements in ``index``."""
+    return math.prod(index_shape(index)) * dtype.itemsize
+
+
+def share(target: Target, chain: Chain, r: int, nranks: int, budget: int) -> dict[str, Any]:
+    """What rank ``r`` does for ``target`` in a fresh run: region, steps, bytes read (pure)."""
+    every = units(target, chain, budget)
+    mine = [every[u] for u in assign(range(len(every)), nranks)[r]]
+    return describe(r, mine, sum(nbytes(b, target.dtype) for b in mine))
+
+
+def describe(r: int, blocks: Sequence[Index], nbytes: int) -> dict[str, Any]:
+    """The ``{"rank", "region", "steps", "bytes"}`` record of a rank's share."""
+    box = region(blocks)
+    bounds = None if box is None else [[s.start, s.stop] for s in box]
+    return {"rank": r, "region": bounds, "steps": len(blocks), "bytes": nbytes}
+
+
+def output_boxes(target: Target, index: Index | None) -> list[Index]:
+    """Where the block read at ``index`` goes in the output (boxes, for reshapes)."""
+    if index is None or 0 in index_shape(index):
+        return []
+    if target.out_shape == target.shape:
+        return [index]
+    start, stop = flat_range(index, target.shape)
+    return flat_range_boxes(start, stop, target.out_shape)

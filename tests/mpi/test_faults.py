@@ -1,0 +1,182 @@
+"""Faults injected at every phase on every rank (1-4 ranks, in process), stop and resume.
+
+Faults that leave the other ranks inside a collective HDF5 call end in MPI_Abort and are
+tested through the command line (tests/cli/test_faults.py); here every fault ends in an
+agreed error that each rank can check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+import h5par
+from h5par.errors import CollectiveError, H5ParError, StoppedError
+from h5par.faults import InjectedFaultError
+from h5par.guard import stop_signals
+
+pytestmark = pytest.mark.mpi(min_size=1)
+
+comm = MPI.COMM_WORLD
+#: Points a rank can fail at while the others can still agree (not inside a collective call).
+GRACEFUL = ("validate", "inspect", "create", "read", "kernel", "write", "checkpoint", "finalize")
+MEMORY = "64KiB"  # units of 16 KiB: dozens of collective steps
+
+
+@pytest.fixture
+def folder(tmp_path_factory) -> Path:
+    path = str(tmp_path_factory.mktemp("faults")) if comm.rank == 0 else None
+    return Path(comm.bcast(path))
+
+
+@pytest.fixture
+def fault() -> Iterator[None]:
+    yield
+    os.environ.pop("H5PAR_FAULT", None)
+
+
+def make_input(path: Path) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    data = {"x": rng.normal(size=(601, 67)), "z": rng.normal(size=(150, 40)).astype("f4")}
+    if comm.rank == 0:
+        with h5py.File(path, "w") as f:
+            f["x"] = data["x"]
+            f.create_dataset("z", data=data["z"], chunks=(10, 40), compression="gzip")
+    comm.Barrier()
+    return data
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_all(path: Path) -> dict[str, bytes]:
+    with h5py.File(path, "r") as f:
+        return {k: f[k][...].tobytes() for k in ("x", "z")}
+
+
+def expect_failure(point: str, bad: int, call) -> str:
+    """Run ``call`` with a fault on rank ``bad``; return the message every rank got."""
+    os.environ["H5PAR_FAULT"] = (
+        f"{point}:{bad}:raise:2"
+        if point in ("read", "kernel", "write", "checkpoint")
+        else f"{point}:{bad}:raise"
+    )
+    with pytest.raises((H5ParError, InjectedFaultError)) as info:
+        call()
+    os.environ.pop("H5PAR_FAULT")
+    message = str(info.value)
+    assert f"injected fault at {point} on rank {bad}" in message
+    if comm.size > 1:
+        assert isinstance(info.value, CollectiveError) and info.value.rank == bad
+        assert f"rank {bad} of {comm.size}" in message
+    assert comm.allgather(message) == [message] * comm.size
+    return message
+
+
+@pytest.mark.parametrize("point", GRACEFUL)
+@pytest.mark.parametrize("bad", range(4))
+def test_exception_at_each_phase_on_each_rank_fails_every_rank_and_leaves_nothing(
+    folder, fault, point, bad
+) -> None:
+    if bad >= comm.size:
+        pytest.skip(f"no rank {bad} in a {comm.size}-rank run")
+    make_input(folder / "in.h5")
+    before = digest(folder / "in.h5") if comm.rank == 0 else None
+    out = folder / "out.h5"
+    expect_failure(
+        point,
+        bad,
+        lambda: h5par.apply(folder / "in.h5", out, [{"name": "scale", "factor": 2}], memory=MEMORY),
+    )
+    if comm.rank == 0:
+        assert sorted(p.name for p in folder.iterdir()) == ["in.h5"]  # no output, no work folder
+        assert digest(folder / "in.h5") == before
+    # The same job runs cleanly afterwards.
+    result = h5par.apply(folder / "in.h5", out, [{"name": "scale", "factor": 2}], memory=MEMORY)
+    assert result.resumed_units == 0
+
+
+def test_in_place_failure_keeps_the_journal_and_a_rerun_finishes_without_applying_twice(
+    folder, fault
+) -> None:
+    data = make_input(folder / "in.h5")
+    job = {
+        "input": folder / "in.h5",
+        "kernels": [{"name": "scale", "factor": 3}],
+        "memory": MEMORY,
+        "in_place": True,
+    }
+    bad = comm.size - 1
+    message = expect_failure("kernel", bad, lambda: h5par.apply(**job))
+    assert "is partly updated" in message and "rerun the same job" in message
+    assert (folder / ".in.h5.h5par" / "journal.json").exists()
+    result = h5par.apply(**job)
+    assert result.resumed_units > 0
+    if comm.rank == 0:
+        got = read_all(folder / "in.h5")
+        assert got["x"] == (data["x"] * 3).tobytes()
+        assert got["z"] == (data["z"] * np.float32(3)).tobytes()
+        assert not (folder / ".in.h5.h5par").exists()
+
+
+def stop_then_resume(folder: Path, job: dict, nth: int) -> tuple[h5par.Result, str]:
+    """Send SIGUSR1 to the last rank at its nth write, then rerun the job."""
+    os.environ["H5PAR_FAULT"] = f"write:{comm.size - 1}:usr1:{nth}"
+    with stop_signals(), pytest.raises(StoppedError) as info:
+        h5par.apply(**job)
+    os.environ.pop("H5PAR_FAULT")
+    message = str(info.value)
+    assert message.startswith("stopped on SIGUSR1 at a block boundary")
+    assert info.value.exit_status == 75
+    return h5par.apply(**job), message
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["output", "in-place"])
+def test_stop_at_a_block_boundary_then_resume_is_bitwise_a_clean_run(
+    folder, fault, in_place
+) -> None:
+    data = make_input(folder / "in.h5")
+    kernels = [{"name": "clip", "min": -0.5}, {"name": "scale", "factor": 1.5, "offset": 1}]
+    job = {"input": folder / "in.h5", "kernels": kernels, "memory": MEMORY}
+    job |= {"in_place": True} if in_place else {"output": folder / "out.h5"}
+    result, message = stop_then_resume(folder, job, nth=3)
+    assert result.resumed_units > 0, message
+    if comm.rank == 0:
+        got = read_all(folder / ("in.h5" if in_place else "out.h5"))
+        for name in ("x", "z"):
+            x = data[name]
+            want = np.clip(x, x.dtype.type(-0.5), None) * x.dtype.type(1.5) + x.dtype.type(1)
+            assert got[name] == want.tobytes(), name
+        assert sorted(p.name for p in folder.iterdir()) == ["in.h5"] + (
+            [] if in_place else ["out.h5"]
+        )
+
+
+def test_statistics_survive_a_stop(folder, fault) -> None:
+    data = make_input(folder / "in.h5")
+    ops = ["min", "max", "count", "sum", "mean", "std", "histogram"]
+    job = {
+        "input": folder / "in.h5",
+        "output": folder / "out.h5",
+        "kernels": [{"name": "reduce", "op": ops, "bins": 7}],
+        "memory": MEMORY,
+    }
+    result, _ = stop_then_resume(folder, job, nth=3)
+    assert result.resumed_units > 0
+    for name in ("x", "z"):
+        x, got = data[name], result.reductions[f"/{name}"]
+        assert got["min"] == x.min() and got["max"] == x.max() and got["count"] == x.size
+        counts, edges = np.histogram(x, bins=7)
+        assert got["histogram"] == {"counts": counts.tolist(), "edges": edges.tolist()}
+        scale = np.abs(x.astype("f8")).sum()
+        assert abs(got["sum"] - x.astype("f8").sum()) <= 1e-12 * scale
+        assert abs(got["mean"] - x.astype("f8").mean()) <= 1e-12 * scale
+        assert abs(got["std"] - x.astype("f8").std()) <= 1e-12 * scale
