@@ -183,6 +183,7 @@ def _engine_arguments(job: Job, file: JobFile) -> dict[str, Any]:
         "options": job.options,
         "driver": job.driver,
         "respect_fill_value": job.respect_fill_value,
+        "select": job.select,
         **job.driver_options,
     }
 

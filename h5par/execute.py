@@ -33,8 +33,8 @@ from .comm import allgather, bcast, bcast_array, rank, size
 from .decomposition import Index, index_shape
 from .errors import H5ParError, Outcome, StoppedError, UsageError, collective_errors
 from .faults import inject
-from .hierarchy import build_output
-from .io import File, open_input, read_block, transfer_plist, write_block
+from .hierarchy import build_output, reattach_scales
+from .io import File, open_input, read_block, read_selected, transfer_plist, write_block
 from .journal import Journal, fingerprint, work_folder
 from .kernels import Broadcast, Chain, KernelError, Partial, Reduce, combine_all
 from .sizes import format_size
@@ -218,7 +218,16 @@ def _create_output(work: Work, plan: Plan, journal: Journal) -> None:
         for t in plan.targets:
             if t.out_fill is not None and t.out_dtype != t.dtype:
                 dst[t.path].attrs.create("_FillValue", t.out_fill, dtype=t.out_dtype)
+            if t.select is not None or t.out_shape != t.shape:
+                reattach_scales(dst[t.path], _kept_axes(t))
         dst.attrs.update(work.provenance)
+
+
+def _kept_axes(target: Target) -> list[tuple[int, int]]:
+    """``(output axis, input axis)`` of the axes a selection keeps whole (reshapes: none)."""
+    if target.select is None or target.out_shape != target.shape:
+        return []
+    return [(new, old) for new, old, whole in target.select.kept() if whole]
 
 
 def _finalize(work: Work, plan: Plan, journal: Journal) -> None:
@@ -395,6 +404,14 @@ def _pass(
     return sweep.parts
 
 
+def _read(target: Target, din: h5py.Dataset, index: Index | None, dxpl: Any) -> np.ndarray:
+    """Read block ``index`` of the target, through its selection if it has one. Collective."""
+    if target.select is None:
+        return read_block(din, index, dxpl)
+    slabs = [] if index is None else target.select.source(index)
+    return read_selected(din, slabs, (0,) if index is None else index_shape(index), dxpl)
+
+
 def _write(
     sweep: _Sweep, dout: h5py.Dataset | None, dxpl: Any, index: Index | None, out: np.ndarray
 ) -> Outcome:
@@ -423,7 +440,7 @@ def _compute(
     index = None if u is None else sweep.blocks[u]
     out = np.empty(0, target.out_dtype)
     with collective_errors(sweep.comm, f"processing {target.path}"):
-        block = read_block(din, None if redo else index, dxpl)
+        block = _read(target, din, None if redo else index, dxpl)
         done[0] += block.nbytes
         inject("read")
         inject("kernel")
@@ -530,7 +547,7 @@ def _broadcast_source(
     me = rank(comm)
     kept = None if keep is None else keep.source_file(target.path, position)
     fresh = kept is None or not kept.exists()
-    raw = read_block(din, index if me == 0 and fresh else None, transfer_plist(din, write=False))
+    raw = _read(target, din, index if me == 0 and fresh else None, transfer_plist(din, write=False))
     source = np.empty(shape, dtype)
     with collective_errors(comm, f"broadcast source of {target.path}"):
         if me == 0 and not fresh:

@@ -265,3 +265,36 @@ def _copy_reference_data(src: h5py.Dataset, dst: h5py.Dataset, remap: _Remapper)
     if src.shape is None or src.size == 0:
         return
     dst[...] = remap.array(src[...])
+
+
+def reattach_scales(dset: h5py.Dataset, kept: list[tuple[int, int]]) -> None:
+    """Detach every dimension scale from ``dset``, then attach those of the ``kept`` axes.
+
+    ``kept`` lists ``(new axis, old axis)`` pairs: axes that survive whole a change of shape
+    (a selection, a reshape). The copied ``DIMENSION_LIST`` still describes the old axes;
+    scales of dropped or resized axes would contradict the data (netCDF readers refuse a
+    dimension of the wrong length), so they are detached, each scale's ``REFERENCE_LIST``
+    included.
+    """
+    if "DIMENSION_LIST" not in dset.attrs:
+        return
+    file, me = dset.file, object_key(dset)
+    old = [[file[ref] for ref in refs] for refs in dset.attrs["DIMENSION_LIST"]]
+    del dset.attrs["DIMENSION_LIST"]
+    for scale in {object_key(s): s for axis in old for s in axis}.values():
+        _forget(scale, me)
+    for new, axis in kept:
+        for scale in old[axis]:
+            dset.dims[new].attach_scale(scale)
+
+
+def _forget(scale: h5py.Dataset, dset: Key) -> None:
+    """Remove ``dset``'s entries from ``scale``'s ``REFERENCE_LIST``."""
+    if "REFERENCE_LIST" not in scale.attrs:
+        return
+    entries = scale.attrs["REFERENCE_LIST"]
+    dtype = scale.attrs.get_id("REFERENCE_LIST").dtype
+    left = np.array([e for e in entries if object_key(scale.file[e[0]]) != dset], dtype=dtype)
+    del scale.attrs["REFERENCE_LIST"]
+    if left.size:
+        scale.attrs.create("REFERENCE_LIST", left, dtype=dtype)

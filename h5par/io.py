@@ -24,7 +24,16 @@ from .errors import H5ParError, UsageError
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["DRIVERS", "MODES", "File", "open_error", "open_input", "read_block", "write_block"]
+__all__ = [
+    "DRIVERS",
+    "MODES",
+    "File",
+    "open_error",
+    "open_input",
+    "read_block",
+    "read_selected",
+    "write_block",
+]
 
 #: File modes, as in h5py (and the book): read, read/write, create/truncate, create/fail, append.
 MODES = ("r", "r+", "w", "w-", "x", "a")
@@ -277,3 +286,30 @@ def write_block(
         buffer,
         dxpl=dxpl,
     )
+
+
+def read_selected(
+    dset: h5py.Dataset,
+    slabs: Sequence[tuple[tuple[int, ...], ...]],
+    shape: tuple[int, ...],
+    dxpl: h5p.PropDXID | None = None,
+) -> np.ndarray:
+    """Read the union of strided hyperslabs ``slabs`` as an array of ``shape`` (C order).
+
+    Each slab is ``(start, count, stride)`` per dataset axis (see
+    :meth:`h5par.slicing.Selection.source`); no slabs reads nothing. Collective when
+    ``dxpl`` is collective: every rank calls it.
+    """
+    empty = not slabs or 0 in shape
+    out = np.zeros(1, dset.dtype) if empty else np.empty(shape, dset.dtype)
+    space = dset.id.get_space()
+    if empty:
+        space.select_none()
+    elif dset.shape == ():
+        space.select_all()
+    else:
+        for i, (start, count, stride) in enumerate(slabs):
+            op = h5s.SELECT_SET if i == 0 else h5s.SELECT_OR
+            space.select_hyperslab(start, count, stride, op=op)
+    dset.id.read(_memory_space(shape, empty), space, out, dxpl=dxpl)
+    return np.empty(shape, dset.dtype) if empty else out

@@ -22,11 +22,18 @@ from .guard import DEFAULT_WATCHDOG
 from .kernels import Chain
 from .layout import COMPRESSIONS, OutputOptions
 from .sizes import parse_size
+from .slicing import parse
 
 __all__ = ["Job", "JobFile", "apply_overrides", "job_from_dict", "load_job"]
 
 _TABLES: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "input": {"path": (str, list), "datasets": (str, list), "driver": str, "memb_size": (str, int)},
+    "input": {
+        "path": (str, list),
+        "datasets": (str, list),
+        "select": dict,
+        "driver": str,
+        "memb_size": (str, int),
+    },
     "output": {
         "path": str,
         "in_place": bool,
@@ -77,6 +84,8 @@ class Job:
         Inputs (globs expanded, sorted) with their output names.
     datasets : list of str or None
         Dataset globs; None selects every dataset.
+    select : dict
+        ``[input.select]``: dataset glob -> selection (``"4:8:2"``, ``"[1, 2, 7]"``).
     kernels : list of dict
         The kernel tables, in order (checked: they build a valid chain).
     options : OutputOptions
@@ -110,6 +119,7 @@ class Job:
     text: str
     respect_fill_value: bool = True
     watchdog: float = DEFAULT_WATCHDOG
+    select: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def sha256(self) -> str:
@@ -233,10 +243,26 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
         ),
         driver=str(inp.get("driver", "auto")),
         driver_options=driver_options,
+        select=_select(inp.get("select", {})),
         text=text if text is not None else json.dumps(data, sort_keys=True, default=str),
         respect_fill_value=bool(run.get("respect_fill_value", True)),
         watchdog=_watchdog(run.get("watchdog", DEFAULT_WATCHDOG)),
     )
+
+
+def _select(table: Mapping[str, Any]) -> dict[str, str]:
+    """``[input.select]``: dataset glob -> selection in numpy's index syntax (checked here)."""
+    for pattern, text in table.items():
+        if not isinstance(text, str):
+            raise UsageError(
+                f"input.select.{pattern} = {text!r}: expected a string such as '4:8:2', "
+                "'0, ..., 0' or '[1, 2, 7]'"
+            )
+        try:
+            parse(text)
+        except UsageError as exc:
+            raise UsageError(f"input.select.{pattern}: {exc}") from None
+    return dict(table)
 
 
 def _watchdog(value: float) -> float:

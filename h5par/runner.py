@@ -33,8 +33,9 @@ from .io import DRIVERS, SERIAL_H5PY_FIX, open_input
 from .kernels import Broadcast, Chain, Kernel
 from .kernels.chain import convert_fill
 from .layout import OutputOptions, dataset_options
-from .selection import select_paths
+from .selection import glob_regex, select_paths
 from .sizes import format_size, parse_size
+from .slicing import Selection, parse, resolve
 from .targets import STEP_FRACTION, Plan, Target, Work
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ def apply(
     respect_fill_value: bool = True,
     resume: bool = False,
     watchdog: float = DEFAULT_WATCHDOG,
+    select: Mapping[str, str] | None = None,
     **driver_options: Any,
 ) -> Result:
     """Apply a kernel chain to datasets of an HDF5 file. Collective over ``comm``.
@@ -139,6 +141,10 @@ def apply(
     watchdog : float
         Seconds without progress after which a rank counts as blocked and the job is
         aborted with a message naming it (0: never).
+    select : mapping of str to str, optional
+        ``{dataset glob: selection}`` in numpy's index syntax (``"4:8:2"``, ``"0, ..., 0"``,
+        ``"[1, 2, 7]"``): those datasets are read through the selection and the output
+        dataset has the selected shape.
     **driver_options
         Options of that driver (``memb_size`` for family).
 
@@ -165,7 +171,7 @@ def apply(
                 input, output, kernels, datasets, in_place, overwrite, memory, options, driver,
                 driver_options, size(comm), dict(provenance or {}), progress, respect_fill_value,
             )  # fmt: skip
-            job = dataclasses.replace(job, resume=resume)
+            job = dataclasses.replace(job, resume=resume, select=_selections(select))
         with collective_errors(comm, "inspect"):
             inject("inspect")
             plan = _inspect(job) if rank(comm) == 0 else None
@@ -199,6 +205,7 @@ def inspect(
     nranks: int = 1,
     driver: str = "auto",
     respect_fill_value: bool = True,
+    select: Mapping[str, str] | None = None,
     **driver_options: Any,
 ) -> list[Target]:
     """Validate like :func:`apply` and list the datasets it would process (one process).
@@ -209,7 +216,33 @@ def inspect(
         input, output, kernels, datasets, in_place, overwrite, memory, options, driver,
         driver_options, nranks, {}, None, respect_fill_value,
     )  # fmt: skip
-    return _inspect(job).targets
+    return _inspect(dataclasses.replace(job, select=_selections(select))).targets
+
+
+def _selections(select: Mapping[str, str] | None) -> dict[str, str]:
+    """``{dataset glob: selection}`` with every selection parsed (errors before any I/O)."""
+    for pattern, text in (select or {}).items():
+        try:
+            parse(text)
+        except UsageError as exc:
+            raise UsageError(f"select {pattern!r}: {exc}") from None
+    return dict(select or {})
+
+
+def _selection(job: Work, dset: h5py.Dataset) -> Selection | None:
+    """The selection of ``dset`` in ``job`` (the first matching glob), resolved, or None."""
+    text = next((t for p, t in job.select.items() if glob_regex(p).fullmatch(dset.name)), None)
+    if text is None:
+        return None
+    if job.in_place:
+        raise UsageError(
+            f"dataset {dset.name}: in-place runs cannot apply a selection ({text!r}); write an "
+            "output file"
+        )
+    try:
+        return resolve(parse(text), tuple(dset.shape or ()), text)
+    except UsageError as exc:
+        raise UsageError(f"dataset {dset.name} (shape {dset.shape}): {exc}") from None
 
 
 def _validate(
@@ -305,6 +338,7 @@ def _inspect(job: Work) -> Plan:
                 paths = select_paths(dataset_paths(src), job.patterns)
                 found = (_named(p, _target, job, src) for p in paths)
                 targets = [t for t in found if t is not None]
+                _check_select(job, targets)
                 processed = {t.path for t in targets}
                 others = [p for p in dataset_paths(src) if p not in processed]
                 copies = [_named(p, _parallel_copy, job, src) for p in others]
@@ -323,6 +357,15 @@ def _inspect(job: Work) -> Plan:
         raise UsageError(
             f"cannot read {str(job.input)!r}, the file may be corrupt: {text}"
         ) from None
+
+
+def _check_select(job: Work, targets: list[Target]) -> None:
+    for pattern in job.select:
+        if not any(glob_regex(pattern).fullmatch(t.path) for t in targets):
+            names = ", ".join(t.path for t in targets) or "none"
+            raise UsageError(
+                f"select {pattern!r} matches no processed dataset (processed: {names})"
+            )
 
 
 #: Untouched datasets at least this large are copied by all ranks (smaller: HDF5's object copy).
@@ -378,10 +421,11 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     Copied as they are: datasets without elements to process (null dataspace) and, when
     writing a new file, datasets with no kernel and no layout change.
     """
+    select = None if dset.shape is None else _selection(job, dset)
     copy_only = not job.chain and not job.options.changes_layout and job.output is not None
-    if copy_only or dset.shape is None:
+    if (copy_only and select is None) or dset.shape is None:
         return None
-    shape, dtype = tuple(dset.shape), dset.dtype
+    shape, dtype = tuple(dset.shape) if select is None else select.shape, dset.dtype
     try:
         _check_packed(job, dset)
         fill = _fill_value(dset) if job.respect_fill_value else None
@@ -420,7 +464,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     layout = source_layout(dset)
     try:
         create = dataset_options(
-            layout, shape, out_shape, out_dtype, job.options, out_dtype != dtype
+            layout, tuple(dset.shape), out_shape, out_dtype, job.options, out_dtype != dtype
         )
     except UsageError as exc:
         raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from None
@@ -435,8 +479,12 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     align = create.get("chunks") if out_shape == shape else layout.chunks
     if job.in_place:
         align = layout.chunks
+    elif select is not None and out_shape != shape:
+        align = None  # the input's chunks say nothing about a selection's result
     out_fill = None if fill is None else convert_fill(fill, out_dtype)
-    return Target(dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill)
+    return Target(
+        dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill, select=select
+    )
 
 
 def _check_packed(job: Work, dset: h5py.Dataset) -> None:

@@ -20,6 +20,7 @@ from .decomposition import Index, flat_range, flat_range_boxes, index_shape, spl
 from .errors import UsageError
 from .kernels import Chain
 from .layout import OutputOptions
+from .slicing import Selection
 
 __all__ = ["STEP_FRACTION", "Plan", "Target", "Work", "assign", "share", "units"]
 
@@ -47,6 +48,7 @@ class Target:
     fill: Any = None  # the _FillValue attribute when missing values are respected
     out_fill: Any = None  # that value converted to out_dtype (written as the output's _FillValue)
     copy: bool = False  # an untouched dataset copied in parallel (no kernels)
+    select: Selection | None = None  # what is read of the dataset (shape: its result)
 
     @property
     def filtered(self) -> bool:
@@ -86,6 +88,7 @@ class Work:
     progress: Callable[[int], None] | None
     respect_fill_value: bool
     resume: bool = False  # True: continue a stopped run or fail; False: continue when possible
+    select: dict[str, str] = dataclasses.field(default_factory=dict)  # dataset glob -> selection
 
     @property
     def destination(self) -> Path | None:

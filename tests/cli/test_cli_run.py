@@ -45,6 +45,7 @@ REFERENCES = {
     "reshape_field": lambda x: x.reshape(48, 2, 64, 128),
     "python_function": np.negative,
     "postprocess": lambda x: np.clip(fill0(x), 0.0, None).astype(np.float32),
+    "select_every_other_step": lambda x: x[::2, 32:96, :].astype(np.float32),
 }
 
 

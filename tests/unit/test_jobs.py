@@ -73,7 +73,10 @@ def test_overrides_reach_into_kernel_lists() -> None:
 BAD_JOBS = [
     ({"inputs": {}}, "job: unknown key 'inputs' (valid: version, input, output, kernels, run)"),
     ({"version": 2}, "version = 2 (valid: 1)"),
-    ({"input__pth": "x"}, "input: unknown key 'pth' (valid: path, datasets, driver, memb_size)"),
+    (
+        {"input__pth": "x"},
+        "input: unknown key 'pth' (valid: path, datasets, select, driver, memb_size)",
+    ),
     ({"input__path": "nothing_*.h5"}, "input.path 'nothing_*.h5' matches no file"),
     ({"input__path": 5}, "input.path = 5 has the wrong type (valid: a string or a list)"),
     (
