@@ -21,7 +21,7 @@ from .sizes import format_size
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 75
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
 
 
 _RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
@@ -115,7 +115,29 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from .status import job_status
 
     if _rank() == 0:
-        print("\n".join(job_status(load_job(args.job, args.set))), flush=True)
+        print("\n".join(job_status(load_job(args.job, args.set), args.job)), flush=True)
+    return EXIT_OK
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from .jobs import load_job
+    from .slurm import batch_script, submit, submit_options
+
+    if _rank() != 0:
+        return EXIT_OK
+    options = submit_options(
+        args.job,
+        nodes=args.nodes,
+        ntasks=args.ntasks,
+        time=args.time,
+        partition=args.partition,
+        account=args.account,
+        launcher=args.launcher,
+        stop_before=args.stop_before,
+        run_args=[item for pair in args.set for item in ("--set", pair)],
+    )
+    load_job(args.job, args.set)  # a bad job fails here, not after waiting in the queue
+    print(batch_script(options) if args.dry_run else submit(options, args.job), flush=True)
     return EXIT_OK
 
 
@@ -149,6 +171,7 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "ls": (_cmd_ls, "list groups, datasets, attributes and links of a file (like h5ls -r -v)"),
     "plan": (_cmd_plan, "validate a job and print its decomposition without reading data"),
     "status": (_cmd_status, "where each file of a job stands: done, running, stopped, not started"),
+    "submit": (_cmd_submit, "write a SLURM batch script next to a job and submit it (sbatch)"),
 }
 
 
@@ -176,7 +199,7 @@ def _job_arguments(verb: argparse.ArgumentParser) -> None:
 def _verb_arguments(name: str, verb: argparse.ArgumentParser) -> None:
     if name == "demo":
         verb.add_argument("dir", nargs="?", help="folder for the demo files (default: a new one)")
-    if name in ("run", "plan", "status"):
+    if name in ("run", "plan", "status", "submit"):
         _job_arguments(verb)
     if name == "run":
         verb.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -190,9 +213,30 @@ def _verb_arguments(name: str, verb: argparse.ArgumentParser) -> None:
     if name == "ls":
         verb.add_argument("file", help="an HDF5 file")
         verb.add_argument("--no-attributes", action="store_true", help="leave attributes out")
+    if name == "submit":
+        _submit_arguments(verb)
     if name == "plan":
         verb.add_argument("--ranks", type=int, help="plan for N ranks (default: as launched)")
         verb.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def _submit_arguments(verb: argparse.ArgumentParser) -> None:
+    # Values stay strings: h5par.slurm checks them and names what is valid in one line.
+    verb.add_argument("--nodes", metavar="N", help="nodes (default 1)")
+    verb.add_argument("--ntasks", metavar="N", help="MPI ranks (default: SLURM's, one per node)")
+    verb.add_argument("--time", metavar="HH:MM:SS", help="time limit (default: the partition's)")
+    verb.add_argument("--partition", metavar="P", help="SLURM partition")
+    verb.add_argument("--account", metavar="A", help="SLURM account")
+    verb.add_argument("--launcher", default="mpirun", metavar="srun|mpirun", help="default mpirun")
+    verb.add_argument(
+        "--stop-before",
+        metavar="SECONDS",
+        help="SLURM sends USR1 this long before the time limit: h5par stops at a block "
+        "boundary and the job requeues itself (default 120)",
+    )
+    verb.add_argument(
+        "--dry-run", action="store_true", help="print the batch script; write and submit nothing"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except H5ParError as exc:
         return _fail(exc, exc.exit_status, getattr(args, "debug", False))
+    except KeyboardInterrupt:  # one process run by hand: the work folder stays, rerun resumes
+        print("h5par: interrupted; rerun the same job to resume", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except Exception as exc:  # an unexpected failure still ends in one line
         return _fail(exc, EXIT_FAILURE, getattr(args, "debug", False))
 

@@ -88,6 +88,7 @@ def patience(failed: bool) -> float | None:
 def give_up(message: str) -> NoReturn:
     """Print one error line and abort every rank of the job (status 1)."""
     print(f"h5par: error: {message}; aborting the job", file=sys.stderr, flush=True)
+    time.sleep(1)  # let the launcher forward the line before MPI_Abort kills everyone
     abort(1)
 
 

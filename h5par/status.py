@@ -9,17 +9,23 @@ from pathlib import Path
 from .batch import finished_file
 from .jobs import Job, JobFile
 from .journal import Journal, work_folder
+from .slurm import slurm_state
 
 __all__ = ["job_status"]
 
 
-def job_status(job: Job) -> list[str]:
-    """One line per input file: done, running or stopped (units done), or not started."""
+def job_status(job: Job, path: str | Path | None = None) -> list[str]:
+    """One line per input file: done, running or stopped (units done), or not started.
+
+    With the job file's ``path``, a last line gives the state of the SLURM job that
+    ``h5par submit`` last submitted for it, if any.
+    """
     lines = []
     for file in job.files:
         destination = file.input if job.in_place else file.output
         lines.append(f"{file.input} -> {destination or '(statistics only)'}: {_state(job, file)}")
-    return lines
+    slurm = None if path is None else slurm_state(path)
+    return lines if slurm is None else [*lines, slurm]
 
 
 def _state(job: Job, file: JobFile) -> str:

@@ -283,3 +283,28 @@ def test_many_files_stopped_midway_resume_without_redoing_finished_files(tmp_pat
             assert g["x"][...].tobytes() == (f["x"][...] * 2.5).tobytes()
     assert {name: (tmp_path / "clean" / name).stat().st_mtime_ns for name in finished} == stamps
     assert not list(tmp_path.glob("clean/.*"))  # no work folder left
+
+
+def test_ctrl_c_on_one_process_keeps_the_work_folder_and_a_rerun_resumes(work, clean) -> None:
+    env = mpi_env({"H5PAR_FAULT": "write:*:delay=0.05"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "h5par", "run", "job.toml", "--quiet"],
+        cwd=work,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for_progress(work, proc)
+    proc.send_signal(signal.SIGINT)
+    status, err = finish(proc)
+    assert (
+        status == 130
+        and err.strip().splitlines()[-1] == "h5par: interrupted; rerun the same job to resume"
+    )
+    assert not (work / "out.h5").exists()
+    resumed = launch(
+        [sys.executable, "-m", "h5par", "run", "job.toml"], cwd=work, env=mpi_env(), timeout=120
+    )
+    assert resumed.returncode == 0 and "resumed:" in resumed.stdout, resumed.stderr
+    assert same_data(work / "out.h5", clean / "out.h5")
