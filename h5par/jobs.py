@@ -238,9 +238,7 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
         in_place=in_place,
         overwrite=bool(out.get("overwrite", False)),
         memory=memory,
-        file_parallel_below=_size(
-            "run.file_parallel_below", run.get("file_parallel_below", "64MiB")
-        ),
+        file_parallel_below=_file_parallel_below(run.get("file_parallel_below", "64MiB")),
         driver=str(inp.get("driver", "auto")),
         driver_options=driver_options,
         select=_select(inp.get("select", {})),
@@ -285,6 +283,13 @@ def _check_table(name: str, table: Any, schema: Mapping[str, type | tuple[type, 
             names = " or ".join(_TYPE_NAMES[t] for t in expected)
             where = key if name == "job" else f"{name}.{key}"
             raise UsageError(f"{where} = {value!r} has the wrong type (valid: {names})")
+
+
+def _file_parallel_below(value: Any) -> int:
+    """``run.file_parallel_below``: a size, or 0 (every file is shared by all ranks)."""
+    if value in (0, "0"):
+        return 0
+    return _size("run.file_parallel_below", value)
 
 
 def _size(key: str, value: Any) -> int:

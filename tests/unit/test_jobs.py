@@ -133,3 +133,18 @@ def test_bad_toml_is_one_line(tmp_path) -> None:
         load_job(tmp_path / "job.toml")
     with pytest.raises(UsageError, match="cannot read job file"):
         load_job(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, 0), ("0", 0), ("1MiB", 2**20)])
+def test_file_parallel_below_zero_shares_every_file(dumps, value, expected) -> None:
+    job = job_from_dict(base_job(run__file_parallel_below=value), base=dumps)
+    assert job.file_parallel_below == expected
+
+
+def test_select_table_is_parsed_when_the_job_is_loaded(dumps) -> None:
+    job = job_from_dict(base_job(input__select={"/*/temperature": "::2, 0"}), base=dumps)
+    assert job.select == {"/*/temperature": "::2, 0"}
+    with pytest.raises(UsageError, match=r"input\.select\./x: selection 'x y'"):
+        job_from_dict(base_job(input__select={"/x": "x y"}), base=dumps)
+    with pytest.raises(UsageError, match="expected a string"):
+        job_from_dict(base_job(input__select={"/x": 3}), base=dumps)
