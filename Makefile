@@ -42,9 +42,13 @@ test-mpi: setup
 	  timeout -k 10 1200 $(MPIRUN) -n $$n $(PY) -m pytest --only-mpi -p no:cacheprovider -q --color=no -rfE tests/mpi || exit 1; \
 	done
 
-# Speed is measured here, never asserted in tests: variants run interleaved in one run.
+# Speed is measured here, never asserted in tests: methods run interleaved in one run.
+# benchmarks/suite.py --help lists the options; e.g. make bench BENCH_ARGS="--size 256MiB".
+BENCH_ARGS ?=
 bench: setup
-	$(MPIRUN) -n $(RANKS) $(PY) -m mpi4py benchmarks/bench_clip.py --gib 2 --rounds 6
+	@$(PY) -c 'import dask.array, matplotlib' 2>/dev/null || \
+	  $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[bench]'
+	$(PY) benchmarks/suite.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -2,7 +2,8 @@
 # Set up everything h5par needs on a Debian machine, idempotently:
 #   Open MPI + parallel HDF5 + hdf5-tools from Debian (needs root if anything is missing),
 #   a virtual environment at ./.venv with numpy, mpi4py, h5py built against parallel HDF5,
-#   the test tools and h5par itself (editable, console script `h5par`).
+#   the test tools, the benchmark suite's dask and matplotlib (its CI smoke test runs them)
+#   and h5par itself (editable, console script `h5par`).
 # A second run only checks and skips (a few seconds).
 set -euo pipefail
 
@@ -52,7 +53,7 @@ python_packages() {
         CC=mpicc HDF5_MPI=ON HDF5_PKGCONFIG_NAME=hdf5-openmpi \
             "${pip[@]}" --no-build-isolation --no-binary=h5py --force-reinstall --no-deps h5py
     fi
-    "${pip[@]}" --no-build-isolation -e "$ROOT[test,dev]"
+    "${pip[@]}" --no-build-isolation -e "$ROOT[test,dev,bench]"
     "$VENV/bin/python" -c 'import h5py; assert h5py.get_config().mpi, "h5py was built without MPI"'
     fingerprint > "$STAMP"
 }

@@ -1,0 +1,142 @@
+"""benchmarks/suite.py end to end on a tiny input, and its guard against wrong results.
+
+A smoke test of the benchmark machinery, not of speed: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+WORKLOADS = ("clip", "stats", "astype")
+METHODS = {
+    "h5par-1": "h5par 1 rank",
+    "h5par-2": "h5par 2 ranks",
+    "h5py-mpio-2": "h5py+mpio 2 ranks",
+    "h5py": "h5py serial",
+    "rowloop": "row loop (book)",
+    "dask": "dask threads",
+    "heat-2": "heat 2 ranks",
+    "cp": "cp",
+}
+
+
+def _heat_imports() -> bool:
+    probe = subprocess.run([sys.executable, "-c", "import heat"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def _suite_data() -> ModuleType:
+    """benchmarks/_suite_data.py as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("_suite_data", BENCHMARKS / "_suite_data.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("_suite_data", module)  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(400)
+def test_suite_runs_every_method_and_writes_table_json_png(
+    tmp_path: Path, mpitools: SimpleNamespace
+) -> None:
+    results = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        str(BENCHMARKS / "suite.py"),
+        "--size=8MiB",
+        "--rounds=2",
+        "--warmup=0",
+        "--rowloop-rows=256",
+        f"--workdir={tmp_path / 'work'}",
+        f"--results={results}",
+    ]
+    t0 = time.perf_counter()
+    done = mpitools.launch(cmd, env=mpitools.mpi_env(), timeout=360)
+    print(f"suite smoke run: {time.perf_counter() - t0:.1f} s")  # shown with -rP / on failure
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    data = json.loads((results / "suite.json").read_text())
+    assert set(data["methods"]) == set(METHODS)
+    assert list(data["workloads"]) == list(WORKLOADS)
+    assert data["input"]["shape"] == [1024, 1024] and data["input"]["nbytes"] == 8 << 20
+    heat = _heat_imports()
+    for name in WORKLOADS:
+        methods = data["workloads"][name]["methods"]
+        assert set(methods) == set(METHODS), name
+        for key, entry in methods.items():
+            if key == "heat-2" and not heat:
+                assert entry["status"] == "skipped"
+                assert entry["reason"].startswith("not installed")
+                assert not entry["runs"]
+                continue
+            assert entry["status"] == "ok", (name, key, entry.get("reason"))
+            assert entry["verification"]["ok"], (name, key, entry["verification"])
+            runs = entry["runs"]
+            assert len(runs) == 2 and all(r["returncode"] == 0 and r["wall"] > 0 for r in runs)
+            summary = entry["summary"]
+            assert summary["rounds"] == 2
+            assert summary["wall_seconds"]["min"] <= summary["wall_seconds"]["median"]
+            assert summary["speed_vs_h5py"] > 0 and summary["speed_vs_cp"] > 0
+            ranks = data["methods"][key]["ranks"]
+            if key == "cp":  # measured through GNU time, when it is installed
+                ranks = 1 if shutil.which("time", path="/usr/bin:/bin") else 0
+            rss = summary["peak_rss_mib_per_rank"]
+            assert len(rss) == ranks and all(v > 0.1 for v in rss), (key, rss)
+            if key.startswith("h5par"):
+                assert all(r["h5par"]["seconds"] == r["inner"] > 0 for r in runs)
+        assert methods["h5py"]["summary"]["speed_vs_h5py"] == pytest.approx(1.0)
+        rowloop = methods["rowloop"]
+        assert rowloop["summary"]["extrapolated"] and rowloop["summary"]["rows_done"] == 256
+        if name != "stats":
+            assert methods["h5py"]["verification"]["same_layout"]
+
+    table = (results / "suite.txt").read_text()
+    assert table.strip() in done.stdout
+    for label in METHODS.values():
+        assert label in table
+    assert "row loop timed on the first 256 of 1024 rows" in table
+    assert "page cache" in table
+    png = (results / "suite.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+
+
+def test_verification_rejects_a_wrong_output_and_wrong_statistics(tmp_path: Path) -> None:
+    data = _suite_data()
+    spec = data.InputSpec(shape=(64, 32))
+    source, reference, reused = data.prepare_input(spec, tmp_path)
+    assert not reused
+    assert data.prepare_input(spec, tmp_path)[2]  # the same spec reuses the file
+    with h5py.File(source) as f:
+        x = f[data.DATASET][...]
+    assert reference["min"] == x.min() and reference["max"] == x.max()
+    assert reference["std"] == pytest.approx(x.std(), rel=1e-12)
+    clip = data.WORKLOADS["clip"]
+
+    def write(name: str, values: np.ndarray) -> Path:
+        path = tmp_path / name
+        with h5py.File(path, "w") as f:
+            f.create_dataset(data.DATASET, data=values)
+        return path
+
+    ok, message, _ = data.verify_output(spec, clip, source, write("good.h5", np.clip(x, 0, None)))
+    assert ok, message
+    unclipped = write("copy.h5", x)  # fast and wrong: must not pass
+    ok, message, _ = data.verify_output(spec, clip, source, unclipped)
+    assert not ok and "differ from numpy" in message
+    ok, message, _ = data.verify_output(spec, clip, source, write("f4.h5", x.astype("f4")))
+    assert not ok and "dtype" in message
+    assert data.verify_stats(dict(reference), reference)[0]
+    assert not data.verify_stats({**reference, "mean": reference["mean"] + 1e-6}, reference)[0]
+    assert not data.verify_stats({**reference, "max": reference["max"] * 0.5}, reference)[0]
