@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import h5py
@@ -35,9 +32,8 @@ from .errors import H5ParError, Outcome, StoppedError, UsageError, collective_er
 from .faults import inject
 from .hierarchy import build_output, reattach_scales
 from .io import File, open_input, read_block, read_selected, transfer_plist, write_block
-from .journal import Journal, fingerprint, work_folder
+from .journal import Journal, fingerprint, hold, in_use, work_folder
 from .kernels import Broadcast, Chain, KernelError, Partial, Reduce, combine_all
-from .sizes import format_size
 from .targets import Plan, Target, Work, assign, describe, nbytes, output_boxes, units
 
 if TYPE_CHECKING:
@@ -63,8 +59,11 @@ class Record:
 def execute(work: Work, plan: Plan, comm: MPI.Comm) -> tuple[dict[str, dict[str, Any]], Record]:
     """Run the data pass of ``plan`` and put its output in place. Collective over comm."""
     journal = _journal(work, plan, comm)
+    lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if journal is not None and rank(comm) == 0:
+        lock = hold(journal.folder)  # rank 0 holds the work folder while the run works in it
     try:
-        with _locked(journal, rank(comm)):
+        with lock:
             reductions, record = _data_phase(work, plan, journal, comm)
             with collective_errors(comm, "finalize"):
                 inject("finalize")  # the last point where any rank may still fail
@@ -133,7 +132,8 @@ def _resume_or_start(work: Work, plan: Plan) -> Journal:
     if work.resume:
         why = "no earlier run was stopped" if old is None else "the job or the input changed"
         raise UsageError(f"--resume: nothing to resume for {work.destination} ({why})")
-    _check_unlocked(folder)
+    if in_use(folder):
+        raise UsageError(f"another h5par run is working in {folder}")
     journal = Journal(folder, stamp)
     journal.remove()
     try:
@@ -179,31 +179,6 @@ def _readable(journal: Journal) -> bool:
             return True
     except OSError:
         return False
-
-
-def _check_unlocked(folder: os.PathLike[str]) -> None:
-    lock = os.path.join(folder, "lock")
-    if not os.path.exists(lock):
-        return
-    with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another h5par run is working in {folder}") from None
-        except OSError:
-            pass  # no locks on this file system: nothing to check
-
-
-@contextmanager
-def _locked(journal: Journal | None, me: int) -> Iterator[None]:
-    """Rank 0 holds the work folder's lock while the run works in it."""
-    if journal is None or me != 0:
-        yield
-        return
-    with open(journal.folder / "lock", "a") as handle:
-        with contextlib.suppress(OSError):  # a rare race, or no locks here: already checked
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield
 
 
 def _create_output(work: Work, plan: Plan, journal: Journal) -> None:
@@ -538,12 +513,7 @@ def _broadcast_source(
     assert isinstance(kernel, Broadcast)
     index = kernel.source_index(target.shape)
     dtype = chain.dtype_at(position, target.dtype)
-    shape = index_shape(index)
-    if nbytes(index, dtype) > work.budget // 2:
-        raise UsageError(
-            f"broadcast: the source slice of {target.path} {shape} ({format_size(nbytes(index, dtype))}) "
-            f"is kept in memory and must fit half the memory budget ({format_size(work.budget)}); raise memory"
-        )
+    shape = index_shape(index)  # it fits half the budget: checked when the input was inspected
     me = rank(comm)
     kept = None if keep is None else keep.source_file(target.path, position)
     fresh = kept is None or not kept.exists()

@@ -22,7 +22,7 @@ from .guard import DEFAULT_WATCHDOG
 from .kernels import Chain
 from .layout import COMPRESSIONS, OutputOptions
 from .sizes import parse_size
-from .slicing import parse
+from .slicing import checked
 
 __all__ = ["Job", "JobFile", "apply_overrides", "job_from_dict", "load_job"]
 
@@ -241,26 +241,11 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
         file_parallel_below=_file_parallel_below(run.get("file_parallel_below", "64MiB")),
         driver=str(inp.get("driver", "auto")),
         driver_options=driver_options,
-        select=_select(inp.get("select", {})),
+        select=checked(inp.get("select", {}), "input.select.{}"),
         text=text if text is not None else json.dumps(data, sort_keys=True, default=str),
         respect_fill_value=bool(run.get("respect_fill_value", True)),
         watchdog=_watchdog(run.get("watchdog", DEFAULT_WATCHDOG)),
     )
-
-
-def _select(table: Mapping[str, Any]) -> dict[str, str]:
-    """``[input.select]``: dataset glob -> selection in numpy's index syntax (checked here)."""
-    for pattern, text in table.items():
-        if not isinstance(text, str):
-            raise UsageError(
-                f"input.select.{pattern} = {text!r}: expected a string such as '4:8:2', "
-                "'0, ..., 0' or '[1, 2, 7]'"
-            )
-        try:
-            parse(text)
-        except UsageError as exc:
-            raise UsageError(f"input.select.{pattern}: {exc}") from None
-    return dict(table)
 
 
 def _watchdog(value: float) -> float:

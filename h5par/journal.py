@@ -13,12 +13,14 @@ talks MPI or HDF5.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ import numpy as np
 
 from .kernels import Partial
 
-__all__ = ["Journal", "fingerprint", "work_folder"]
+__all__ = ["Journal", "fingerprint", "hold", "in_use", "work_folder"]
 
 VERSION = 1
 OUTPUT = "output.h5"
@@ -49,6 +51,34 @@ def fingerprint(parts: Mapping[str, Any]) -> str:
     """
     text = json.dumps(parts, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def in_use(folder: Path) -> bool:
+    """True when a running h5par holds the lock of work folder ``folder``.
+
+    File systems without locks (some NFS/Lustre mounts) answer False: nothing to check.
+    """
+    lock = folder / "lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+@contextlib.contextmanager
+def hold(folder: Path) -> Iterator[None]:
+    """Hold the lock of work folder ``folder`` while a run works in it (see :func:`in_use`)."""
+    with open(folder / "lock", "a") as handle:
+        with contextlib.suppress(OSError):  # a rare race, or no locks here: in_use looked
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
 
 
 def _key(path: str) -> str:

@@ -35,8 +35,8 @@ from .kernels.chain import convert_fill
 from .layout import OutputOptions, dataset_options
 from .selection import glob_regex, select_paths
 from .sizes import format_size, parse_size
-from .slicing import Selection, parse, resolve
-from .targets import STEP_FRACTION, Plan, Target, Work
+from .slicing import Selection, checked, parse, resolve
+from .targets import STEP_FRACTION, Plan, Target, Work, step_itemsize
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -171,7 +171,9 @@ def apply(
                 input, output, kernels, datasets, in_place, overwrite, memory, options, driver,
                 driver_options, size(comm), dict(provenance or {}), progress, respect_fill_value,
             )  # fmt: skip
-            job = dataclasses.replace(job, resume=resume, select=_selections(select))
+            job = dataclasses.replace(
+                job, resume=resume, select=checked(select or {}, "select {!r}")
+            )
         with collective_errors(comm, "inspect"):
             inject("inspect")
             plan = _inspect(job) if rank(comm) == 0 else None
@@ -216,17 +218,7 @@ def inspect(
         input, output, kernels, datasets, in_place, overwrite, memory, options, driver,
         driver_options, nranks, {}, None, respect_fill_value,
     )  # fmt: skip
-    return _inspect(dataclasses.replace(job, select=_selections(select))).targets
-
-
-def _selections(select: Mapping[str, str] | None) -> dict[str, str]:
-    """``{dataset glob: selection}`` with every selection parsed (errors before any I/O)."""
-    for pattern, text in (select or {}).items():
-        try:
-            parse(text)
-        except UsageError as exc:
-            raise UsageError(f"select {pattern!r}: {exc}") from None
-    return dict(select or {})
+    return _inspect(dataclasses.replace(job, select=checked(select or {}, "select {!r}"))).targets
 
 
 def _selection(job: Work, dset: h5py.Dataset) -> Selection | None:
@@ -444,7 +436,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
         )
     # The data pass holds one element per step in 1/STEP_FRACTION of the budget, and a
     # broadcast's source slice in half of it: refuse smaller budgets before writing anything.
-    itemsize = max(dtype.itemsize, out_dtype.itemsize, 8 if job.chain.reducers else 1)
+    itemsize = step_itemsize(dtype, out_dtype, job.chain)
     if itemsize > job.budget // STEP_FRACTION:
         raise UsageError(
             f"memory = {format_size(job.budget)} is too small for dataset {dset.name}: a step "

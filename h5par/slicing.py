@@ -12,13 +12,13 @@ import ast
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .decomposition import Index
 from .errors import UsageError
 
-__all__ = ["Selection", "parse", "resolve"]
+__all__ = ["Selection", "checked", "parse", "resolve"]
 
 #: One requested item: a slice, an integer, Ellipsis, or a coordinate list.
 Item = Any
@@ -76,6 +76,31 @@ def _int(node: ast.expr) -> int:
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return int(node.value)
     raise ValueError
+
+
+def checked(table: Mapping[str, Any], label: str) -> dict[str, str]:
+    """``{dataset glob: selection}`` with every selection parsed (errors before any I/O).
+
+    ``label`` names an entry in messages: ``label.format(pattern)``.
+
+    >>> checked({"/x": "::2"}, "select {!r}")
+    {'/x': '::2'}
+    >>> checked({"/x": 3}, "input.select.{}")
+    Traceback (most recent call last):
+    ...
+    h5par.errors.UsageError: input.select./x = 3: expected a string such as '4:8:2', '0, ..., 0' or '[1, 2, 7]'
+    """
+    for pattern, text in table.items():
+        where = label.format(pattern)
+        if not isinstance(text, str):
+            raise UsageError(
+                f"{where} = {text!r}: expected a string such as '4:8:2', '0, ..., 0' or '[1, 2, 7]'"
+            )
+        try:
+            parse(text)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+    return dict(table)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import time
 from pathlib import Path
 
 from .batch import finished_file
 from .jobs import Job, JobFile
-from .journal import Journal, work_folder
+from .journal import Journal, in_use, work_folder
 from .slurm import slurm_state
 
 __all__ = ["job_status"]
@@ -44,21 +43,6 @@ def _state(job: Job, file: JobFile) -> str:
         )
     done, total = journal.count()
     age = time.time() - (folder / "journal.json").stat().st_mtime
-    how = "running" if _locked(folder / "lock") else "stopped (rerun the job to resume)"
+    how = "running" if in_use(folder) else "stopped (rerun the job to resume)"
     share = 100 * done / total if total else 100.0
     return f"{how}: {done} of {total} units done ({share:.0f}%), journal updated {age:.0f} s ago ({folder})"
-
-
-def _locked(lock: Path) -> bool:
-    """True when a running h5par holds the work folder's lock."""
-    if not lock.exists():
-        return False
-    with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False

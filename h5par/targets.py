@@ -22,7 +22,7 @@ from .kernels import Chain
 from .layout import OutputOptions
 from .slicing import Selection
 
-__all__ = ["STEP_FRACTION", "Plan", "Target", "Work", "assign", "share", "units"]
+__all__ = ["STEP_FRACTION", "Plan", "Target", "Work", "assign", "share", "step_itemsize", "units"]
 
 #: A unit holds at most memory / STEP_FRACTION bytes of one array: input block, output
 #: block and kernel temporaries must fit the per-rank budget together.
@@ -96,6 +96,15 @@ class Work:
         return self.input if self.in_place else self.output
 
 
+def step_itemsize(dtype: np.dtype[Any], out_dtype: np.dtype[Any], chain: Chain) -> int:
+    """Bytes one element takes in a step: the wider of input and output, float64 for reductions.
+
+    >>> step_itemsize(np.dtype("f4"), np.dtype("i2"), Chain())
+    4
+    """
+    return max(dtype.itemsize, out_dtype.itemsize, 8 if chain.reducers else 1)
+
+
 def units(target: Target, chain: Chain, budget: int) -> list[Index]:
     """The units of ``target``: global blocks, independent of the number of ranks (pure).
 
@@ -105,7 +114,7 @@ def units(target: Target, chain: Chain, budget: int) -> list[Index]:
     """
     if target.shape == ():
         return [()]
-    itemsize = max(target.dtype.itemsize, target.out_dtype.itemsize, 8 if chain.reducers else 1)
+    itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
     whole = tuple(slice(0, n) for n in target.shape)
     total = math.prod(target.shape) * itemsize
     limit = min(budget // STEP_FRACTION, max(MIN_UNIT_BYTES, -(-total // UNITS_PER_DATASET)))
