@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import h5py
@@ -30,11 +31,25 @@ from .comm import allgather, bcast, bcast_array, rank, size
 from .decomposition import Index, index_shape
 from .errors import H5ParError, Outcome, StoppedError, UsageError, collective_errors
 from .faults import inject
+from .halo import extend
 from .hierarchy import build_output, reattach_scales
 from .io import File, open_input, read_block, read_selected, transfer_plist, write_block
 from .journal import Journal, fingerprint, hold, in_use, work_folder
-from .kernels import Broadcast, Chain, KernelError, Partial, Reduce, combine_all
-from .targets import Plan, Target, Work, assign, describe, nbytes, output_boxes, units
+from .kernels import AxisPartial, Broadcast, Chain, KernelError, Partial, Reduce, combine_all
+from .kernels.axes import finish
+from .targets import (
+    Plan,
+    Target,
+    Work,
+    assign,
+    describe,
+    input_box,
+    nbytes,
+    output_boxes,
+    pieces,
+    read_bytes,
+    units,
+)
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -199,10 +214,21 @@ def _create_output(work: Work, plan: Plan, journal: Journal) -> None:
 
 
 def _kept_axes(target: Target) -> list[tuple[int, int]]:
-    """``(output axis, input axis)`` of the axes a selection keeps whole (reshapes: none)."""
-    if target.select is None or target.out_shape != target.shape:
+    """``(output axis, input axis)`` of the input's axes the output keeps whole.
+
+    A selection keeps the axes it takes whole, a reduction the axes it does not remove, a
+    reshape none.
+    """
+    if target.axes:
+        survivors = [a for a in range(len(target.shape)) if a not in target.axes]
+    elif target.out_shape != target.shape:
         return []
-    return [(new, old) for new, old, whole in target.select.kept() if whole]
+    else:
+        survivors = list(range(len(target.shape)))
+    whole = {a: a for a in range(len(target.shape))}
+    if target.select is not None:
+        whole = {new: old for new, old, entire in target.select.kept() if entire}
+    return [(out, whole[a]) for out, a in enumerate(survivors) if a in whole]
 
 
 def _finalize(work: Work, plan: Plan, journal: Journal) -> None:
@@ -286,6 +312,7 @@ class _Sweep:
     comm: MPI.Comm
     journal: Journal | None
     blocks: list[Index]
+    pieces: list[Index]  # a reduction along axes: how each unit reads its input
     plan: list[list[int]]  # per rank: its units, in order
     parts: list[Partial]  # combined statistics of checkpointed units (same on every rank)
     pending_parts: list[Partial]  # this rank's statistics since the last checkpoint
@@ -342,7 +369,8 @@ def _pass(
     start = [Partial() for _ in chain.reducers]
     if journal is not None and chain.reducers:
         start = journal.load_partials(target.path, len(start))
-    sweep = _Sweep(work, target, chain, comm, journal, blocks, assign(todo, n), start, start)
+    parts = pieces(target, blocks, work.budget) if target.axes else []
+    sweep = _Sweep(work, target, chain, comm, journal, blocks, parts, assign(todo, n), start, start)
     sweep.pending_parts = [Partial() for _ in start]
     staged = set() if journal is None else set(journal.staged.get(target.path, []))
     dxpl_in = transfer_plist(din, write=False)
@@ -364,7 +392,7 @@ def _pass(
         if journal is not None and (agreed.due or agreed.stop or not target.filtered):
             sweep.checkpoint(dout)
         if record is not None and work.progress is not None and me == 0:
-            work.progress(sum(nbytes(blocks[v], target.dtype) for v in sweep.step_units(i)))
+            work.progress(sum(read_bytes(target, blocks[v]) for v in sweep.step_units(i)))
         del out  # before the next block is read: one block in memory at a time
         if agreed.stop and record is not None:  # pre-passes leave stopping to the main pass
             _stop(sweep, dout, agreed.stop)
@@ -385,6 +413,32 @@ def _read(target: Target, din: h5py.Dataset, index: Index | None, dxpl: Any) -> 
         return read_block(din, index, dxpl)
     slabs = [] if index is None else target.select.source(index)
     return read_selected(din, slabs, (0,) if index is None else index_shape(index), dxpl)
+
+
+def _load(
+    target: Target, chain: Chain, din: h5py.Dataset, index: Index | None, dxpl: Any
+) -> tuple[np.ndarray, Index | None]:
+    """Read block ``index``, extended by the chain's halo if it has one. Collective.
+
+    Returns the block and, with a halo, where the block itself lies in the extended one.
+    The halo is read from the file in the same call (no exchange between ranks).
+    """
+    halo = None if index is None else chain.halo(len(target.shape))
+    if halo is None:
+        return _read(target, din, index, dxpl), None
+    assert index is not None
+    extended = extend(index, target.shape, *halo)
+    boxes = extended.boxes()
+    slabs: list[tuple[tuple[int, ...], ...]]
+    if target.select is None:
+        slabs = [(tuple(b.start for b in box), index_shape(box), (1,) * len(box)) for box in boxes]
+    else:
+        slabs = [slab for box in boxes for slab in target.select.source(box)]
+    grid = read_selected(din, slabs, extended.grid_shape, dxpl)
+    for axis, taken in enumerate(extended.positions()):
+        if taken is not None:  # wrapped around: put the far end's elements in place
+            grid = np.take(grid, taken, axis=axis)
+    return grid, extended.core
 
 
 def _write(
@@ -415,23 +469,61 @@ def _compute(
     index = None if u is None else sweep.blocks[u]
     out = np.empty(0, target.out_dtype)
     with collective_errors(sweep.comm, f"processing {target.path}"):
-        block = _read(target, din, None if redo else index, dxpl)
-        done[0] += block.nbytes
+        if target.axes:
+            return _reduce_block(sweep, din, dxpl, index, done)
+        block, core = _load(target, sweep.chain, din, None if redo else index, dxpl)
+        done[0] += 0 if index is None or redo else nbytes(index, target.dtype)
         inject("read")
         inject("kernel")
         if u is not None and redo:  # an in-place unit staged by a stopped run
             assert sweep.journal is not None
             out = np.load(sweep.journal.redo_file(target.path, u), allow_pickle=False)
         elif index is not None:
-            try:
-                out, parts = sweep.chain.apply(block, index, target.fill)
+            with _naming(sweep):
+                out, parts = sweep.chain.apply(block, index, target.fill, core)
                 out = _as_output(out, target)
-            except H5ParError as exc:  # name the file and dataset (kernels see blocks only)
-                raise type(exc)(f"{str(sweep.work.input)!r}: dataset {target.path}: {exc}") from exc
             sweep.pending_parts = [
                 a.combine(b) for a, b in zip(sweep.pending_parts, parts, strict=True)
             ]
     return out
+
+
+def _reduce_block(
+    sweep: _Sweep, din: h5py.Dataset, dxpl: Any, index: Index | None, done: list[int]
+) -> np.ndarray:
+    """A reduction along axes: read output block ``index``'s input piece by piece, reduce.
+
+    Every rank makes one read per piece (ranks without a block read nothing).
+    """
+    target, chain = sweep.target, sweep.chain
+    kernel = chain.axis_reducer
+    assert kernel is not None
+    op = kernel.ops[0]
+    total: AxisPartial | None = None
+    for piece in sweep.pieces:
+        box = None if index is None else input_box(target, index, piece)
+        block, core = _load(target, chain, din, box, dxpl)
+        inject("read")
+        inject("kernel")
+        if box is not None:
+            done[0] += nbytes(box, target.dtype)
+            with _naming(sweep):
+                part = chain.reduce_axes(block, box, target.fill, core)
+            total = part if total is None else total.combine(part, op)
+    if total is None:
+        return np.empty(0, target.out_dtype)
+    dtype = chain.dtype_at(len(chain) - 1, target.dtype)
+    with _naming(sweep):
+        return _as_output(finish(total, op, kernel.ddof, dtype, target.out_fill), target)
+
+
+@contextlib.contextmanager
+def _naming(sweep: _Sweep) -> Iterator[None]:
+    """Name the file and dataset in kernel errors (kernels see blocks only)."""
+    try:
+        yield
+    except H5ParError as exc:
+        raise type(exc)(f"{str(sweep.work.input)!r}: dataset {sweep.target.path}: {exc}") from exc
 
 
 def _stage(sweep: _Sweep, i: int, u: int | None, out: np.ndarray) -> None:

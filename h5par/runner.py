@@ -267,6 +267,11 @@ def _validate(
     target = None if output is None else Path(output)
     if in_place and target is not None:
         raise UsageError("give either an output path or in_place = true, not both")
+    if in_place and any(k.has_halo for k in chain.kernels):
+        raise UsageError(
+            "in-place runs cannot use kernels with neighbours (a block's halo would be read "
+            "after its neighbour was overwritten); write an output file"
+        )
     if in_place and options.changes_layout:
         raise UsageError(
             "in-place runs keep the layout: chunks/compression/shuffle/fletcher32/fillvalue need an output file"
@@ -453,6 +458,14 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
                     f"{dset.name}: its source slice {source} ({format_size(nbytes)}) is kept in "
                     f"half of the budget (valid: at least {format_size(2 * nbytes)})"
                 )
+    if fill is not None and any(k.has_halo for k in job.chain.kernels):
+        raise UsageError(
+            f"dataset {dset.name} has missing values (_FillValue = {fill}) and kernels with "
+            "neighbours would mix them into their neighbours' results; set "
+            "run.respect_fill_value = false (and replace them with a 'fill' kernel first)"
+        )
+    reducer = job.chain.axis_reducer
+    axes = () if reducer is None else reducer.reduced_axes(len(shape))
     layout = source_layout(dset)
     try:
         create = dataset_options(
@@ -468,15 +481,16 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
             "parallel filtered writes corrupt LZF chunks); set compression = 'gzip' or 'none', "
             "or run on one rank"
         )
-    align = create.get("chunks") if out_shape == shape else layout.chunks
+    align = create.get("chunks") if out_shape == shape or axes else layout.chunks
     if job.in_place:
         align = layout.chunks
-    elif select is not None and out_shape != shape:
+    elif select is not None and out_shape != shape and not axes:
         align = None  # the input's chunks say nothing about a selection's result
     out_fill = None if fill is None else convert_fill(fill, out_dtype)
     return Target(
-        dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill, select=select
-    )
+        dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill, select=select,
+        axes=axes,
+    )  # fmt: skip
 
 
 def _check_packed(job: Work, dset: h5py.Dataset) -> None:

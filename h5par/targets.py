@@ -22,7 +22,19 @@ from .kernels import Chain
 from .layout import OutputOptions
 from .slicing import Selection
 
-__all__ = ["STEP_FRACTION", "Plan", "Target", "Work", "assign", "share", "step_itemsize", "units"]
+__all__ = [
+    "STEP_FRACTION",
+    "Plan",
+    "Target",
+    "Work",
+    "assign",
+    "input_box",
+    "pieces",
+    "read_bytes",
+    "share",
+    "step_itemsize",
+    "units",
+]
 
 #: A unit holds at most memory / STEP_FRACTION bytes of one array: input block, output
 #: block and kernel temporaries must fit the per-rank budget together.
@@ -49,6 +61,7 @@ class Target:
     out_fill: Any = None  # that value converted to out_dtype (written as the output's _FillValue)
     copy: bool = False  # an untouched dataset copied in parallel (no kernels)
     select: Selection | None = None  # what is read of the dataset (shape: its result)
+    axes: tuple[int, ...] = ()  # axes a closing ``reduce`` removes (units: output blocks)
 
     @property
     def filtered(self) -> bool:
@@ -112,16 +125,86 @@ def units(target: Target, chain: Chain, budget: int) -> list[Index]:
     >>> len(units(t, Chain(), budget=4 * 800)), units(t, Chain(), budget=4 * 800)[1]
     (4, (slice(25, 50, None), slice(0, 4, None)))
     """
+    if target.axes:
+        return _output_units(target, budget)
     if target.shape == ():
         return [()]
     itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
     whole = tuple(slice(0, n) for n in target.shape)
     total = math.prod(target.shape) * itemsize
     limit = min(budget // STEP_FRACTION, max(MIN_UNIT_BYTES, -(-total // UNITS_PER_DATASET)))
+    if chain.halo(len(target.shape)) is not None:
+        limit //= 2  # room for the halo and the filter's float64 copy
+    return _steps(target, whole, itemsize, limit, budget, target.align)
+
+
+def _steps(
+    target: Target, whole: Index, itemsize: int, limit: int, budget: int, align: Any
+) -> list[Index]:
     try:
-        return steps(whole, itemsize, limit, target.align)
+        return steps(whole, itemsize, limit, align)
     except ValueError as exc:
         raise UsageError(f"memory = {budget} bytes is too small for {target.path}: {exc}") from None
+
+
+#: Bytes a reduction along axes keeps per output element (count, sums, extremes, result).
+ACCUMULATOR_BYTES = 48
+
+
+def _output_units(target: Target, budget: int) -> list[Index]:
+    """A reduction along axes: blocks of the output, each read whole along the reduced axes.
+
+    No unit splits a reduced axis, so no rank combines with another; units stay many enough
+    for every rank (:data:`UNITS_PER_DATASET`) yet large enough in input bytes.
+    """
+    whole = tuple(slice(0, n) for n in target.out_shape)
+    if target.out_shape == ():
+        return [()]
+    per_output = reduced_size(target) * target.dtype.itemsize
+    elements = max(
+        -(-math.prod(target.out_shape) // UNITS_PER_DATASET),
+        -(-MIN_UNIT_BYTES // max(1, per_output)),
+    )
+    limit = min(budget // STEP_FRACTION, elements * ACCUMULATOR_BYTES)
+    return _steps(target, whole, ACCUMULATOR_BYTES, limit, budget, target.align)
+
+
+def reduced_size(target: Target) -> int:
+    """Elements one output element of a reduction along axes gathers (1 otherwise)."""
+    return math.prod(target.shape[a] for a in target.axes)
+
+
+def pieces(target: Target, blocks: Sequence[Index], budget: int) -> list[Index]:
+    """Boxes of the reduced axes in which each output block of a reduction reads its input.
+
+    The same for every block, so every rank makes the same number of reads.
+
+    >>> t = Target("/x", (6, 4), np.dtype("f8"), (4,), np.dtype("f8"), None, {}, axes=(0,))
+    >>> pieces(t, [(slice(0, 4),)], budget=4 * 64)
+    [(slice(0, 2, None),), (slice(2, 4, None),), (slice(4, 6, None),)]
+    """
+    largest = max((math.prod(index_shape(b)) for b in blocks), default=1)
+    itemsize = largest * max(target.dtype.itemsize, 8)  # pieces are reduced in float64
+    reduced = tuple(slice(0, target.shape[a]) for a in target.axes)
+    return _steps(target, reduced, itemsize, budget // STEP_FRACTION, budget, None) or [reduced]
+
+
+def input_box(target: Target, block: Index, piece: Index) -> Index:
+    """The input box of output block ``block`` and reduced-axes ``piece``.
+
+    >>> t = Target("/x", (6, 4, 3), np.dtype("f8"), (4,), np.dtype("f8"), None, {}, axes=(0, 2))
+    >>> input_box(t, (slice(1, 3),), (slice(0, 6), slice(0, 3)))
+    (slice(0, 6, None), slice(1, 3, None), slice(0, 3, None))
+    """
+    kept, reduced = iter(block), iter(piece)
+    return tuple(
+        next(reduced) if a in target.axes else next(kept) for a in range(len(target.shape))
+    )
+
+
+def read_bytes(target: Target, index: Index) -> int:
+    """Input bytes behind unit ``index`` (an output block for reductions along axes)."""
+    return nbytes(index, target.dtype) * reduced_size(target)
 
 
 def assign(todo: Sequence[int], nranks: int) -> list[list[int]]:
@@ -154,7 +237,7 @@ def share(target: Target, chain: Chain, r: int, nranks: int, budget: int) -> dic
     """What rank ``r`` does for ``target`` in a fresh run: region, steps, bytes read (pure)."""
     every = units(target, chain, budget)
     mine = [every[u] for u in assign(range(len(every)), nranks)[r]]
-    return describe(r, mine, sum(nbytes(b, target.dtype) for b in mine))
+    return describe(r, mine, sum(read_bytes(target, b) for b in mine))
 
 
 def describe(r: int, blocks: Sequence[Index], nbytes: int) -> dict[str, Any]:
@@ -168,7 +251,7 @@ def output_boxes(target: Target, index: Index | None) -> list[Index]:
     """Where the block read at ``index`` goes in the output (boxes, for reshapes)."""
     if index is None or 0 in index_shape(index):
         return []
-    if target.out_shape == target.shape:
+    if target.out_shape == target.shape or target.axes:
         return [index]
     start, stop = flat_range(index, target.shape)
     return flat_range_boxes(start, stop, target.out_shape)

@@ -4,10 +4,12 @@ Each kernel is a frozen dataclass registered under its job-file name; see
 :data:`~h5par.kernels.base.KERNELS`.
 """
 
+from .axes import AxisPartial
 from .base import KERNELS, Kernel, KernelError, make_kernel
 from .chain import Chain
 from .convert import AsType
 from .elementwise import Abs, Clip, Fill, Scale, Where
+from .neighbourhood import Gradient, MovingMean, Smooth
 from .reduce import Partial, Reduce, combine_all
 from .structural import Broadcast, Reshape
 from .user import PythonKernel
@@ -16,17 +18,21 @@ __all__ = [
     "KERNELS",
     "Abs",
     "AsType",
+    "AxisPartial",
     "Broadcast",
     "Chain",
     "Clip",
     "Fill",
+    "Gradient",
     "Kernel",
     "KernelError",
+    "MovingMean",
     "Partial",
     "PythonKernel",
     "Reduce",
     "Reshape",
     "Scale",
+    "Smooth",
     "Where",
     "combine_all",
     "make_kernel",

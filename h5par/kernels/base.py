@@ -17,6 +17,8 @@ __all__ = [
     "Kernel",
     "KernelError",
     "as_number",
+    "axes_of",
+    "check_axis_param",
     "make_kernel",
     "register",
     "require_kinds",
@@ -61,6 +63,24 @@ class Kernel:
     def result_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
         """Dtype of the output for an input of ``dtype``."""
         return dtype
+
+    def halo_widths(self, ndim: int) -> tuple[tuple[int, int], ...]:
+        """Neighbours each element needs, before and after, along each axis (none by default).
+
+        A kernel with a halo receives its block extended by it (see :mod:`h5par.halo`) and
+        returns a result of the extended block's shape; the runner keeps the block's part.
+        """
+        return ((0, 0),) * ndim
+
+    @property
+    def has_halo(self) -> bool:
+        """True when the kernel needs neighbours (see :meth:`halo_widths`)."""
+        return False
+
+    @property
+    def halo_wraps(self) -> bool:
+        """True when the halo wraps around the dataset's ends (else it is cut there)."""
+        return False
 
     def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of the output dataset for an input dataset of ``shape``."""
@@ -112,7 +132,7 @@ def make_kernel(spec: Mapping[str, Any]) -> Kernel:
     >>> make_kernel({"name": "blur"})
     Traceback (most recent call last):
     ...
-    h5par.errors.UsageError: unknown kernel 'blur' (valid: abs, astype, broadcast, clip, fill, python, reduce, reshape, scale, where)
+    h5par.errors.UsageError: unknown kernel 'blur' (valid: abs, astype, broadcast, clip, fill, gradient, moving_mean, python, reduce, reshape, scale, smooth, where)
     """
     params = dict(spec)
     name = params.pop("name", None)
@@ -136,3 +156,34 @@ def as_number(kernel: str, key: str, value: Any, optional: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise UsageError(f"kernel {kernel!r}: {key} = {value!r} is not a number")
     return value
+
+
+def axes_of(kernel: str, axis: Any, ndim: int) -> tuple[int, ...]:
+    """``axis`` (None: every axis, an int or a list) as non-negative axes of an ``ndim``-d array.
+
+    >>> axes_of("smooth", [-1, 0], 3)
+    (2, 0)
+    >>> axes_of("smooth", 3, 2)
+    Traceback (most recent call last):
+    ...
+    h5par.errors.UsageError: kernel 'smooth': axis = 3 does not exist in a 2-d dataset (valid: -2..1)
+    """
+    items = list(range(ndim)) if axis is None else axis if isinstance(axis, list) else [axis]
+    out = []
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, int) or not -ndim <= a < ndim:
+            raise UsageError(
+                f"kernel {kernel!r}: axis = {a!r} does not exist in a {ndim}-d dataset "
+                f"(valid: {-ndim}..{ndim - 1})"
+            )
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise UsageError(f"kernel {kernel!r}: axis = {axis!r} names an axis twice")
+    return tuple(out)
+
+
+def check_axis_param(kernel: str, axis: Any) -> None:
+    """Raise :class:`UsageError` unless ``axis`` is None, an integer or a list."""
+    ok = axis is None or isinstance(axis, int | list)
+    if not ok or isinstance(axis, bool):
+        raise UsageError(f"kernel {kernel!r}: axis = {axis!r} (valid: an integer or a list)")

@@ -11,6 +11,7 @@ import numpy as np
 from h5par.decomposition import Index
 from h5par.errors import UsageError
 
+from .axes import AxisPartial, axis_partial
 from .base import Kernel, make_kernel
 from .reduce import Partial, Reduce
 from .structural import Broadcast, Reshape
@@ -61,14 +62,32 @@ class Chain:
     kernels: tuple[Kernel, ...] = ()
 
     def __post_init__(self) -> None:
-        reshaped = False
+        reshaped = moved = neighbours = False
         for position, kernel in enumerate(self.kernels, 1):
+            where = f"kernel #{position} ({kernel.name})"
             if reshaped and isinstance(kernel, Broadcast | Reshape):
                 raise UsageError(
-                    f"kernel #{position} ({kernel.name}): cannot follow 'reshape' "
+                    f"{where}: cannot follow 'reshape' "
                     "(valid after reshape: elementwise kernels and reduce)"
                 )
+            if kernel.has_halo and (moved or neighbours):
+                raise UsageError(
+                    f"{where}: needs neighbours, so it cannot follow 'reshape', 'broadcast' "
+                    "or another kernel with neighbours (valid before it: elementwise kernels)"
+                )
+            if neighbours and isinstance(kernel, Reshape):
+                raise UsageError(f"{where}: cannot follow a kernel with neighbours")
+            if isinstance(kernel, Reduce) and kernel.axis is not None:
+                if position != len(self.kernels):
+                    raise UsageError(
+                        f"{where}: a reduction along axes ends the chain (valid: make it the "
+                        "last kernel)"
+                    )
+                if reshaped:
+                    raise UsageError(f"{where}: a reduction along axes cannot follow 'reshape'")
             reshaped = reshaped or isinstance(kernel, Reshape)
+            moved = moved or isinstance(kernel, Broadcast | Reshape)
+            neighbours = neighbours or kernel.has_halo
 
     @classmethod
     def from_specs(cls, specs: Iterable[Mapping[str, Any] | Kernel]) -> Chain:
@@ -103,8 +122,21 @@ class Chain:
 
     @property
     def reducers(self) -> list[tuple[int, Reduce]]:
-        """Positions and kernels of the reductions, in order."""
-        return [(i, k) for i, k in enumerate(self.kernels) if isinstance(k, Reduce)]
+        """Positions and kernels of the global reductions (no ``axis``), in order."""
+        return [
+            (i, k) for i, k in enumerate(self.kernels) if isinstance(k, Reduce) and k.axis is None
+        ]
+
+    @property
+    def axis_reducer(self) -> Reduce | None:
+        """The closing reduction along axes, if the chain ends with one."""
+        last = self.kernels[-1] if self.kernels else None
+        return last if isinstance(last, Reduce) and last.axis is not None else None
+
+    def halo(self, ndim: int) -> tuple[tuple[tuple[int, int], ...], bool] | None:
+        """The halo blocks must be read with and whether it wraps around (None: no halo)."""
+        kernel = next((k for k in self.kernels if k.has_halo), None)
+        return None if kernel is None else (kernel.halo_widths(ndim), kernel.halo_wraps)
 
     def prefix(self, position: int) -> Chain:
         """The kernels before ``position``."""
@@ -117,7 +149,7 @@ class Chain:
         return Chain(tuple(kernels))
 
     def apply(
-        self, x: np.ndarray, index: Index, fill: Any = None
+        self, x: np.ndarray, index: Index, fill: Any = None, core: Index | None = None
     ) -> tuple[np.ndarray, list[Partial]]:
         """Transform one block; also return the partial statistics of each reduce kernel.
 
@@ -126,6 +158,11 @@ class Chain:
         reductions leave them out. After a ``broadcast`` the missing elements are those the
         broadcast slice brought.
 
+        A chain with neighbours gets the block extended by its halo and the ``core`` slices
+        locating the block in it (:mod:`h5par.halo`); the kernel with neighbours keeps only
+        the core of its result. A closing reduction along axes passes the data through;
+        :meth:`reduce_axes` gives its statistics.
+
         Examples
         --------
         >>> chain = Chain.from_specs([{"name": "clip", "min": 0}, {"name": "reduce", "op": "count"}])
@@ -133,13 +170,44 @@ class Chain:
         >>> out.tolist(), part.count
         ([-9999.0, 0.0, 2.0], 2)
         """
+        x, _, partials = self._run(x, index, fill, core)
+        return x, partials
+
+    def reduce_axes(
+        self, x: np.ndarray, index: Index, fill: Any = None, core: Index | None = None
+    ) -> AxisPartial:
+        """Statistics of one piece for the closing reduction along axes.
+
+        Elements equal to ``fill`` (and NaN with ``skipna``) are not counted.
+
+        Examples
+        --------
+        >>> chain = Chain.from_specs([{"name": "reduce", "op": "count", "axis": 0}])
+        >>> chain.reduce_axes(np.array([[1.0, -1.0], [2.0, 3.0]]), (), fill=-1.0).count.tolist()
+        [2, 1]
+        """
+        kernel = self.axis_reducer
+        assert kernel is not None
+        x, mask, _ = self._run(x, index, fill, core)
+        valid = None if mask is None else ~mask
+        if kernel.skipna and x.dtype.kind == "f":
+            valid = ~np.isnan(x) if valid is None else valid & ~np.isnan(x)
+        return axis_partial(x, kernel.reduced_axes(x.ndim), kernel.ops[0], valid)
+
+    def _run(
+        self, x: np.ndarray, index: Index, fill: Any, core: Index | None
+    ) -> tuple[np.ndarray, np.ndarray | None, list[Partial]]:
         partials = []
         mask = None if fill is None else missing(x, fill)
         for kernel in self.kernels:
             if isinstance(kernel, Reduce):
-                partials.append(kernel.partial(x if mask is None else x[~mask]))
+                if kernel.axis is None:
+                    partials.append(kernel.partial(x if mask is None else x[~mask]))
                 continue
             y = kernel(x, index)
+            if kernel.has_halo and core is not None:
+                y = y[core]
+                mask = None if mask is None else mask[core]
             if mask is not None:
                 fill = convert_fill(fill, y.dtype)
                 if isinstance(kernel, Broadcast):
@@ -148,7 +216,7 @@ class Chain:
                     y = y.copy() if y is x else y
                     y[mask] = fill
             x = y
-        return x, partials
+        return x, mask, partials
 
     def __len__(self) -> int:
         return len(self.kernels)

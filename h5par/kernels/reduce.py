@@ -17,7 +17,9 @@ import numpy as np
 from h5par.decomposition import Index
 from h5par.errors import UsageError
 
-from .base import Kernel, register
+from .axes import AXIS_OPS
+from .axes import result_dtype as axis_result_dtype
+from .base import Kernel, axes_of, check_axis_param, register
 
 __all__ = ["OPS", "Partial", "Reduce", "combine_all"]
 
@@ -68,12 +70,17 @@ def _pick(op: Any, a: Any, b: Any) -> Any:
 @register
 @dataclasses.dataclass(frozen=True)
 class Reduce(Kernel):
-    """Global statistics of the data at this point of the chain; the data passes through.
+    """Statistics of the data at this point of the chain.
 
-    ``op`` is one name or a list of: min, max, sum, mean, std, count, histogram. With
-    ``skipna`` NaNs are left out (as ``numpy.nan*``). ``std`` uses ``ddof``. ``histogram``
-    uses ``bins`` equal bins over ``range`` (default: the data's global min and max, as
+    Without ``axis``: global statistics, reported; the data passes through. ``op`` is one
+    name or a list of: min, max, sum, mean, std, count, histogram. ``histogram`` uses
+    ``bins`` equal bins over ``range`` (default: the data's global min and max, as
     ``numpy.histogram``).
+
+    With ``axis`` (an axis or a list): one ``op`` of min, max, sum, mean, std, count along
+    those axes; the reduced array is the output and the kernel ends the chain.
+
+    With ``skipna`` NaNs are left out (as ``numpy.nan*``). ``std`` uses ``ddof``.
     """
 
     name: ClassVar[str] = "reduce"
@@ -90,10 +97,12 @@ class Reduce(Kernel):
             if op not in OPS:
                 raise UsageError(f"kernel 'reduce': unknown op {op!r} (valid: {', '.join(OPS)})")
         if self.axis is not None:
-            raise UsageError(
-                "kernel 'reduce': axis reductions are not available yet (valid: omit axis "
-                "for global statistics)"
-            )
+            check_axis_param(self.name, self.axis)
+            if len(self.ops) != 1 or self.ops[0] not in AXIS_OPS:
+                raise UsageError(
+                    f"kernel 'reduce': op = {self.op!r} with axis (valid: one of "
+                    f"{', '.join(AXIS_OPS)})"
+                )
         if not isinstance(self.skipna, bool):
             raise UsageError(f"kernel 'reduce': skipna = {self.skipna!r} (valid: true, false)")
         if isinstance(self.ddof, bool) or not isinstance(self.ddof, int) or self.ddof < 0:
@@ -118,6 +127,29 @@ class Reduce(Kernel):
     def needs_range(self) -> bool:
         """True when a histogram needs the global min/max first (a pre-pass)."""
         return "histogram" in self.ops and self.range is None
+
+    def reduced_axes(self, ndim: int) -> tuple[int, ...]:
+        """The axes reduced away, sorted (empty for global statistics)."""
+        return () if self.axis is None else tuple(sorted(axes_of(self.name, self.axis, ndim)))
+
+    def check(self, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+        """The axes must exist; min and max need at least one element to reduce."""
+        super().check(dtype, shape)
+        axes = self.reduced_axes(len(shape))
+        if axes and self.ops[0] in ("min", "max") and 0 in [shape[a] for a in axes]:
+            raise UsageError(
+                f"kernel 'reduce': {self.ops[0]} along axis {self.axis} of shape {shape} "
+                "reduces zero elements (it has no identity)"
+            )
+
+    def result_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape without the reduced axes (unchanged for global statistics)."""
+        axes = self.reduced_axes(len(shape))
+        return tuple(n for a, n in enumerate(shape) if a not in axes)
+
+    def result_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
+        """With axis: min/max keep the dtype, count is int64, sum/mean/std float64."""
+        return dtype if self.axis is None else axis_result_dtype(self.ops[0], dtype)
 
     def with_range(self, low: Any, high: Any) -> Reduce:
         """A copy with the histogram range set (numpy scalars keep numpy's bin edges)."""

@@ -57,19 +57,55 @@ class PythonKernel(Kernel):
     """Apply ``function`` (``"package.module:function"``) to each block.
 
     The function takes a numpy block and returns an array of the same shape, of the input's
-    dtype or of ``dtype`` when given. It must be pure and elementwise-local: it sees one
-    block at a time, never the whole dataset.
+    dtype or of ``dtype`` when given. It must be pure: it sees one block at a time, never
+    the whole dataset. A function that needs neighbours (a stencil) asks for ``halo``: one
+    number for every axis or one per axis. It then receives the block extended by that many
+    elements on each side (cut at the dataset's ends, or wrapped around them with
+    ``periodic = true``) and h5par keeps the block's part of its result.
     """
 
     name: ClassVar[str] = "python"
     function: str
     dtype: str | None = None
+    halo: int | list[int] = 0
+    periodic: bool = False
     _func: Callable[[np.ndarray], Any] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_func", import_function(self.function))
         if self.dtype is not None:
             parse_dtype(self.dtype)
+        widths = self.halo if isinstance(self.halo, list) else [self.halo]
+        if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in widths):
+            raise UsageError(
+                f"kernel 'python': halo = {self.halo!r} (valid: an integer >= 0, or a "
+                "list of them, one per axis)"
+            )
+        if not isinstance(self.periodic, bool):
+            raise UsageError(f"kernel 'python': periodic = {self.periodic!r} (valid: true, false)")
+
+    def check(self, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+        """A per-axis halo must name every axis."""
+        if isinstance(self.halo, list) and len(self.halo) != len(shape):
+            raise UsageError(
+                f"kernel 'python': halo = {self.halo} has {len(self.halo)} entries "
+                f"for a {len(shape)}-d dataset"
+            )
+
+    def halo_widths(self, ndim: int) -> tuple[tuple[int, int], ...]:
+        """``halo`` elements on both sides along every axis (or per axis)."""
+        widths = self.halo if isinstance(self.halo, list) else [self.halo] * ndim
+        return tuple((w, w) for w in widths)
+
+    @property
+    def has_halo(self) -> bool:
+        """True when ``halo`` asks for neighbours."""
+        return any(self.halo) if isinstance(self.halo, list) else self.halo > 0
+
+    @property
+    def halo_wraps(self) -> bool:
+        """``periodic = true``: the halo wraps around the dataset's ends."""
+        return self.periodic
 
     def result_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
         """The declared dtype, else the input's."""
