@@ -316,6 +316,28 @@ CASES: dict[str, Case] = {
         + kernel('name = "broadcast"\nindex = 10'),
         ("dataset /m", "index = 10 is outside axis 0 of length 4", "valid: -4..3"),
     ),
+    "smooth with an unknown mode": Case(
+        IN + OUT + kernel('name = "smooth"\nsize = 3\nmode = "mirror"'),
+        ("mode = 'mirror'", "valid: reflect, nearest, constant, wrap"),
+    ),
+    "smooth axis missing in the dataset": Case(
+        '[input]\npath = "in.h5"\ndatasets = ["/m"]\n'
+        + OUT
+        + kernel('name = "smooth"\nsize = 3\naxis = 2'),
+        ("dataset /m", "axis = 2 does not exist in a 2-d dataset", "valid: -2..1"),
+    ),
+    "reduce along an axis with two ops": Case(
+        IN + OUT + kernel('name = "reduce"\nop = ["min", "max"]\naxis = 0'),
+        ("op = ['min', 'max'] with axis", "valid: one of min, max, sum, mean, std, count"),
+    ),
+    "kernel after a reduction along axes": Case(
+        IN + OUT + kernel('name = "reduce"\nop = "mean"\naxis = 0') + kernel('name = "abs"'),
+        ("a reduction along axes ends the chain", "valid: make it the last kernel"),
+    ),
+    "smoothing in place": Case(
+        IN + "[output]\nin_place = true\n" + kernel('name = "smooth"\nsize = 3'),
+        ("in-place runs cannot use kernels with neighbours", "write an output file"),
+    ),
     "python kernel wrong shape": Case(
         '[input]\npath = "in.h5"\ndatasets = ["/m"]\n'
         + OUT
