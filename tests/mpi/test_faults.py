@@ -180,3 +180,23 @@ def test_statistics_survive_a_stop(folder, fault) -> None:
         assert abs(got["sum"] - x.astype("f8").sum()) <= 1e-12 * scale
         assert abs(got["mean"] - x.astype("f8").mean()) <= 1e-12 * scale
         assert abs(got["std"] - x.astype("f8").std()) <= 1e-12 * scale
+
+
+@pytest.mark.parametrize("kind", ["smooth", "time-max"])
+def test_neighbourhood_kernels_and_axis_reductions_resume_bitwise(folder, fault, kind) -> None:
+    data = make_input(folder / "in.h5")
+    if kind == "smooth":
+        kernels = [{"name": "smooth", "size": 5, "mode": "wrap"}]
+    else:
+        kernels = [{"name": "reduce", "op": "max", "axis": 0}]
+    job = {"input": folder / "in.h5", "output": folder / "out.h5", "kernels": kernels}
+    result, message = stop_then_resume(folder, job | {"memory": "16KiB"}, nth=2)
+    assert result.resumed_units > 0, message
+    if comm.rank == 0:
+        got = read_all(folder / "out.h5")
+    comm.Barrier()
+    h5par.apply(**job, memory="16KiB", overwrite=True)  # a clean run, for comparison
+    if comm.rank == 0:
+        assert read_all(folder / "out.h5") == got
+        if kind == "time-max":
+            assert got["x"] == np.max(data["x"], 0).tobytes()
