@@ -4,6 +4,7 @@ Public API (explicit re-exports; importing h5par does not initialise MPI until a
 that needs it is called)::
 
     h5par.apply(input, output, kernels, datasets=..., memory="256MiB")   # collective
+    h5par.consolidate(subfiled_output, into)                             # collective
     h5par.File(path, mode, comm=None, driver="auto")                     # collective with mpio
     h5par.OutputOptions(chunks=..., compression=..., ...)
     h5par.run("job.toml" | {job dict} | h5par.load_job(...))             # collective, as `h5par run`
@@ -27,6 +28,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "apply",
+    "consolidate",
     "load_job",
     "run",
 ]
@@ -39,9 +41,16 @@ from .layout import OutputOptions
 if TYPE_CHECKING:
     from .batch import JobResult, run
     from .io import File
-    from .runner import Result, apply
+    from .runner import Result, apply, consolidate
 
-_LAZY = {"File": "io", "apply": "runner", "Result": "runner", "run": "batch", "JobResult": "batch"}
+_LAZY = {
+    "File": "io",
+    "apply": "runner",
+    "consolidate": "runner",
+    "Result": "runner",
+    "run": "batch",
+    "JobResult": "batch",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from .io import File, open_input, read_block, read_selected, transfer_plist, wri
 from .journal import Journal, fingerprint, hold, in_use, work_folder
 from .kernels import AxisPartial, Broadcast, Chain, KernelError, Partial, Reduce, combine_all
 from .kernels.axes import finish
+from .subfiles import owned, part_datasets, part_path, parts_folder, virtual_dataset
 from .targets import (
     Plan,
     Target,
@@ -56,8 +58,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CHECKPOINT_SECONDS", "Record", "execute"]
 
-#: Seconds between checkpoints of compressed outputs (each one flushes the file).
+#: Seconds between checkpoints of compressed or subfiled outputs (each one flushes the file).
 CHECKPOINT_SECONDS = 30.0
+#: The work folder's subfolder of part files (subfiled output).
+PARTS = "parts"
 
 
 @dataclasses.dataclass
@@ -179,6 +183,7 @@ def _fingerprint(work: Work, plan: Plan) -> str:
             "driver": [work.driver, work.driver_options],
             "respect_fill_value": work.respect_fill_value,
             "targets": repr(_all(plan)),
+            "parts": work.nranks if work.options.subfiled else None,
         }
     )
 
@@ -204,13 +209,22 @@ def _create_output(work: Work, plan: Plan, journal: Journal) -> None:
             journal.output, "w", userblock_size=plan.userblock or None, track_order=order
         ) as dst,
     ):
-        build_output(src, dst, {t.path: t.create for t in _all(plan)})
+        build_output(src, dst, {t.path: _create(work, t) for t in _all(plan)})
         for t in plan.targets:
             if t.out_fill is not None and t.out_dtype != t.dtype:
                 dst[t.path].attrs.create("_FillValue", t.out_fill, dtype=t.out_dtype)
             if t.select is not None or t.out_shape != t.shape:
                 reattach_scales(dst[t.path], _kept_axes(t))
         dst.attrs.update(work.provenance)
+
+
+def _create(work: Work, target: Target) -> dict[str, Any]:
+    """How ``target`` is created in the output: empty, or virtual over the part files."""
+    if not work.options.subfiled:
+        return target.create
+    assert work.output is not None
+    blocks = units(target, Chain() if target.copy else work.chain, work.budget)
+    return virtual_dataset(target, blocks, work.nranks, work.output)
 
 
 def _kept_axes(target: Target) -> list[tuple[int, int]]:
@@ -233,6 +247,10 @@ def _kept_axes(target: Target) -> list[tuple[int, int]]:
 
 def _finalize(work: Work, plan: Plan, journal: Journal) -> None:
     if work.output is not None:
+        if work.options.subfiled:  # the parts first: the output names them
+            parts = parts_folder(work.output)
+            shutil.rmtree(parts, ignore_errors=True)
+            os.replace(journal.folder / PARTS, parts)
         if plan.userblock:
             with open(work.input, "rb") as src, open(journal.output, "r+b") as dst:
                 dst.write(src.read(plan.userblock))
@@ -251,13 +269,15 @@ def _data_phase(
     record = Record()
     with collective_errors(comm, "open"):
         inject("open")
-        fin = File(work.input, mode, comm, _read_driver(work, size(comm)), **work.driver_options)
+        fin = File(
+            work.input, mode, comm, _read_driver(work, plan, size(comm)), **work.driver_options
+        )
     with fin:
         fout = fin if work.in_place else None
         if work.output is not None:
             assert journal is not None
             with collective_errors(comm, "open output"):
-                fout = File(journal.output, "r+", comm)
+                fout = _open_output(work, plan, journal, comm)
         try:
             for target in plan.targets:
                 dout = None if fout is None else fout[target.path]
@@ -275,9 +295,25 @@ def _data_phase(
     return reductions, record
 
 
-def _read_driver(work: Work, nranks: int) -> str:
-    if work.driver == "auto" and nranks > 1 and not h5py.get_config().mpi:
-        return "sec2"  # read-only access needs no mpio: ranks read independently
+def _open_output(work: Work, plan: Plan, journal: Journal, comm: MPI.Comm) -> h5py.File:
+    """The temporary output, or with subfiled output this rank's part file. Collective."""
+    if not work.options.subfiled:
+        return File(journal.output, "r+", comm)
+    folder = journal.folder / PARTS
+    folder.mkdir(exist_ok=True)
+    part = h5py.File(part_path(folder, rank(comm)), "a")  # this rank's alone: serial HDF5
+    part_datasets(part, _all(plan))
+    return part
+
+
+def _read_driver(work: Work, plan: Plan, nranks: int) -> str:
+    """The input's driver: without mpio, or for virtual datasets, ranks read independently.
+
+    HDF5 1.10 cannot read virtual datasets through mpio; read-only access needs no mpio.
+    """
+    virtual = any(t.virtual for t in plan.targets)
+    if work.driver == "auto" and nranks > 1 and (virtual or not h5py.get_config().mpi):
+        return "sec2"
     return work.driver
 
 
@@ -319,6 +355,14 @@ class _Sweep:
     pending: list[int] = dataclasses.field(default_factory=list)  # finished, not recorded
     last: float = dataclasses.field(default_factory=time.monotonic)
 
+    @property
+    def flushed(self) -> bool:
+        """True when checkpoints flush the output first (filters, part files).
+
+        Those checkpoint every :data:`CHECKPOINT_SECONDS` rather than every step.
+        """
+        return self.target.filtered or self.work.options.subfiled
+
     def unit(self, r: int, i: int) -> int | None:
         return self.plan[r][i] if i < len(self.plan[r]) else None
 
@@ -330,8 +374,8 @@ class _Sweep:
         me = rank(self.comm)
         with collective_errors(self.comm, f"checkpoint of {self.target.path}"):
             inject("checkpoint")
-            if dout is not None and self.target.filtered:
-                dout.file.flush()  # the chunk index must be on disk before units count
+            if dout is not None and self.flushed:
+                dout.file.flush()  # the data (chunk index) must be on disk before units count
         if self.parts:  # the same on every rank: the chain has reducers
             gathered = allgather(self.comm, self.pending_parts)
             fresh = [combine_all(column) for column in zip(*gathered, strict=True)]
@@ -370,7 +414,8 @@ def _pass(
     if journal is not None and chain.reducers:
         start = journal.load_partials(target.path, len(start))
     parts = pieces(target, blocks, work.budget) if target.axes else []
-    sweep = _Sweep(work, target, chain, comm, journal, blocks, parts, assign(todo, n), start, start)
+    plan = owned(todo, len(blocks), n) if work.options.subfiled else assign(todo, n)
+    sweep = _Sweep(work, target, chain, comm, journal, blocks, parts, plan, start, start)
     sweep.pending_parts = [Partial() for _ in start]
     staged = set() if journal is None else set(journal.staged.get(target.path, []))
     dxpl_in = transfer_plist(din, write=False)
@@ -389,7 +434,7 @@ def _pass(
         done[1] += out.nbytes if dout is not None else 0
         busy += time.perf_counter() - tick
         sweep.pending += sweep.step_units(i)
-        if journal is not None and (agreed.due or agreed.stop or not target.filtered):
+        if journal is not None and (agreed.due or agreed.stop or not sweep.flushed):
             sweep.checkpoint(dout)
         if record is not None and work.progress is not None and me == 0:
             work.progress(sum(read_bytes(target, blocks[v]) for v in sweep.step_units(i)))

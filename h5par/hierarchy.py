@@ -13,7 +13,9 @@ other rank involved, nothing can diverge. The output mirrors the input's paths i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -80,9 +82,17 @@ def dataset_paths(group: h5py.Group) -> list[str]:
 
 
 def source_layout(dset: h5py.Dataset) -> SourceLayout:
-    """The creation properties of ``dset`` that an output may keep."""
+    """The creation properties of ``dset`` that an output may keep.
+
+    A virtual dataset keeps the chunks and filters of its first source when that source
+    has its shape (as h5par's subfiled parts do), so consolidating keeps the layout.
+    """
     dcpl = dset.id.get_create_plist()
     user_fill = dcpl.fill_value_defined() == h5d.FILL_VALUE_USER_DEFINED
+    if dset.is_virtual:
+        first = _first_source(dset)
+        fill = dset.fillvalue if user_fill else None
+        return dataclasses.replace(first or SourceLayout(), maxshape=dset.maxshape, fillvalue=fill)
     compression = dset.compression if dset.compression in _KNOWN_FILTERS else None
     return SourceLayout(
         chunks=dset.chunks,
@@ -96,10 +106,27 @@ def source_layout(dset: h5py.Dataset) -> SourceLayout:
     )
 
 
+def _first_source(dset: h5py.Dataset) -> SourceLayout | None:
+    """The layout of a virtual dataset's first source, if it opens and has the same shape."""
+    sources = dset.virtual_sources()
+    if not sources:
+        return None
+    name = sources[0].file_name
+    path = dset.file.filename if name == "." else Path(dset.file.filename).parent / name
+    try:
+        with h5py.File(path, "r") as f:
+            source = f[sources[0].dset_name]
+            same = source.shape == dset.shape and not source.is_virtual
+            return source_layout(source) if same else None
+    except (OSError, KeyError):
+        return None
+
+
 def build_output(src: h5py.File, dst: h5py.File, targets: Mapping[str, Mapping[str, Any]]) -> None:
     """Recreate ``src``'s hierarchy in ``dst``: targets are created empty, the rest copied.
 
-    ``targets`` maps dataset paths to ``create_dataset`` keyword arguments.
+    ``targets`` maps dataset paths to ``create_dataset`` keyword arguments, or to
+    ``{"virtual": h5py.VirtualLayout, "fillvalue": ...}`` for a virtual dataset.
     """
     objects: dict[Key, str] = {}
     _build(src, dst, "", targets, objects)
@@ -135,11 +162,19 @@ def _build(
             order = bool(obj.id.get_create_plist().get_link_creation_order())
             _build(obj, dst.create_group(name, track_order=order or None), path, targets, objects)
         elif isinstance(obj, h5py.Dataset) and path in targets:
-            dst.create_dataset(name, **targets[path])
+            _create(dst, name, targets[path])
         else:
             external = isinstance(obj, h5py.Dataset) and bool(obj.external)
             del obj  # an external dataset is reopened with another file prefix
             _copy_object(src, dst, name, path, external)
+
+
+def _create(dst: h5py.Group, name: str, create: Mapping[str, Any]) -> None:
+    """An empty processed dataset, or a virtual one (``{"virtual": VirtualLayout, ...}``)."""
+    if "virtual" in create:
+        dst.create_virtual_dataset(name, create["virtual"], fillvalue=create.get("fillvalue"))
+    else:
+        dst.create_dataset(name, **create)
 
 
 def _copy_object(src: h5py.Group, dst: h5py.Group, name: str, path: str, external: bool) -> None:

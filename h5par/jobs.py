@@ -316,9 +316,9 @@ def _outputs(
     pattern = out.get("path")
     if in_place and pattern is not None:
         raise UsageError("output: give either path or in_place = true, not both")
-    if out.get("layout", "single") != "single":
+    if in_place and out.get("layout", "single") != "single":
         raise UsageError(
-            f"output.layout = {out['layout']!r} (valid: 'single'; subfiled output is not available yet)"
+            f"output.layout = {out['layout']!r} needs an output file (valid with in_place: 'single')"
         )
     if in_place:
         return [JobFile(i, p, p) for i, p in enumerate(inputs)], True
@@ -374,4 +374,5 @@ def _options(out: Mapping[str, Any]) -> OutputOptions:
         shuffle=out.get("shuffle"),
         fletcher32=out.get("fletcher32"),
         fillvalue=out.get("fillvalue"),
+        layout=out.get("layout", "single"),
     )

@@ -19,6 +19,7 @@ from .kernels.chain import convert_fill
 __all__ = ["OutputOptions", "SourceLayout", "auto_chunks", "dataset_options"]
 
 COMPRESSIONS = ("keep", "gzip", "lzf", "none")
+LAYOUTS = ("single", "subfiled")
 AUTO_CHUNK_BYTES = 1 << 20
 
 
@@ -50,6 +51,11 @@ class OutputOptions:
         Byte-shuffle and checksum filters; None keeps the input's.
     fillvalue : number or None
         HDF5 fill value of the output dataset; None keeps the input's (converted).
+    layout : {"single", "subfiled"}
+        ``"single"``: one output file written by every rank. ``"subfiled"``: each rank writes
+        its own part file (``OUT.parts/part-00000.h5``...) and the output file presents
+        every processed dataset as a virtual dataset over the parts (see
+        :mod:`h5par.subfiles`).
     """
 
     chunks: str | tuple[int, ...] | list[int] = "keep"
@@ -58,8 +64,11 @@ class OutputOptions:
     shuffle: bool | None = None
     fletcher32: bool | None = None
     fillvalue: float | None = None
+    layout: str = "single"
 
     def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"output.layout = {self.layout!r} (valid: {', '.join(LAYOUTS)})")
         if self.compression not in COMPRESSIONS:
             raise UsageError(
                 f"output compression = {self.compression!r} (valid: {', '.join(COMPRESSIONS)})"
@@ -83,8 +92,13 @@ class OutputOptions:
 
     @property
     def changes_layout(self) -> bool:
-        """True if any option differs from keeping the input's layout."""
-        return self != OutputOptions()
+        """True if any dataset option differs from keeping the input's layout."""
+        return dataclasses.replace(self, layout="single") != OutputOptions()
+
+    @property
+    def subfiled(self) -> bool:
+        """True for per-rank part files behind virtual datasets."""
+        return self.layout == "subfiled"
 
 
 def auto_chunks(

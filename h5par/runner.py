@@ -41,7 +41,7 @@ from .targets import STEP_FRACTION, Plan, Target, Work, step_itemsize
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["Result", "Target", "apply", "inspect"]
+__all__ = ["Result", "Target", "apply", "consolidate", "inspect"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +98,7 @@ def apply(
     resume: bool = False,
     watchdog: float = DEFAULT_WATCHDOG,
     select: Mapping[str, str] | None = None,
+    materialize: bool = False,
     **driver_options: Any,
 ) -> Result:
     """Apply a kernel chain to datasets of an HDF5 file. Collective over ``comm``.
@@ -145,6 +146,9 @@ def apply(
         ``{dataset glob: selection}`` in numpy's index syntax (``"4:8:2"``, ``"0, ..., 0"``,
         ``"[1, 2, 7]"``): those datasets are read through the selection and the output
         dataset has the selected shape.
+    materialize : bool
+        Write the input's virtual datasets as ordinary datasets (what :func:`consolidate`
+        does); otherwise untouched virtual datasets are copied as virtual datasets.
     **driver_options
         Options of that driver (``memb_size`` for family).
 
@@ -172,7 +176,10 @@ def apply(
                 driver_options, size(comm), dict(provenance or {}), progress, respect_fill_value,
             )  # fmt: skip
             job = dataclasses.replace(
-                job, resume=resume, select=checked(select or {}, "select {!r}")
+                job,
+                resume=resume,
+                select=checked(select or {}, "select {!r}"),
+                materialize=materialize,
             )
         with collective_errors(comm, "inspect"):
             inject("inspect")
@@ -192,6 +199,28 @@ def apply(
         decomposition={t.path: [r.shares[t.path] for r in records] for t in plan.targets},
         resumed_units=records[0].resumed,
     )
+
+
+def consolidate(
+    output: str | os.PathLike[str],
+    into: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    memory: str | int = "256MiB",
+    comm: MPI.Comm | None = None,
+    progress: Callable[[int], None] | None = None,
+    watchdog: float = DEFAULT_WATCHDOG,
+) -> Result:
+    """Turn a subfiled output into one ordinary file, in parallel. Collective over ``comm``.
+
+    Every virtual dataset of ``output`` is read through its parts and written as an
+    ordinary dataset of ``into`` (with the chunks and filters of its parts); the rest of
+    the hierarchy is copied as in any run. The subfiled output is left as it is.
+    """
+    return apply(
+        output, into, [], overwrite=overwrite, memory=memory, comm=comm, progress=progress,
+        watchdog=watchdog, materialize=True,
+    )  # fmt: skip
 
 
 def inspect(
@@ -272,6 +301,8 @@ def _validate(
             "in-place runs cannot use kernels with neighbours (a block's halo would be read "
             "after its neighbour was overwritten); write an output file"
         )
+    if in_place and options.subfiled:
+        raise UsageError("output.layout = 'subfiled' needs an output file, not in_place")
     if in_place and options.changes_layout:
         raise UsageError(
             "in-place runs keep the layout: chunks/compression/shuffle/fletcher32/fillvalue need an output file"
@@ -283,7 +314,7 @@ def _validate(
     if target is not None:
         _check_output(source, target, overwrite)
     writes = in_place or target is not None
-    if writes and nranks > 1 and not h5py.get_config().mpi:
+    if writes and nranks > 1 and not h5py.get_config().mpi and not options.subfiled:
         raise H5ParError(SERIAL_H5PY_FIX.format(n=nranks))
     if isinstance(datasets, str):
         datasets = [datasets]
@@ -420,6 +451,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     """
     select = None if dset.shape is None else _selection(job, dset)
     copy_only = not job.chain and not job.options.changes_layout and job.output is not None
+    copy_only = copy_only and not (job.materialize and dset.is_virtual)
     if (copy_only and select is None) or dset.shape is None:
         return None
     shape, dtype = tuple(dset.shape) if select is None else select.shape, dset.dtype
@@ -474,7 +506,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     except UsageError as exc:
         raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from None
     lzf = create.get("compression") == "lzf" or (job.in_place and layout.compression == "lzf")
-    if lzf and job.nranks > 1:
+    if lzf and job.nranks > 1 and not job.options.subfiled:
         # Measured here: HDF5 1.10's collective filtered writes corrupt h5py's LZF chunks.
         raise UsageError(
             f"dataset {dset.name}: LZF output cannot be written by {job.nranks} ranks (HDF5's "
@@ -489,7 +521,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     out_fill = None if fill is None else convert_fill(fill, out_dtype)
     return Target(
         dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill, select=select,
-        axes=axes,
+        axes=axes, virtual=dset.is_virtual,
     )  # fmt: skip
 
 

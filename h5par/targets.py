@@ -62,6 +62,7 @@ class Target:
     copy: bool = False  # an untouched dataset copied in parallel (no kernels)
     select: Selection | None = None  # what is read of the dataset (shape: its result)
     axes: tuple[int, ...] = ()  # axes a closing ``reduce`` removes (units: output blocks)
+    virtual: bool = False  # a virtual dataset of the input (read without mpio)
 
     @property
     def filtered(self) -> bool:
@@ -101,6 +102,7 @@ class Work:
     progress: Callable[[int], None] | None
     respect_fill_value: bool
     resume: bool = False  # True: continue a stopped run or fail; False: continue when possible
+    materialize: bool = False  # virtual datasets of the input become ordinary ones (consolidate)
     select: dict[str, str] = dataclasses.field(default_factory=dict)  # dataset glob -> selection
 
     @property

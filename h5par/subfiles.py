@@ -1,0 +1,127 @@
+"""Subfiled output: one part file per rank, virtual datasets over them in the output file.
+
+With ``layout = "subfiled"`` each rank writes the units it owns into its own *part file*
+with serial HDF5 (no MPI-IO, no locking between ranks: file-per-process speed, and no need
+for parallel HDF5). The output file holds the whole hierarchy like a single-file output,
+but every dataset the run writes is an HDF5 virtual dataset (VDS, HDF5 >= 1.10) mapping
+each unit to the part that holds it; any HDF5 reader opens it like a normal dataset::
+
+    out.h5                  the hierarchy; processed datasets are virtual
+    out.h5.parts/part-00000.h5, part-00001.h5, ...   one per rank, datasets at the same paths
+
+Part datasets are chunked, so each part only stores the chunks its rank wrote. The
+virtual datasets name their parts by a path relative to the output file, so the output and
+its ``.parts`` folder move together. ``h5par consolidate`` turns the pair into one ordinary
+file (:func:`h5par.consolidate`).
+
+The owner of each unit is fixed by the number of parts (the ranks of the first run), so a
+stopped subfiled run resumes on the same number of ranks; on another it starts over.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from .decomposition import Index
+from .layout import auto_chunks
+from .targets import Target, assign, output_boxes
+
+__all__ = [
+    "owned",
+    "part_datasets",
+    "part_path",
+    "parts_folder",
+    "virtual_dataset",
+]
+
+
+def parts_folder(output: Path) -> Path:
+    """The folder holding the part files of ``output`` (``out.h5`` -> ``out.h5.parts``)."""
+    return output.with_name(output.name + ".parts")
+
+
+def part_path(folder: Path, rank: int) -> Path:
+    """Part file of ``rank`` in ``folder``."""
+    return folder / f"part-{rank:05d}.h5"
+
+
+def owned(todo: Sequence[int], count: int, nparts: int) -> list[list[int]]:
+    """Per part (rank), the units still to do that it owns (pure).
+
+    Units belong to the part a fresh run on ``nparts`` ranks gives them, whatever is done.
+
+    >>> owned([1, 2, 5], count=6, nparts=2)
+    [[1, 2], [5]]
+    """
+    left = set(todo)
+    return [[u for u in mine if u in left] for mine in assign(range(count), nparts)]
+
+
+def merged(boxes: Iterable[Index]) -> list[Index]:
+    """Consecutive boxes joined where they continue each other along one axis (pure).
+
+    >>> merged([(slice(0, 2), slice(0, 4)), (slice(2, 5), slice(0, 4)), (slice(6, 7), slice(0, 4))])
+    [(slice(0, 5, None), slice(0, 4, None)), (slice(6, 7, None), slice(0, 4, None))]
+    """
+    out: list[Index] = []
+    for box in boxes:
+        last = out[-1] if out else None
+        differ = (
+            []
+            if last is None
+            else [a for a, (p, q) in enumerate(zip(last, box, strict=True)) if p != q]
+        )
+        if last is not None and len(differ) == 1 and last[differ[0]].stop == box[differ[0]].start:
+            axis = differ[0]
+            joined = slice(last[axis].start, box[axis].stop)
+            out[-1] = (*last[:axis], joined, *last[axis + 1 :])
+        else:
+            out.append(box)
+    return out
+
+
+def virtual_dataset(
+    target: Target, blocks: Sequence[Index], nparts: int, output: Path
+) -> dict[str, Any]:
+    """The ``create`` arguments of ``target`` in the output file: a virtual dataset.
+
+    Each unit's output boxes map to the same boxes of the part owning the unit.
+    """
+    layout = h5py.VirtualLayout(shape=target.out_shape, dtype=target.out_dtype)
+    folder = parts_folder(output).name
+    for rank, mine in enumerate(assign(range(len(blocks)), nparts)):
+        boxes = merged(itertools.chain.from_iterable(output_boxes(target, blocks[u]) for u in mine))
+        if not boxes:
+            continue
+        source = h5py.VirtualSource(
+            f"{folder}/{part_path(Path(), rank).name}",
+            target.path,
+            shape=target.out_shape,
+            dtype=target.out_dtype,
+        )
+        for box in boxes:
+            if box:
+                layout[box] = source[box]
+            else:  # a scalar dataset
+                layout[...] = source
+    return {"virtual": layout, "fillvalue": target.create.get("fillvalue")}
+
+
+def part_datasets(part: h5py.File, targets: Iterable[Target]) -> None:
+    """Create the datasets of ``targets`` in a part file (those it lacks: a resumed run)."""
+    for target in targets:
+        if target.path in part:
+            continue
+        create = dict(target.create)
+        shape = target.out_shape
+        if "chunks" not in create and shape and 0 not in shape:
+            create["chunks"] = auto_chunks(
+                shape, target.out_dtype.itemsize
+            )  # store only what is written
+        create.pop("maxshape", None)
+        part.create_dataset(target.path, **create)
