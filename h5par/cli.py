@@ -96,6 +96,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_consolidate(args: argparse.Namespace) -> int:
+    from .guard import stop_signals
+    from .runner import consolidate
+    from .sizes import format_size
+
+    with stop_signals():
+        result = consolidate(args.master, args.out, overwrite=args.overwrite, memory=args.memory)
+    if _rank() == 0:
+        print(
+            f"h5par consolidate: {args.master} -> {args.out}: {len(result.datasets)} dataset(s), "
+            f"{format_size(sum(result.bytes_written))} written by {len(result.bytes_written)} "
+            f"rank(s) in {result.seconds:.2f} s",
+            flush=True,
+        )
+    return EXIT_OK
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from .batch import plan_job
     from .jobs import load_job
@@ -172,6 +189,7 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "plan": (_cmd_plan, "validate a job and print its decomposition without reading data"),
     "status": (_cmd_status, "where each file of a job stands: done, running, stopped, not started"),
     "submit": (_cmd_submit, "write a SLURM batch script next to a job and submit it (sbatch)"),
+    "consolidate": (_cmd_consolidate, "turn a subfiled output into one ordinary file, in parallel"),
 }
 
 
@@ -210,6 +228,11 @@ def _verb_arguments(name: str, verb: argparse.ArgumentParser) -> None:
             "run of the same job is continued anyway)",
         )
         verb.add_argument("--report", metavar="FILE.json", help="write the summary as JSON")
+    if name == "consolidate":
+        verb.add_argument("master", help="the output file of a subfiled run")
+        verb.add_argument("out", help="the ordinary file to write")
+        verb.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+        verb.add_argument("--memory", default="256MiB", help="per-rank memory (default 256MiB)")
     if name == "ls":
         verb.add_argument("file", help="an HDF5 file")
         verb.add_argument("--no-attributes", action="store_true", help="leave attributes out")

@@ -106,15 +106,24 @@ def source_layout(dset: h5py.Dataset) -> SourceLayout:
     )
 
 
+def _source_file(dset: h5py.Dataset, name: str) -> Path:
+    """Where a virtual dataset's source file ``name`` is: HDF5 looks next to the file."""
+    return Path(dset.file.filename) if name == "." else Path(dset.file.filename).parent / name
+
+
+def missing_sources(dset: h5py.Dataset) -> list[str]:
+    """Source files of a virtual dataset that do not exist (HDF5 would read fill values)."""
+    names = dict.fromkeys(source.file_name for source in dset.virtual_sources())
+    return [name for name in names if not _source_file(dset, name).is_file()]
+
+
 def _first_source(dset: h5py.Dataset) -> SourceLayout | None:
     """The layout of a virtual dataset's first source, if it opens and has the same shape."""
     sources = dset.virtual_sources()
     if not sources:
         return None
-    name = sources[0].file_name
-    path = dset.file.filename if name == "." else Path(dset.file.filename).parent / name
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(_source_file(dset, sources[0].file_name), "r") as f:
             source = f[sources[0].dset_name]
             same = source.shape == dset.shape and not source.is_virtual
             return source_layout(source) if same else None

@@ -28,7 +28,7 @@ from .errors import H5ParError, UsageError, collective_errors
 from .execute import execute
 from .faults import inject
 from .guard import DEFAULT_WATCHDOG, guarded
-from .hierarchy import dataset_paths, has_refs, source_layout
+from .hierarchy import dataset_paths, has_refs, missing_sources, source_layout
 from .io import DRIVERS, SERIAL_H5PY_FIX, open_input
 from .kernels import Broadcast, Chain, Kernel
 from .kernels.chain import convert_fill
@@ -455,6 +455,12 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     if (copy_only and select is None) or dset.shape is None:
         return None
     shape, dtype = tuple(dset.shape) if select is None else select.shape, dset.dtype
+    lost = missing_sources(dset) if dset.is_virtual else []
+    if lost:
+        raise UsageError(
+            f"virtual dataset {dset.name}: source file {lost[0]!r} is missing (HDF5 would read "
+            "fill values in its place); for a subfiled output, keep its .parts folder next to it"
+        )
     try:
         _check_packed(job, dset)
         fill = _fill_value(dset) if job.respect_fill_value else None
