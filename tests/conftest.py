@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -152,3 +153,50 @@ def _real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real-data corpus not found at {REAL_DATA}")
     return REAL_DATA
+
+
+def _pins(*names: str) -> list[str]:
+    """``name==version`` for each name, as constraints.txt pins it (unpinned if absent)."""
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        name, sep, version = line.partition("==")
+        if sep:
+            pins[name.strip().lower()] = version.strip()
+    return [f"{n}=={pins[n]}" if n in pins else n for n in names]
+
+
+@pytest.fixture(scope="session")
+def serial_python() -> Path:
+    """Python of a virtual environment with PyPI's serial h5py wheel (built once, cached).
+
+    The environment lives in ``$H5PAR_SERIAL_VENV`` or the user's cache folder; h5par itself
+    is taken from this checkout through PYTHONPATH.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    root = Path(os.environ.get("H5PAR_SERIAL_VENV", cache / "h5par" / f"serial-venv-{tag}"))
+    python = root / "bin" / "python"
+    ready = root / ".h5par-ready"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest may be building it right now
+        pins = _pins("numpy", "scipy", "h5py", "mpi4py", "tqdm")
+        if not ready.is_file() or ready.read_text().split() != pins:
+            shutil.rmtree(root, ignore_errors=True)
+            steps = [
+                [sys.executable, "-m", "venv", str(root)],
+                [str(python), "-m", "pip", "install", "-q", "--only-binary=:all:", *pins],
+            ]
+            for step in steps:
+                try:
+                    done = subprocess.run(
+                        step, capture_output=True, text=True, timeout=240, check=False
+                    )
+                except subprocess.TimeoutExpired:
+                    pytest.skip(f"building the serial-h5py venv timed out: {' '.join(step)}")
+                if done.returncode != 0:
+                    pytest.skip(
+                        f"cannot build a serial-h5py venv ({' '.join(step)}): {done.stderr[-500:]}"
+                    )
+            ready.write_text("\n".join(pins) + "\n")
+    return python

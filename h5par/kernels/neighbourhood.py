@@ -14,7 +14,6 @@ import dataclasses
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from scipy import ndimage
 
 from h5par.decomposition import Index
 from h5par.errors import UsageError
@@ -25,6 +24,13 @@ __all__ = ["MODES", "Gradient", "MovingMean", "Smooth"]
 
 #: Boundary modes (scipy.ndimage's names and meanings).
 MODES = ("reflect", "nearest", "constant", "wrap")
+
+
+def _ndimage() -> Any:
+    """scipy.ndimage, imported on first use (it costs a third of a second at startup)."""
+    from scipy import ndimage
+
+    return ndimage
 
 
 def _positive_int(kernel: str, key: str, value: Any) -> int:
@@ -150,8 +156,8 @@ class Smooth(_Filter):
         if self.method == "box":
             assert self.size is not None
             weights = np.full(self.size, 1.0 / self.size)
-            return ndimage.correlate1d(x, weights, axis, mode=self.mode, cval=self.cval)
-        return ndimage.gaussian_filter1d(
+            return _ndimage().correlate1d(x, weights, axis, mode=self.mode, cval=self.cval)
+        return _ndimage().gaussian_filter1d(
             x, self.sigma, axis, mode=self.mode, cval=self.cval, truncate=self.truncate
         )
 
@@ -191,7 +197,7 @@ class MovingMean(_Filter):
     def correlate(self, x: np.ndarray, axis: int) -> np.ndarray:
         """The moving average along ``axis``."""
         weights = np.full(self.window, 1.0 / self.window)
-        return ndimage.correlate1d(x, weights, axis, mode=self.mode, cval=self.cval)
+        return _ndimage().correlate1d(x, weights, axis, mode=self.mode, cval=self.cval)
 
 
 @register

@@ -182,14 +182,19 @@ def test_statistics_survive_a_stop(folder, fault) -> None:
         assert abs(got["std"] - x.astype("f8").std()) <= 1e-12 * scale
 
 
-@pytest.mark.parametrize("kind", ["smooth", "time-max"])
-def test_neighbourhood_kernels_and_axis_reductions_resume_bitwise(folder, fault, kind) -> None:
+@pytest.mark.parametrize("kind", ["smooth", "time-max", "subfiled"])
+def test_neighbourhood_kernels_axis_reductions_and_subfiled_output_resume_bitwise(
+    folder, fault, kind
+) -> None:
     data = make_input(folder / "in.h5")
-    if kind == "smooth":
-        kernels = [{"name": "smooth", "size": 5, "mode": "wrap"}]
-    else:
-        kernels = [{"name": "reduce", "op": "max", "axis": 0}]
+    kernels = {
+        "smooth": [{"name": "smooth", "size": 5, "mode": "wrap"}],
+        "time-max": [{"name": "reduce", "op": "max", "axis": 0}],
+        "subfiled": [{"name": "scale", "factor": 2.0}],
+    }[kind]
     job = {"input": folder / "in.h5", "output": folder / "out.h5", "kernels": kernels}
+    if kind == "subfiled":
+        job["options"] = h5par.OutputOptions(layout="subfiled")
     result, message = stop_then_resume(folder, job | {"memory": "16KiB"}, nth=2)
     assert result.resumed_units > 0, message
     if comm.rank == 0:
@@ -200,3 +205,6 @@ def test_neighbourhood_kernels_and_axis_reductions_resume_bitwise(folder, fault,
         assert read_all(folder / "out.h5") == got
         if kind == "time-max":
             assert got["x"] == np.max(data["x"], 0).tobytes()
+        if kind == "subfiled":
+            assert got["x"] == (data["x"] * 2.0).tobytes()
+            assert got["z"] == (data["z"] * 2.0).tobytes()
