@@ -517,7 +517,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
         raise UsageError(
             f"dataset {dset.name}: LZF output cannot be written by {job.nranks} ranks (HDF5's "
             "parallel filtered writes corrupt LZF chunks); set compression = 'gzip' or 'none', "
-            "or run on one rank"
+            "layout = 'subfiled', or run on one rank"
         )
     align = create.get("chunks") if out_shape == shape or axes else layout.chunks
     if job.in_place:
