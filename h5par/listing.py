@@ -72,6 +72,9 @@ def _describe(obj: h5py.HLObject) -> str:
     parts = [f"dataset {shape} {dset.dtype}"]
     if dset.chunks:
         parts.append(f"chunks={dset.chunks}")
+    if dset.is_virtual:
+        files = {source.file_name for source in dset.virtual_sources()}
+        parts.append(f"virtual ({len(files)} source file(s))")
     filters = list(
         dset.id.get_create_plist().get_filter(i)[3].decode(errors="replace")
         for i in range(dset.id.get_create_plist().get_nfilters())
