@@ -239,9 +239,13 @@ CASES: dict[str, Case] = {
         IN + '[output]\npath = "o.h5"\nin_place = true\n',
         ("give either path or in_place = true, not both",),
     ),
-    "subfiled layout": Case(
-        IN + '[output]\npath = "o.h5"\nlayout = "subfiled"\n',
-        ("output.layout = 'subfiled'", "valid: 'single'"),
+    "unknown layout": Case(
+        IN + '[output]\npath = "o.h5"\nlayout = "perrank"\n',
+        ("output.layout = 'perrank'", "valid: single, subfiled"),
+    ),
+    "subfiled in place": Case(
+        IN + '[output]\nin_place = true\nlayout = "subfiled"\n' + kernel('name = "abs"'),
+        ("output.layout = 'subfiled' needs an output file", "valid with in_place: 'single'"),
     ),
     "bad compression": Case(
         IN + '[output]\npath = "o.h5"\ncompression = "zstd"\n',
@@ -262,7 +266,7 @@ CASES: dict[str, Case] = {
     # --- kernels -------------------------------------------------------------------------
     "unknown kernel": Case(
         IN + OUT + kernel('name = "blur"'),
-        ("unknown kernel 'blur'", "valid: abs, astype, broadcast, clip, fill, python, reduce"),
+        ("unknown kernel 'blur'", "valid: abs, astype, broadcast, clip, fill, gradient, moving_mean"),
     ),
     "unknown kernel parameter": Case(
         IN + OUT + kernel('name = "clip"\nlow = 0'),
