@@ -6,8 +6,10 @@ Phases, each ending in an agreement on failure (``collective_errors``):
    a new one; for a new output, build its structure there (groups, attributes, links,
    untouched datasets copied, processed datasets created empty).
 2. *data* (every rank): the units still to do are split into contiguous runs, one per rank;
-   each collective step reads, transforms and writes one unit per rank (ranks without one
-   make empty calls), then records the finished units (a *checkpoint*: after every step,
+   each step reads, transforms and writes one unit per rank (ranks without one make empty
+   calls; writes of filtered outputs are collective, other transfers independent), reusing
+   one set of buffers (a :class:`~h5par.kernels.Scratch`) for every step of a dataset, then
+   agrees and records the finished units (a *checkpoint*: after every step,
    or every :data:`CHECKPOINT_SECONDS` for compressed outputs, whose chunk index must be
    flushed first). In-place runs stage each block's new data before overwriting the old.
    A stop signal ends the pass after the step's checkpoint with :class:`StoppedError`.
@@ -33,7 +35,7 @@ from .faults import inject
 from .hierarchy import build_output, reattach_scales
 from .io import File, open_input, read_block, read_selected, transfer_plist, write_block
 from .journal import Journal, fingerprint, hold, in_use, work_folder
-from .kernels import Broadcast, Chain, KernelError, Partial, Reduce, combine_all
+from .kernels import Broadcast, Chain, KernelError, Partial, Reduce, Scratch, combine_all
 from .targets import Plan, Target, Work, assign, describe, nbytes, output_boxes, units
 
 if TYPE_CHECKING:
@@ -278,7 +280,11 @@ def _process(
 
 @dataclasses.dataclass
 class _Sweep:
-    """One collective sweep over a dataset: who does which unit, what is finished."""
+    """One sweep over a dataset: who does which unit, what is finished, reused buffers.
+
+    ``scratch`` holds the read block and the kernels' results from one step to the next:
+    a step's block is written (and, in place, staged) before the next step reads.
+    """
 
     work: Work
     target: Target
@@ -291,6 +297,8 @@ class _Sweep:
     pending_parts: list[Partial]  # this rank's statistics since the last checkpoint
     pending: list[int] = dataclasses.field(default_factory=list)  # finished, not recorded
     last: float = dataclasses.field(default_factory=time.monotonic)
+    scratch: Scratch = dataclasses.field(default_factory=Scratch)
+    flushed: bool = False  # the dataset's storage address is on disk
 
     def unit(self, r: int, i: int) -> int | None:
         return self.plan[r][i] if i < len(self.plan[r]) else None
@@ -303,8 +311,12 @@ class _Sweep:
         me = rank(self.comm)
         with collective_errors(self.comm, f"checkpoint of {self.target.path}"):
             inject("checkpoint")
-            if dout is not None and self.target.filtered:
-                dout.file.flush()  # the chunk index must be on disk before units count
+            if dout is not None and (self.target.filtered or not self.flushed):
+                # Before units count, on disk: the chunk index of a filtered dataset, and
+                # where any dataset's storage lies (HDF5 allocates it at the first write,
+                # under mpio when the dataset is opened, and keeps that in its cache).
+                dout.file.flush()
+                self.flushed = True
         if self.parts:  # the same on every rank: the chain has reducers
             gathered = allgather(self.comm, self.pending_parts)
             fresh = [combine_all(column) for column in zip(*gathered, strict=True)]
@@ -332,7 +344,7 @@ def _pass(
     journal: Journal | None = None,
     record: Record | None = None,
 ) -> list[Partial]:
-    """One collective sweep over the dataset; returns the combined partials of reductions.
+    """One sweep over the dataset (collective steps); the combined partials of reductions.
 
     ``record`` (None for pre-passes) collects this rank's bytes, busy time and share.
     """
@@ -345,8 +357,7 @@ def _pass(
     sweep = _Sweep(work, target, chain, comm, journal, blocks, assign(todo, n), start, start)
     sweep.pending_parts = [Partial() for _ in start]
     staged = set() if journal is None else set(journal.staged.get(target.path, []))
-    dxpl_in = transfer_plist(din, write=False)
-    dxpl_out = None if dout is None else transfer_plist(dout, write=True)
+    dxpl = None if dout is None else transfer_plist(dout)
     done, busy = [0, 0], 0.0
     count = max(len(p) for p in sweep.plan)
     for i in range(count):
@@ -354,10 +365,10 @@ def _pass(
         index = None if u is None else blocks[u]
         tick = time.perf_counter()
         redo = u in staged and journal is not None and journal.redo_file(target.path, u).exists()
-        out = _compute(sweep, din, dxpl_in, u, redo, done)
+        out = _compute(sweep, din, u, redo, done)
         if work.in_place and journal is not None and dout is not None:
             _stage(sweep, i, u, out)
-        agreed = _write(sweep, dout, dxpl_out, index, out)
+        agreed = _write(sweep, dout, dxpl, index, out)
         done[1] += out.nbytes if dout is not None else 0
         busy += time.perf_counter() - tick
         sweep.pending += sweep.step_units(i)
@@ -365,7 +376,7 @@ def _pass(
             sweep.checkpoint(dout)
         if record is not None and work.progress is not None and me == 0:
             work.progress(sum(nbytes(blocks[v], target.dtype) for v in sweep.step_units(i)))
-        del out  # before the next block is read: one block in memory at a time
+        del out  # nothing holds the block: the next step reuses the sweep's buffers
         if agreed.stop and record is not None:  # pre-passes leave stopping to the main pass
             _stop(sweep, dout, agreed.stop)
     if sweep.pending or journal is None:
@@ -379,23 +390,31 @@ def _pass(
     return sweep.parts
 
 
-def _read(target: Target, din: h5py.Dataset, index: Index | None, dxpl: Any) -> np.ndarray:
-    """Read block ``index`` of the target, through its selection if it has one. Collective."""
+def _read(
+    target: Target, din: h5py.Dataset, index: Index | None, scratch: Scratch | None = None
+) -> np.ndarray:
+    """Read block ``index`` of the target, through its selection if it has one (independent).
+
+    With ``scratch``, into its buffer ``"read"``, valid until the next read.
+    """
+    shape = (0,) if index is None else index_shape(index)
+    out = None if scratch is None or index is None else scratch.take(shape, din.dtype, "read")
     if target.select is None:
-        return read_block(din, index, dxpl)
+        return read_block(din, index, out=out)
     slabs = [] if index is None else target.select.source(index)
-    return read_selected(din, slabs, (0,) if index is None else index_shape(index), dxpl)
+    return read_selected(din, slabs, shape, out=out)
 
 
 def _write(
     sweep: _Sweep, dout: h5py.Dataset | None, dxpl: Any, index: Index | None, out: np.ndarray
 ) -> Outcome:
-    """Write this rank's block (collective; None: an empty part) and agree on the outcome."""
+    """Write this rank's block (collective when ``dxpl`` is) and agree on the outcome."""
     target = sweep.target
     due = time.monotonic() - sweep.last > CHECKPOINT_SECONDS
     with collective_errors(sweep.comm, f"writing {target.path}", due=due) as agreed:
         if dout is not None:
-            inject("collective-write")  # the other ranks are in the call by now
+            if dxpl is not None:
+                inject("collective-write")  # the other ranks are in the call by now
             try:
                 write_block(dout, output_boxes(target, index), out, dxpl)
             except OSError as exc:  # HDF5 does not say why: name the usual causes
@@ -408,14 +427,14 @@ def _write(
 
 
 def _compute(
-    sweep: _Sweep, din: h5py.Dataset, dxpl: Any, u: int | None, redo: bool, done: list[int]
+    sweep: _Sweep, din: h5py.Dataset, u: int | None, redo: bool, done: list[int]
 ) -> np.ndarray:
-    """Read and transform this rank's unit ``u`` (collective read; None: an empty part)."""
+    """Read and transform this rank's unit ``u`` (None: an empty part) in the sweep's buffers."""
     target = sweep.target
     index = None if u is None else sweep.blocks[u]
     out = np.empty(0, target.out_dtype)
     with collective_errors(sweep.comm, f"processing {target.path}"):
-        block = _read(target, din, None if redo else index, dxpl)
+        block = _read(target, din, None if redo else index, sweep.scratch)
         done[0] += block.nbytes
         inject("read")
         inject("kernel")
@@ -424,7 +443,7 @@ def _compute(
             out = np.load(sweep.journal.redo_file(target.path, u), allow_pickle=False)
         elif index is not None:
             try:
-                out, parts = sweep.chain.apply(block, index, target.fill)
+                out, parts = sweep.chain.apply(block, index, target.fill, sweep.scratch)
                 out = _as_output(out, target)
             except H5ParError as exc:  # name the file and dataset (kernels see blocks only)
                 raise type(exc)(f"{str(sweep.work.input)!r}: dataset {target.path}: {exc}") from exc
@@ -517,7 +536,7 @@ def _broadcast_source(
     me = rank(comm)
     kept = None if keep is None else keep.source_file(target.path, position)
     fresh = kept is None or not kept.exists()
-    raw = _read(target, din, index if me == 0 and fresh else None, transfer_plist(din, write=False))
+    raw = _read(target, din, index if me == 0 and fresh else None)
     source = np.empty(shape, dtype)
     with collective_errors(comm, f"broadcast source of {target.path}"):
         if me == 0 and not fresh:

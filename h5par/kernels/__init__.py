@@ -4,7 +4,7 @@ Each kernel is a frozen dataclass registered under its job-file name; see
 :data:`~h5par.kernels.base.KERNELS`.
 """
 
-from .base import KERNELS, Kernel, KernelError, make_kernel
+from .base import KERNELS, Kernel, KernelError, Scratch, make_kernel
 from .chain import Chain
 from .convert import AsType
 from .elementwise import Abs, Clip, Fill, Scale, Where
@@ -27,6 +27,7 @@ __all__ = [
     "Reduce",
     "Reshape",
     "Scale",
+    "Scratch",
     "Where",
     "combine_all",
     "make_kernel",

@@ -11,7 +11,7 @@ import numpy as np
 from h5par.decomposition import Index
 from h5par.errors import UsageError
 
-from .base import Kernel, make_kernel
+from .base import Kernel, Scratch, converted, make_kernel
 from .reduce import Partial, Reduce
 from .structural import Broadcast, Reshape
 
@@ -117,9 +117,13 @@ class Chain:
         return Chain(tuple(kernels))
 
     def apply(
-        self, x: np.ndarray, index: Index, fill: Any = None
+        self, x: np.ndarray, index: Index, fill: Any = None, scratch: Scratch | None = None
     ) -> tuple[np.ndarray, list[Partial]]:
         """Transform one block; also return the partial statistics of each reduce kernel.
+
+        With ``scratch``, kernels write into arrays reused from block to block (each kernel
+        its own, ``scratch.at(position)``): the result is valid until the next call with the
+        same scratch. The built-in kernels never change ``x``.
 
         With a ``fill`` value (a dataset's ``_FillValue``), elements equal to it are missing:
         kernels leave them as the fill value (converted by ``astype`` like the data) and
@@ -135,17 +139,18 @@ class Chain:
         """
         partials = []
         mask = None if fill is None else missing(x, fill)
-        for kernel in self.kernels:
+        for position, kernel in enumerate(self.kernels):
+            own = None if scratch is None else scratch.at(position)
             if isinstance(kernel, Reduce):
-                partials.append(kernel.partial(x if mask is None else x[~mask]))
+                partials.append(kernel.partial(x if mask is None else x[~mask], own))
                 continue
-            y = kernel(x, index)
+            y = kernel(x, index, own)
             if mask is not None:
                 fill = convert_fill(fill, y.dtype)
                 if isinstance(kernel, Broadcast):
                     mask = missing(y, fill)
                 elif mask.any():
-                    y = y.copy() if y is x else y
+                    y = converted(y, y.dtype, own) if np.may_share_memory(y, x) else y
                     y[mask] = fill
             x = y
         return x, partials
