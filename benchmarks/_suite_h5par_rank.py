@@ -9,8 +9,7 @@ Exactly what ``python -m h5par`` runs (``h5par.cli.main``); afterwards each rank
 For tuning experiments only, ``H5PAR_SUITE_PATCH="module.NAME=VALUE;..."`` sets module
 constants before the run (VALUE is a Python literal), e.g.
 ``--h5par-variant "u16:env:H5PAR_SUITE_PATCH=h5par.targets.UNITS_PER_DATASET=16"``: a way
-to measure a proposed change to h5par without editing it; ``H5PAR_SUITE_EXPERIMENT``
-names monkeypatches of ``_suite_experiments.py`` (``reuse-buffers+independent-io``).
+to measure a proposed change to h5par without editing it.
 """
 
 from __future__ import annotations
@@ -50,10 +49,6 @@ def _record(status: int) -> None:
 
 if __name__ == "__main__":
     _patch(os.environ.get("H5PAR_SUITE_PATCH", ""))
-    if os.environ.get("H5PAR_SUITE_EXPERIMENT"):
-        from _suite_experiments import apply
-
-        apply(os.environ["H5PAR_SUITE_EXPERIMENT"])
     code = main(sys.argv[1:])
     _record(code)
     sys.exit(code)

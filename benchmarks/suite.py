@@ -155,7 +155,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME[@RANKS]:ITEM[,ITEM]",
         help="an extra h5par method (at each --ranks count, or at RANKS, e.g. @2 or @1+2); "
         "ITEM is KEY=VALUE (an h5par --set) or env:VAR=VALUE, e.g. mem1g:run.memory=1GiB, "
-        "indep@2:env:OMPI_MCA_fcoll=individual, reuse:env:H5PAR_SUITE_EXPERIMENT=reuse-buffers",
+        "fcoll@2:env:OMPI_MCA_fcoll=individual, old:env:PYTHONPATH=/other/checkout",
     )
     where = parser.add_argument_group("files")
     where.add_argument("--workdir", type=Path, help="input and outputs (default: a new /tmp dir)")

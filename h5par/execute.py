@@ -6,8 +6,10 @@ Phases, each ending in an agreement on failure (``collective_errors``):
    a new one; for a new output, build its structure there (groups, attributes, links,
    untouched datasets copied, processed datasets created empty).
 2. *data* (every rank): the units still to do are split into contiguous runs, one per rank;
-   each collective step reads, transforms and writes one unit per rank (ranks without one
-   make empty calls), then records the finished units (a *checkpoint*: after every step,
+   each step reads, transforms and writes one unit per rank (ranks without one make empty
+   calls; writes of filtered outputs are collective, other transfers independent), reusing
+   one set of buffers (a :class:`~h5par.kernels.Scratch`) for every step of a dataset, then
+   agrees and records the finished units (a *checkpoint*: after every step,
    or every :data:`CHECKPOINT_SECONDS` for compressed outputs, whose chunk index must be
    flushed first). In-place runs stage each block's new data before overwriting the old.
    A stop signal ends the pass after the step's checkpoint with :class:`StoppedError`.
@@ -36,7 +38,16 @@ from .halo import extend
 from .hierarchy import build_output, reattach_scales
 from .io import File, open_input, read_block, read_selected, transfer_plist, write_block
 from .journal import Journal, fingerprint, hold, in_use, work_folder
-from .kernels import AxisPartial, Broadcast, Chain, KernelError, Partial, Reduce, combine_all
+from .kernels import (
+    AxisPartial,
+    Broadcast,
+    Chain,
+    KernelError,
+    Partial,
+    Reduce,
+    Scratch,
+    combine_all,
+)
 from .kernels.axes import finish
 from .subfiles import owned, part_datasets, part_path, parts_folder, virtual_dataset
 from .targets import (
@@ -340,7 +351,11 @@ def _process(
 
 @dataclasses.dataclass
 class _Sweep:
-    """One collective sweep over a dataset: who does which unit, what is finished."""
+    """One sweep over a dataset: who does which unit, what is finished, reused buffers.
+
+    ``scratch`` holds the read block and the kernels' results from one step to the next:
+    a step's block is written (and, in place, staged) before the next step reads.
+    """
 
     work: Work
     target: Target
@@ -354,10 +369,12 @@ class _Sweep:
     pending_parts: list[Partial]  # this rank's statistics since the last checkpoint
     pending: list[int] = dataclasses.field(default_factory=list)  # finished, not recorded
     last: float = dataclasses.field(default_factory=time.monotonic)
+    scratch: Scratch = dataclasses.field(default_factory=Scratch)
+    flushed: bool = False  # the dataset's storage address is on disk
 
     @property
-    def flushed(self) -> bool:
-        """True when checkpoints flush the output first (filters, part files).
+    def deferred(self) -> bool:
+        """True when every checkpoint flushes the output first (filters, part files).
 
         Those checkpoint every :data:`CHECKPOINT_SECONDS` rather than every step.
         """
@@ -374,8 +391,13 @@ class _Sweep:
         me = rank(self.comm)
         with collective_errors(self.comm, f"checkpoint of {self.target.path}"):
             inject("checkpoint")
-            if dout is not None and self.flushed:
-                dout.file.flush()  # the data (chunk index) must be on disk before units count
+            if dout is not None and (self.deferred or not self.flushed):
+                # Before units count, on disk: the chunk index of a filtered dataset, what
+                # a part file holds, and where any dataset's storage lies (HDF5 allocates
+                # it at the first write, under mpio when the dataset is opened, and keeps
+                # that in its cache).
+                dout.file.flush()
+                self.flushed = True
         if self.parts:  # the same on every rank: the chain has reducers
             gathered = allgather(self.comm, self.pending_parts)
             fresh = [combine_all(column) for column in zip(*gathered, strict=True)]
@@ -403,7 +425,7 @@ def _pass(
     journal: Journal | None = None,
     record: Record | None = None,
 ) -> list[Partial]:
-    """One collective sweep over the dataset; returns the combined partials of reductions.
+    """One sweep over the dataset (collective steps); the combined partials of reductions.
 
     ``record`` (None for pre-passes) collects this rank's bytes, busy time and share.
     """
@@ -418,8 +440,7 @@ def _pass(
     sweep = _Sweep(work, target, chain, comm, journal, blocks, parts, plan, start, start)
     sweep.pending_parts = [Partial() for _ in start]
     staged = set() if journal is None else set(journal.staged.get(target.path, []))
-    dxpl_in = transfer_plist(din, write=False)
-    dxpl_out = None if dout is None else transfer_plist(dout, write=True)
+    dxpl = None if dout is None else transfer_plist(dout)
     done, busy = [0, 0], 0.0
     count = max(len(p) for p in sweep.plan)
     for i in range(count):
@@ -427,18 +448,18 @@ def _pass(
         index = None if u is None else blocks[u]
         tick = time.perf_counter()
         redo = u in staged and journal is not None and journal.redo_file(target.path, u).exists()
-        out = _compute(sweep, din, dxpl_in, u, redo, done)
+        out = _compute(sweep, din, u, redo, done)
         if work.in_place and journal is not None and dout is not None:
             _stage(sweep, i, u, out)
-        agreed = _write(sweep, dout, dxpl_out, index, out)
+        agreed = _write(sweep, dout, dxpl, index, out)
         done[1] += out.nbytes if dout is not None else 0
         busy += time.perf_counter() - tick
         sweep.pending += sweep.step_units(i)
-        if journal is not None and (agreed.due or agreed.stop or not sweep.flushed):
+        if journal is not None and (agreed.due or agreed.stop or not sweep.deferred):
             sweep.checkpoint(dout)
         if record is not None and work.progress is not None and me == 0:
             work.progress(sum(read_bytes(target, blocks[v]) for v in sweep.step_units(i)))
-        del out  # before the next block is read: one block in memory at a time
+        del out  # nothing holds the block: the next step reuses the sweep's buffers
         if agreed.stop and record is not None:  # pre-passes leave stopping to the main pass
             _stop(sweep, dout, agreed.stop)
     if sweep.pending or journal is None:
@@ -452,25 +473,37 @@ def _pass(
     return sweep.parts
 
 
-def _read(target: Target, din: h5py.Dataset, index: Index | None, dxpl: Any) -> np.ndarray:
-    """Read block ``index`` of the target, through its selection if it has one. Collective."""
+def _read(
+    target: Target, din: h5py.Dataset, index: Index | None, scratch: Scratch | None = None
+) -> np.ndarray:
+    """Read block ``index`` of the target, through its selection if it has one (independent).
+
+    With ``scratch``, into its buffer ``"read"``, valid until the next read.
+    """
+    shape = (0,) if index is None else index_shape(index)
+    out = None if scratch is None or index is None else scratch.take(shape, din.dtype, "read")
     if target.select is None:
-        return read_block(din, index, dxpl)
+        return read_block(din, index, out=out)
     slabs = [] if index is None else target.select.source(index)
-    return read_selected(din, slabs, (0,) if index is None else index_shape(index), dxpl)
+    return read_selected(din, slabs, shape, out=out)
 
 
 def _load(
-    target: Target, chain: Chain, din: h5py.Dataset, index: Index | None, dxpl: Any
+    target: Target,
+    chain: Chain,
+    din: h5py.Dataset,
+    index: Index | None,
+    scratch: Scratch | None = None,
 ) -> tuple[np.ndarray, Index | None]:
-    """Read block ``index``, extended by the chain's halo if it has one. Collective.
+    """Read block ``index``, extended by the chain's halo if it has one (independent).
 
     Returns the block and, with a halo, where the block itself lies in the extended one.
-    The halo is read from the file in the same call (no exchange between ranks).
+    The halo is read from the file in the same call (no exchange between ranks). With
+    ``scratch``, into its buffer ``"read"``, valid until the next read.
     """
     halo = None if index is None else chain.halo(len(target.shape))
     if halo is None:
-        return _read(target, din, index, dxpl), None
+        return _read(target, din, index, scratch), None
     assert index is not None
     extended = extend(index, target.shape, *halo)
     boxes = extended.boxes()
@@ -479,7 +512,9 @@ def _load(
         slabs = [(tuple(b.start for b in box), index_shape(box), (1,) * len(box)) for box in boxes]
     else:
         slabs = [slab for box in boxes for slab in target.select.source(box)]
-    grid = read_selected(din, slabs, extended.grid_shape, dxpl)
+    shape = extended.grid_shape
+    out = None if scratch is None else scratch.take(shape, din.dtype, "read")
+    grid = read_selected(din, slabs, shape, out=out)
     for axis, taken in enumerate(extended.positions()):
         if taken is not None:  # wrapped around: put the far end's elements in place
             grid = np.take(grid, taken, axis=axis)
@@ -489,12 +524,13 @@ def _load(
 def _write(
     sweep: _Sweep, dout: h5py.Dataset | None, dxpl: Any, index: Index | None, out: np.ndarray
 ) -> Outcome:
-    """Write this rank's block (collective; None: an empty part) and agree on the outcome."""
+    """Write this rank's block (collective when ``dxpl`` is) and agree on the outcome."""
     target = sweep.target
     due = time.monotonic() - sweep.last > CHECKPOINT_SECONDS
     with collective_errors(sweep.comm, f"writing {target.path}", due=due) as agreed:
         if dout is not None:
-            inject("collective-write")  # the other ranks are in the call by now
+            if dxpl is not None:
+                inject("collective-write")  # the other ranks are in the call by now
             try:
                 write_block(dout, output_boxes(target, index), out, dxpl)
             except OSError as exc:  # HDF5 does not say why: name the usual causes
@@ -507,16 +543,16 @@ def _write(
 
 
 def _compute(
-    sweep: _Sweep, din: h5py.Dataset, dxpl: Any, u: int | None, redo: bool, done: list[int]
+    sweep: _Sweep, din: h5py.Dataset, u: int | None, redo: bool, done: list[int]
 ) -> np.ndarray:
-    """Read and transform this rank's unit ``u`` (collective read; None: an empty part)."""
+    """Read and transform this rank's unit ``u`` (None: an empty part) in the sweep's buffers."""
     target = sweep.target
     index = None if u is None else sweep.blocks[u]
     out = np.empty(0, target.out_dtype)
     with collective_errors(sweep.comm, f"processing {target.path}"):
         if target.axes:
-            return _reduce_block(sweep, din, dxpl, index, done)
-        block, core = _load(target, sweep.chain, din, None if redo else index, dxpl)
+            return _reduce_block(sweep, din, index, done)
+        block, core = _load(target, sweep.chain, din, None if redo else index, sweep.scratch)
         done[0] += 0 if index is None or redo else nbytes(index, target.dtype)
         inject("read")
         inject("kernel")
@@ -525,7 +561,7 @@ def _compute(
             out = np.load(sweep.journal.redo_file(target.path, u), allow_pickle=False)
         elif index is not None:
             with _naming(sweep):
-                out, parts = sweep.chain.apply(block, index, target.fill, core)
+                out, parts = sweep.chain.apply(block, index, target.fill, core, sweep.scratch)
                 out = _as_output(out, target)
             sweep.pending_parts = [
                 a.combine(b) for a, b in zip(sweep.pending_parts, parts, strict=True)
@@ -534,7 +570,7 @@ def _compute(
 
 
 def _reduce_block(
-    sweep: _Sweep, din: h5py.Dataset, dxpl: Any, index: Index | None, done: list[int]
+    sweep: _Sweep, din: h5py.Dataset, index: Index | None, done: list[int]
 ) -> np.ndarray:
     """A reduction along axes: read output block ``index``'s input piece by piece, reduce.
 
@@ -547,13 +583,13 @@ def _reduce_block(
     total: AxisPartial | None = None
     for piece in sweep.pieces:
         box = None if index is None else input_box(target, index, piece)
-        block, core = _load(target, chain, din, box, dxpl)
+        block, core = _load(target, chain, din, box, sweep.scratch)
         inject("read")
         inject("kernel")
         if box is not None:
             done[0] += nbytes(box, target.dtype)
             with _naming(sweep):
-                part = chain.reduce_axes(block, box, target.fill, core)
+                part = chain.reduce_axes(block, box, target.fill, core, sweep.scratch)
             total = part if total is None else total.combine(part, op)
     if total is None:
         return np.empty(0, target.out_dtype)
@@ -654,7 +690,7 @@ def _broadcast_source(
     me = rank(comm)
     kept = None if keep is None else keep.source_file(target.path, position)
     fresh = kept is None or not kept.exists()
-    raw = _read(target, din, index if me == 0 and fresh else None, transfer_plist(din, write=False))
+    raw = _read(target, din, index if me == 0 and fresh else None)
     source = np.empty(shape, dtype)
     with collective_errors(comm, f"broadcast source of {target.path}"):
         if me == 0 and not fresh:

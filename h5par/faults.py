@@ -2,9 +2,9 @@
 
 Set ``H5PAR_FAULT`` to one or more comma-separated ``POINT:RANK:ACTION[:NTH]``:
 
-- ``POINT``: one of :data:`POINTS` (``collective-write`` is inside the collective write:
-  the other ranks are already in HDF5's collective call when it fires; ``write`` is
-  right after it);
+- ``POINT``: one of :data:`POINTS` (``collective-write`` is inside a collective write,
+  reached only on writes of filtered datasets under mpio: the other ranks are already in
+  HDF5's collective call when it fires; ``write`` is right after every write);
 - ``RANK``: a rank of the job's communicator, or ``*`` for every rank;
 - ``ACTION``: ``raise`` (an :class:`InjectedFaultError`), ``kill`` (SIGKILL itself), ``block``
   (sleep forever, as a rank stuck in I/O would), ``term`` / ``usr1`` (send itself that

@@ -1,8 +1,10 @@
-"""Opening files (a registry of drivers) and reading/writing hyperslabs collectively.
+"""Opening files (a registry of drivers) and reading/writing hyperslabs.
 
 Reads and writes go through h5py's low-level API so that a rank with nothing to transfer
-still takes part in a collective call (h5py skips zero-size selections, h5py#965), and a
-union of hyperslabs can be written in one call (reshaped blocks).
+still takes part in a collective call (h5py skips zero-size selections, h5py#965), a union
+of hyperslabs can be written in one call (reshaped blocks), and a block can be read into a
+buffer the caller reuses. Transfers are independent except writes of filtered datasets,
+which HDF5 requires to be collective (:func:`transfer_plist`).
 """
 
 from __future__ import annotations
@@ -212,16 +214,16 @@ class File(h5py.File):  # type: ignore[misc]
         self.comm = comm
 
 
-def transfer_plist(dset: h5py.Dataset, write: bool) -> h5p.PropDXID | None:
-    """A collective transfer property list for mpio files, else None (independent I/O).
+def transfer_plist(dset: h5py.Dataset) -> h5p.PropDXID | None:
+    """The transfer property list for writing ``dset``: collective for filtered datasets.
 
-    Filtered datasets are read independently: HDF5 1.10's collective filtered read path
-    hands some filters (h5py's LZF) data they cannot decompress. Writes to filtered
-    datasets must be collective, and are.
+    HDF5 requires collective writes of filtered datasets under mpio; every other transfer
+    gets None, the default: independent MPI-IO. Reads are always independent (None): each rank moves one contiguous hyperslab per
+    step, so on one node collective buffering only adds the aggregators' copies (measured
+    slower), and HDF5 1.10's collective filtered read path hands some filters (h5py's LZF)
+    data they cannot decompress.
     """
-    if dset.file.driver != "mpio":
-        return None
-    if not write and dset.id.get_create_plist().get_nfilters() > 0:
+    if dset.file.driver != "mpio" or dset.id.get_create_plist().get_nfilters() == 0:
         return None
     dxpl = h5p.create(h5p.DATASET_XFER)
     dxpl.set_dxpl_mpio(h5fd.MPIO_COLLECTIVE)
@@ -250,19 +252,40 @@ def _memory_space(shape: tuple[int, ...], empty: bool) -> h5s.SpaceID:
     return h5s.create(h5s.SCALAR) if shape == () else h5s.create_simple(shape)
 
 
+def _destination(
+    dset: h5py.Dataset, shape: tuple[int, ...], empty: bool, out: np.ndarray | None
+) -> np.ndarray:
+    """The array a read fills: ``out`` (checked), a new one, or a dummy for empty reads."""
+    if empty:
+        return np.zeros(1, dset.dtype)
+    if out is None:
+        return np.empty(shape, dset.dtype)
+    if out.shape != shape or out.dtype != dset.dtype or not out.flags.c_contiguous:
+        raise ValueError(
+            f"read buffer of shape {out.shape} and dtype {out.dtype} (C-contiguous: "
+            f"{out.flags.c_contiguous}) for a block of shape {shape} and dtype {dset.dtype}"
+        )
+    return out
+
+
 def read_block(
-    dset: h5py.Dataset, index: Index | None, dxpl: h5p.PropDXID | None = None
+    dset: h5py.Dataset,
+    index: Index | None,
+    dxpl: h5p.PropDXID | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Read ``dset[index]`` in the file's dtype; ``index=None`` reads nothing.
 
+    With ``out`` (C-contiguous, the block's shape and the file's dtype, else a ValueError)
+    the block is read into it and ``out`` is returned; an empty read ignores it.
     Collective when ``dxpl`` is collective: every rank calls it, ranks with no data pass None.
     """
     shape = (0,) if index is None else index_shape(index)
     empty = index is None or 0 in shape
-    out = np.zeros(1, dset.dtype) if empty else np.empty(shape, dset.dtype)
+    into = _destination(dset, shape, empty, out)
     boxes = [] if index is None or empty else [index]
-    dset.id.read(_memory_space(shape, empty), _file_space(dset, boxes), out, dxpl=dxpl)
-    return np.empty(shape, dset.dtype) if empty else out
+    dset.id.read(_memory_space(shape, empty), _file_space(dset, boxes), into, dxpl=dxpl)
+    return np.empty(shape, dset.dtype) if empty else into
 
 
 def write_block(
@@ -293,15 +316,16 @@ def read_selected(
     slabs: Sequence[tuple[tuple[int, ...], ...]],
     shape: tuple[int, ...],
     dxpl: h5p.PropDXID | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Read the union of strided hyperslabs ``slabs`` as an array of ``shape`` (C order).
 
     Each slab is ``(start, count, stride)`` per dataset axis (see
-    :meth:`h5par.slicing.Selection.source`); no slabs reads nothing. Collective when
-    ``dxpl`` is collective: every rank calls it.
+    :meth:`h5par.slicing.Selection.source`); no slabs reads nothing. ``out`` is as for
+    :func:`read_block`. Collective when ``dxpl`` is collective: every rank calls it.
     """
     empty = not slabs or 0 in shape
-    out = np.zeros(1, dset.dtype) if empty else np.empty(shape, dset.dtype)
+    into = _destination(dset, shape, empty, out)
     space = dset.id.get_space()
     if empty:
         space.select_none()
@@ -311,5 +335,5 @@ def read_selected(
         for i, (start, count, stride) in enumerate(slabs):
             op = h5s.SELECT_SET if i == 0 else h5s.SELECT_OR
             space.select_hyperslab(start, count, stride, op=op)
-    dset.id.read(_memory_space(shape, empty), space, out, dxpl=dxpl)
-    return np.empty(shape, dset.dtype) if empty else out
+    dset.id.read(_memory_space(shape, empty), space, into, dxpl=dxpl)
+    return np.empty(shape, dset.dtype) if empty else into

@@ -5,7 +5,7 @@ Each kernel is a frozen dataclass registered under its job-file name; see
 """
 
 from .axes import AxisPartial
-from .base import KERNELS, Kernel, KernelError, make_kernel
+from .base import KERNELS, Kernel, KernelError, Scratch, make_kernel
 from .chain import Chain
 from .convert import AsType
 from .elementwise import Abs, Clip, Fill, Scale, Where
@@ -32,6 +32,7 @@ __all__ = [
     "Reduce",
     "Reshape",
     "Scale",
+    "Scratch",
     "Smooth",
     "Where",
     "combine_all",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -16,12 +17,15 @@ __all__ = [
     "KERNELS",
     "Kernel",
     "KernelError",
+    "Scratch",
     "as_number",
     "axes_of",
     "check_axis_param",
+    "converted",
     "make_kernel",
     "register",
     "require_kinds",
+    "ufunc_out",
 ]
 
 K = TypeVar("K", bound="type[Kernel]")
@@ -42,12 +46,72 @@ class KernelError(H5ParError):
     """A kernel met data it cannot process (e.g. an out-of-range value); exit status 1."""
 
 
+class Scratch:
+    """Arrays reused from one block to the next, so that steps do not zero fresh memory.
+
+    The runner makes one per sweep over a dataset; a chain hands each kernel its own part
+    (:meth:`at`). :meth:`take` returns the array kept under a name, reallocated only when
+    a block needs more elements or another dtype (a smaller last block gets a view of the
+    first elements). An array taken is valid until the same name is taken again: whoever
+    uses it must be done with it by the next block.
+
+    Examples
+    --------
+    >>> scratch = Scratch()
+    >>> a = scratch.take((2, 3), np.dtype("f8"))
+    >>> b = scratch.take((4,), np.dtype("f8"))
+    >>> b.shape, np.shares_memory(a, b), np.shares_memory(a, scratch.at(1).take((4,), "f8"))
+    ((4,), True, False)
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[Hashable, np.ndarray] = {}
+        self._prefix: tuple[Hashable, ...] = ()
+
+    def at(self, *key: Hashable) -> Scratch:
+        """The part of this scratch named ``key`` (e.g. a kernel's position in its chain)."""
+        part = Scratch()
+        part._arrays, part._prefix = self._arrays, (*self._prefix, *key)
+        return part
+
+    def take(self, shape: tuple[int, ...], dtype: Any, name: str = "out") -> np.ndarray:
+        """A C-contiguous array of ``shape`` and ``dtype``, contents undefined."""
+        dtype, n = np.dtype(dtype), math.prod(shape)
+        key = (*self._prefix, name)
+        kept = self._arrays.get(key)
+        if kept is None or kept.dtype != dtype or kept.size < n:
+            kept = self._arrays[key] = np.empty(n, dtype)
+        return kept[:n].reshape(shape)
+
+
+def converted(x: np.ndarray, dtype: Any, scratch: Scratch | None = None) -> np.ndarray:
+    """``x.astype(dtype)`` (always a copy), written into ``scratch`` when given.
+
+    Both convert with numpy's own casts (``casting="unsafe"``): the results are bitwise equal.
+    """
+    if scratch is None:
+        return x.astype(dtype)
+    out = scratch.take(x.shape, dtype)
+    np.copyto(out, x, casting="unsafe")
+    return out
+
+
+def ufunc_out(
+    scratch: Scratch | None, shape: tuple[int, ...], dtype: Any, name: str = "out"
+) -> np.ndarray | None:
+    """A ufunc's ``out=``: an array of ``scratch``, or None (numpy allocates a fresh one)."""
+    return None if scratch is None else scratch.take(shape, dtype, name)
+
+
 @dataclasses.dataclass(frozen=True)
 class Kernel:
     """A block → block transformation, pure numpy, independent of where the block lies.
 
     Subclasses are frozen dataclasses whose fields are the kernel's parameters (the keys of
-    a ``[[kernels]]`` table). ``__call__`` receives a block and its index in the dataset.
+    a ``[[kernels]]`` table). ``__call__`` receives a block and its index in the dataset,
+    and may write its result into an array of ``scratch`` instead of fresh memory (the
+    result must be bitwise the same). It must neither change ``x`` nor keep a reference to
+    it or to its result: the runner reuses both arrays for the next block.
     """
 
     name: ClassVar[str] = ""
@@ -56,7 +120,7 @@ class Kernel:
     #: True when element i of the output depends only on element i of the input.
     elementwise: ClassVar[bool] = True
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
         """Transform one block ``x`` found at ``index`` in the (input) dataset."""
         raise NotImplementedError
 

@@ -12,7 +12,7 @@ from h5par.decomposition import Index
 from h5par.errors import UsageError
 
 from .axes import AxisPartial, axis_partial
-from .base import Kernel, make_kernel
+from .base import Kernel, Scratch, converted, make_kernel
 from .reduce import Partial, Reduce
 from .structural import Broadcast, Reshape
 
@@ -149,9 +149,18 @@ class Chain:
         return Chain(tuple(kernels))
 
     def apply(
-        self, x: np.ndarray, index: Index, fill: Any = None, core: Index | None = None
+        self,
+        x: np.ndarray,
+        index: Index,
+        fill: Any = None,
+        core: Index | None = None,
+        scratch: Scratch | None = None,
     ) -> tuple[np.ndarray, list[Partial]]:
         """Transform one block; also return the partial statistics of each reduce kernel.
+
+        With ``scratch``, kernels write into arrays reused from block to block (each kernel
+        its own, ``scratch.at(position)``): the result is valid until the next call with the
+        same scratch. The built-in kernels never change ``x``.
 
         With a ``fill`` value (a dataset's ``_FillValue``), elements equal to it are missing:
         kernels leave them as the fill value (converted by ``astype`` like the data) and
@@ -170,11 +179,16 @@ class Chain:
         >>> out.tolist(), part.count
         ([-9999.0, 0.0, 2.0], 2)
         """
-        x, _, partials = self._run(x, index, fill, core)
+        x, _, partials = self._run(x, index, fill, core, scratch)
         return x, partials
 
     def reduce_axes(
-        self, x: np.ndarray, index: Index, fill: Any = None, core: Index | None = None
+        self,
+        x: np.ndarray,
+        index: Index,
+        fill: Any = None,
+        core: Index | None = None,
+        scratch: Scratch | None = None,
     ) -> AxisPartial:
         """Statistics of one piece for the closing reduction along axes.
 
@@ -188,23 +202,24 @@ class Chain:
         """
         kernel = self.axis_reducer
         assert kernel is not None
-        x, mask, _ = self._run(x, index, fill, core)
+        x, mask, _ = self._run(x, index, fill, core, scratch)
         valid = None if mask is None else ~mask
         if kernel.skipna and x.dtype.kind == "f":
             valid = ~np.isnan(x) if valid is None else valid & ~np.isnan(x)
         return axis_partial(x, kernel.reduced_axes(x.ndim), kernel.ops[0], valid)
 
     def _run(
-        self, x: np.ndarray, index: Index, fill: Any, core: Index | None
+        self, x: np.ndarray, index: Index, fill: Any, core: Index | None, scratch: Scratch | None
     ) -> tuple[np.ndarray, np.ndarray | None, list[Partial]]:
         partials = []
         mask = None if fill is None else missing(x, fill)
-        for kernel in self.kernels:
+        for position, kernel in enumerate(self.kernels):
+            own = None if scratch is None else scratch.at(position)
             if isinstance(kernel, Reduce):
                 if kernel.axis is None:
-                    partials.append(kernel.partial(x if mask is None else x[~mask]))
+                    partials.append(kernel.partial(x if mask is None else x[~mask], own))
                 continue
-            y = kernel(x, index)
+            y = kernel(x, index, own)
             if kernel.has_halo and core is not None:
                 y = y[core]
                 mask = None if mask is None else mask[core]
@@ -213,7 +228,7 @@ class Chain:
                 if isinstance(kernel, Broadcast):
                     mask = missing(y, fill)
                 elif mask.any():
-                    y = y.copy() if y is x else y
+                    y = converted(y, y.dtype, own) if np.may_share_memory(y, x) else y
                     y[mask] = fill
             x = y
         return x, mask, partials

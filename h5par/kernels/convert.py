@@ -10,7 +10,7 @@ import numpy as np
 from h5par.decomposition import Index
 from h5par.errors import UsageError
 
-from .base import Kernel, KernelError, register
+from .base import Kernel, KernelError, Scratch, converted, register, ufunc_out
 
 __all__ = ["AsType", "parse_dtype"]
 
@@ -94,17 +94,17 @@ class AsType(Kernel):
                 "(valid for float → integer: 'error', 'saturate')"
             )
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
         """Convert the block."""
         target = self._target
         if target.kind not in "iu" or x.dtype.kind == "b" or self.overflow == "wrap":
             with np.errstate(over="ignore", invalid="ignore"):
-                return x.astype(target)
+                return converted(x, target, scratch)
         if x.dtype.kind == "f":
-            return self._float_to_int(x, index)
-        return self._int_to_int(x, index)
+            return self._float_to_int(x, index, scratch)
+        return self._int_to_int(x, index, scratch)
 
-    def _float_to_int(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def _float_to_int(self, x: np.ndarray, index: Index, scratch: Scratch | None) -> np.ndarray:
         truncated = np.trunc(x).astype(np.float64 if x.dtype.itemsize <= 8 else x.dtype)
         bits = 8 * self._target.itemsize
         low, high = (
@@ -119,18 +119,20 @@ class AsType(Kernel):
         self._raise_first(x, bad, index)
         info = np.iinfo(self._target)
         with np.errstate(invalid="ignore"):
-            out = np.where(too_low | too_high, 0, truncated).astype(self._target)
+            out = converted(np.where(too_low | too_high, 0, truncated), self._target, scratch)
         out[too_low] = info.min
         out[too_high] = info.max
         return out
 
-    def _int_to_int(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def _int_to_int(self, x: np.ndarray, index: Index, scratch: Scratch | None) -> np.ndarray:
         info = np.iinfo(self._target)
         if self.overflow == "error":
             self._raise_first(x, (x < info.min) | (x > info.max), index)
-            return x.astype(self._target)
+            return converted(x, self._target, scratch)
         source = np.iinfo(x.dtype)
-        return np.clip(x, max(info.min, source.min), min(info.max, source.max)).astype(self._target)
+        low, high = max(info.min, source.min), min(info.max, source.max)
+        clipped = np.clip(x, low, high, out=ufunc_out(scratch, x.shape, x.dtype, "clipped"))
+        return converted(clipped, self._target, scratch)
 
     def _raise_first(self, x: np.ndarray, bad: np.ndarray, index: Index) -> None:
         if not bad.any():

@@ -10,7 +10,7 @@ import numpy as np
 from h5par.decomposition import Index
 from h5par.errors import UsageError
 
-from .base import Kernel, as_number, register
+from .base import Kernel, Scratch, as_number, converted, register, ufunc_out
 from .expr import Expression, compile_expression
 
 __all__ = ["Abs", "Clip", "Fill", "Scale", "Where"]
@@ -52,12 +52,12 @@ class Clip(Kernel):
                         f"{dtype} (valid: {info.min}..{info.max})"
                     )
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
         """Clip the block (the dtype is kept)."""
+        low, high = self.min, self.max
         if x.dtype.kind in "iu":
-            low, high = (None if b is None else int(b) for b in (self.min, self.max))
-            return np.clip(x, low, high)
-        return np.clip(x, self.min, self.max)
+            low, high = (None if b is None else int(b) for b in (low, high))
+        return np.clip(x, low, high, out=ufunc_out(scratch, x.shape, x.dtype))
 
 
 @register
@@ -82,13 +82,17 @@ class Scale(Kernel):
         """Promotion of the dtype with the (weakly typed) Python numbers."""
         return self(np.zeros(1, dtype), (slice(0, 1),)).dtype
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
-        """Scale the block."""
-        if not (self.factor == 1 and np.result_type(x, self.factor) == x.dtype):
-            x = x * self.factor
-        if not (self.offset == 0 and np.result_type(x, self.offset) == x.dtype):
-            x = x + self.offset
-        return x
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
+        """Scale the block (the offset is added in place when the dtype stays)."""
+        y = x
+        if not (self.factor == 1 and np.result_type(y, self.factor) == y.dtype):
+            dtype = np.result_type(y, self.factor)
+            y = np.multiply(y, self.factor, out=ufunc_out(scratch, y.shape, dtype, "product"))
+        if not (self.offset == 0 and np.result_type(y, self.offset) == y.dtype):
+            dtype = np.result_type(y, self.offset)
+            own = y is not x and y.dtype == dtype
+            y = np.add(y, self.offset, out=y if own else ufunc_out(scratch, y.shape, dtype))
+        return y
 
 
 @register
@@ -103,9 +107,9 @@ class Abs(Kernel):
         """Real dtype for complex input, else unchanged."""
         return np.abs(np.zeros(1, dtype)).dtype
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
         """Absolute value of the block."""
-        return np.abs(x)
+        return np.abs(x, out=ufunc_out(scratch, x.shape, self.result_dtype(x.dtype)))
 
 
 @register
@@ -136,10 +140,10 @@ class Fill(Kernel):
         if dtype.kind in "iu" and stored != self.value:
             raise UsageError(f"kernel 'fill': value = {self.value} does not fit {dtype}")
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
         """Fill the block's missing elements."""
         mask = np.isnan(x) if self.missing == "nan" else x == self.missing
-        out = x.copy()
+        out = converted(x, x.dtype, scratch)
         out[mask] = self.value
         return out
 
@@ -178,9 +182,9 @@ class Where(Kernel):
                 "(valid: e.g. 'x < 0', '(x > 1) & ~isnan(x)')"
             )
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
         """Apply the masked assignment to the block."""
         mask = np.broadcast_to(self._condition(x), x.shape)
-        out = x.copy()
+        out = converted(x, x.dtype, scratch)
         out[mask] = np.broadcast_to(self._value(x), x.shape)[mask]
         return out

@@ -18,7 +18,7 @@ import numpy as np
 from h5par.decomposition import Index
 from h5par.errors import UsageError
 
-from .base import Kernel, as_number, axes_of, check_axis_param, register
+from .base import Kernel, Scratch, as_number, axes_of, check_axis_param, register
 
 __all__ = ["MODES", "Gradient", "MovingMean", "Smooth"]
 
@@ -91,8 +91,8 @@ class _Filter(Kernel):
         """Floats keep their dtype (as scipy); integers are smoothed as float64."""
         return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
-        """Filter the extended block along each axis in turn."""
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
+        """Filter the extended block along each axis in turn (into new arrays)."""
         x = x.astype(self.result_dtype(x.dtype), copy=False)
         for axis in self.filter_axes(x.ndim):
             x = self.correlate(x, axis)
@@ -254,8 +254,8 @@ class Gradient(Kernel):
         """Floats keep their dtype, integers give float64."""
         return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
-        """numpy.gradient of the extended block along the axis."""
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
+        """numpy.gradient of the extended block along the axis (a new array)."""
         (axis,) = axes_of(self.name, self.axis, x.ndim)
         gradient: np.ndarray = np.gradient(x, self.spacing, axis=axis, edge_order=self.edge_order)
         return gradient

@@ -19,7 +19,7 @@ from h5par.errors import UsageError
 
 from .axes import AXIS_OPS
 from .axes import result_dtype as axis_result_dtype
-from .base import Kernel, axes_of, check_axis_param, register
+from .base import Kernel, Scratch, axes_of, check_axis_param, register, ufunc_out
 
 __all__ = ["OPS", "Partial", "Reduce", "combine_all"]
 
@@ -155,12 +155,12 @@ class Reduce(Kernel):
         """A copy with the histogram range set (numpy scalars keep numpy's bin edges)."""
         return dataclasses.replace(self, range=(low, high))
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
         """Data passes through unchanged."""
         return x
 
-    def partial(self, x: np.ndarray) -> Partial:
-        """Statistics of one block."""
+    def partial(self, x: np.ndarray, scratch: Scratch | None = None) -> Partial:
+        """Statistics of one block (``std``'s temporaries go into ``scratch`` when given)."""
         if self.skipna and x.dtype.kind == "f":
             x = x[~np.isnan(x)]
         ops, n = set(self.ops), int(x.size)
@@ -174,11 +174,7 @@ class Reduce(Kernel):
         need_moments = bool(ops & {"sum", "mean", "std"})
         total = float(np.sum(x, dtype=np.float64)) if need_moments else 0.0
         mean = total / n
-        m2 = (
-            float(np.sum(np.square(np.subtract(x, mean, dtype=np.float64))))
-            if "std" in ops
-            else 0.0
-        )
+        m2 = _squared_deviations(x, mean, scratch) if "std" in ops else 0.0
         return Partial(
             count=n,
             total=total,
@@ -212,6 +208,19 @@ class Reduce(Kernel):
                 counts = part.hist if part.hist is not None else np.zeros(self.bins, np.int64)
                 out[op] = {"counts": counts.tolist(), "edges": edges.tolist()}
         return out
+
+
+def _squared_deviations(x: np.ndarray, mean: float, scratch: Scratch | None) -> float:
+    """``sum((x - mean)**2)`` in float64, the temporary in ``scratch`` when given.
+
+    Only for C-ordered blocks: numpy sums a fresh temporary in ``x``'s memory order, and the
+    order of a float sum decides its rounding.
+    """
+    scratch = scratch if x.flags.c_contiguous else None
+    deviations = np.subtract(
+        x, mean, dtype=np.float64, out=ufunc_out(scratch, x.shape, np.float64, "deviations")
+    )
+    return float(np.sum(np.square(deviations, out=deviations)))
 
 
 def combine_all(parts: Iterable[Partial]) -> Partial:

@@ -11,7 +11,7 @@ import numpy as np
 from h5par.decomposition import Index
 from h5par.errors import UsageError
 
-from .base import Kernel, register
+from .base import Kernel, Scratch, converted, register
 
 __all__ = ["Broadcast", "Reshape"]
 
@@ -76,14 +76,14 @@ class Broadcast(Kernel):
         object.__setattr__(bound, "_source", source)
         return bound
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
         """The block filled from the matching part of the source slice."""
         if self._source is None:
             raise RuntimeError("broadcast kernel used before its source slice was read")
         axis = self.axis % x.ndim
         part = self._source[tuple(slice(0, 1) if ax == axis else s for ax, s in enumerate(index))]
         # Expanded in memory: broadcasting inside a collective write can deadlock (h5py#1108).
-        return np.broadcast_to(part, x.shape).astype(x.dtype, copy=True)
+        return converted(np.broadcast_to(part, x.shape), x.dtype, scratch)
 
 
 @register
@@ -130,6 +130,6 @@ class Reshape(Kernel):
         """The element count must match."""
         self.result_shape(shape)
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
         """Blocks pass unchanged (C order is preserved)."""
         return x

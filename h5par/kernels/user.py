@@ -12,7 +12,7 @@ import numpy as np
 from h5par.decomposition import Index
 from h5par.errors import UsageError
 
-from .base import Kernel, KernelError, register
+from .base import Kernel, KernelError, Scratch, register
 from .convert import parse_dtype
 
 __all__ = ["PythonKernel", "import_function"]
@@ -58,10 +58,12 @@ class PythonKernel(Kernel):
 
     The function takes a numpy block and returns an array of the same shape, of the input's
     dtype or of ``dtype`` when given. It must be pure: it sees one block at a time, never
-    the whole dataset. A function that needs neighbours (a stencil) asks for ``halo``: one
-    number for every axis or one per axis. It then receives the block extended by that many
-    elements on each side (cut at the dataset's ends, or wrapped around them with
-    ``periodic = true``) and h5par keeps the block's part of its result.
+    the whole dataset, and must not keep a reference to the block or to its result: the
+    runner reads the next block into the same memory. A function that needs neighbours (a
+    stencil) asks for ``halo``: one number for every axis or one per axis. It then receives
+    the block extended by that many elements on each side (cut at the dataset's ends, or
+    wrapped around them with ``periodic = true``) and h5par keeps the block's part of its
+    result.
     """
 
     name: ClassVar[str] = "python"
@@ -111,7 +113,7 @@ class PythonKernel(Kernel):
         """The declared dtype, else the input's."""
         return dtype if self.dtype is None else parse_dtype(self.dtype)
 
-    def __call__(self, x: np.ndarray, index: Index) -> np.ndarray:
+    def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
         """Call the function and check what it returned."""
         try:
             out = np.asarray(self._func(x))

@@ -266,7 +266,10 @@ CASES: dict[str, Case] = {
     # --- kernels -------------------------------------------------------------------------
     "unknown kernel": Case(
         IN + OUT + kernel('name = "blur"'),
-        ("unknown kernel 'blur'", "valid: abs, astype, broadcast, clip, fill, gradient, moving_mean"),
+        (
+            "unknown kernel 'blur'",
+            "valid: abs, astype, broadcast, clip, fill, gradient, moving_mean",
+        ),
     ),
     "unknown kernel parameter": Case(
         IN + OUT + kernel('name = "clip"\nlow = 0'),

@@ -52,13 +52,13 @@ def test_book_example_on_two_ranks(run_mpi, name, tmp_path) -> None:
 
 # Break h5par inside the example's processes: the example must notice and exit non-zero.
 SABOTAGE = {
-    "clip_negatives": "import h5par.kernels as k; k.Clip.__call__ = lambda self, x, index: x",
+    "clip_negatives": "import h5par.kernels as k; k.Clip.__call__ = lambda self, x, index, scratch=None: x",
     "statistics": (
         "import h5par.kernels as k; finish = k.Reduce.finish; "
         "k.Reduce.finish = lambda self, part, dtype: "
         "{op: v * (1 + 1e-9) if op == 'mean' else v for op, v in finish(self, part, dtype).items()}"
     ),
-    "boolean_mask": "import h5par.kernels as k; k.Where.__call__ = lambda self, x, index: -x",
+    "boolean_mask": "import h5par.kernels as k; k.Where.__call__ = lambda self, x, index, scratch=None: -x",
 }
 
 

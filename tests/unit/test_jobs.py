@@ -107,7 +107,7 @@ BAD_JOBS = [
         {"run__threads": 4},
         "run: unknown key 'threads' (valid: memory, file_parallel_below, respect_fill_value, watchdog)",
     ),
-    ({"output__layout": "subfiled"}, "output.layout = 'subfiled' (valid: 'single'"),
+    ({"output__layout": "perrank"}, "output.layout = 'perrank' (valid: single, subfiled)"),
     ({"output__chunks": "big"}, "output chunks = 'big' (valid: 'keep', 'auto', [n, ...])"),
 ]
 

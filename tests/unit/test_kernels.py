@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from h5par.decomposition import index_shape, slab, steps
 from h5par.errors import UsageError
-from h5par.kernels import Chain, KernelError, Partial, Reduce, combine_all, make_kernel
+from h5par.kernels import Chain, KernelError, Partial, Reduce, Scratch, combine_all, make_kernel
 
 FLOATS = hnp.arrays(
     dtype=st.sampled_from([np.float64, np.float32]),
@@ -25,12 +25,21 @@ FLOATS = hnp.arrays(
 
 
 def blockwise(chain: Chain, x: np.ndarray, nranks: int, budget_items: int) -> np.ndarray:
-    """Apply ``chain`` the way the runner does: slabs per rank, steps per slab."""
+    """Apply ``chain`` the way the runner does: slabs per rank, steps per slab.
+
+    Each block is transformed twice, in fresh arrays and in one scratch per rank reused
+    from step to step (as the runner does); both must give the same bits.
+    """
     out_dtype, out_shape = chain.check(x.dtype, x.shape)
     out = np.empty(x.shape, out_dtype)
     for r in range(nranks):
+        scratch = Scratch()
         for index in steps(slab(x.shape, r, nranks), x.itemsize, budget_items * x.itemsize):
-            out[index] = chain.apply(x[index], index)[0]
+            block = x[index].copy()
+            fresh = chain.apply(block, index)[0]
+            reused = chain.apply(block, index, scratch=scratch)[0]
+            assert same_bits(reused, fresh) and same_bits(block, x[index])
+            out[index] = reused
     return out.reshape(out_shape)
 
 
@@ -76,6 +85,66 @@ def test_fill_with_sentinel_on_integers() -> None:
     assert out.tolist() == [1, 0, 3, 0] and out.dtype == np.int32
     with pytest.raises(UsageError, match="cannot hold NaN"):
         make_kernel({"name": "fill", "value": 0}).check(np.dtype("i4"), (4,))
+
+
+def _saturated_int8(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, -128, 127).astype(np.int8)
+
+
+SCRATCH_CASES = {
+    "clip-float": (
+        {"name": "clip", "min": -0.5, "max": 0.5},
+        "f4",
+        lambda x: np.clip(x, -0.5, 0.5),
+    ),
+    "clip-int": ({"name": "clip", "min": -3, "max": 40}, "i2", lambda x: np.clip(x, -3, 40)),
+    "astype-float": ({"name": "astype", "dtype": "float32"}, "f8", lambda x: x.astype("f4")),
+    "astype-int": (
+        {"name": "astype", "dtype": "int8", "overflow": "saturate"},
+        "i8",
+        _saturated_int8,
+    ),
+    "astype-float-int": ({"name": "astype", "dtype": "int16"}, "f8", lambda x: x.astype("i2")),
+    "scale": ({"name": "scale", "factor": 2.5, "offset": -1}, "f8", lambda x: x * 2.5 + -1),
+    "scale-promotes": ({"name": "scale", "factor": 3, "offset": 0.5}, "i4", lambda x: x * 3 + 0.5),
+    "abs-complex": ({"name": "abs"}, "c8", np.abs),
+    "fill": ({"name": "fill", "value": 7.0}, "f8", lambda x: np.where(np.isnan(x), 7.0, x)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCRATCH_CASES))
+def test_kernel_writes_into_its_scratch_bitwise(case) -> None:
+    spec, dtype, reference = SCRATCH_CASES[case]
+    kernel, scratch = make_kernel(spec), Scratch()
+    rng = np.random.default_rng(5)
+    results = []
+    for n in (40, 40, 13):  # the last block is smaller: a view of the same memory
+        x = (rng.normal(size=n) + 1j * rng.normal(size=n)) * 60
+        x = (x if dtype[0] == "c" else x.real.round()).astype(dtype)
+        if dtype[0] == "f":
+            x[::7] = np.nan if spec["name"] == "fill" else x[::7] / 3
+        before = x.copy()
+        results.append(kernel(x, (slice(0, n),), scratch))
+        assert same_bits(results[-1], reference(x)) and same_bits(x, before)
+    assert all(np.shares_memory(results[0], r) for r in results[1:])
+
+
+def test_reduce_std_temporary_goes_into_scratch() -> None:
+    kernel, scratch = Reduce(op=["std", "min"]), Scratch()
+    x = np.random.default_rng(2).normal(size=(30, 7))
+    part = kernel.partial(x, scratch)
+    assert part == kernel.partial(x)
+    deviations = scratch.take(x.shape, np.float64, "deviations")
+    assert same_bits(deviations, np.square(x - part.mean))
+
+
+def test_chain_copies_a_passed_through_block_before_filling() -> None:
+    chain = Chain.from_specs(
+        [{"name": "reduce", "op": "count"}, {"name": "reshape", "shape": [-1]}]
+    )
+    x = np.array([1.0, -9999.0, np.nan])
+    out, (part,) = chain.apply(x, (slice(0, 3),), fill=np.nan, scratch=Scratch())
+    assert part.count == 2 and not np.shares_memory(out, x) and np.isnan(x[2])
 
 
 def test_astype_book_case_1e256_is_inf() -> None:
