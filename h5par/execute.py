@@ -2,9 +2,8 @@
 
 Phases, each ending in an agreement on failure (``collective_errors``):
 
-1. *journal* (rank 0): resume the work folder of an earlier run of the same job, or start
-   a new one; for a new output, build its structure there (groups, attributes, links,
-   untouched datasets copied, processed datasets created empty).
+1. *journal* (rank 0, :mod:`h5par.workfolder`): resume the work folder of an earlier run
+   of the same job, or start a new one, with the output's structure in it.
 2. *data* (every rank): the units still to do are split into contiguous runs, one per rank;
    each step reads, transforms and writes one unit per rank (ranks without one make empty
    calls; writes of filtered outputs are collective, other transfers independent), reusing
@@ -13,8 +12,8 @@ Phases, each ending in an agreement on failure (``collective_errors``):
    or every :data:`CHECKPOINT_SECONDS` for compressed outputs, whose chunk index must be
    flushed first). In-place runs stage each block's new data before overwriting the old.
    A stop signal ends the pass after the step's checkpoint with :class:`StoppedError`.
-3. *finalize* (rank 0): userblock bytes, the temporary output renamed into place, the
-   work folder removed.
+3. *finalize* (rank 0, :mod:`h5par.workfolder`): the output moved into place, the work
+   folder removed.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,14 +28,13 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from .comm import allgather, bcast, bcast_array, rank, size
+from .comm import allgather, bcast_array, rank, size
 from .decomposition import Index, index_shape
-from .errors import H5ParError, Outcome, StoppedError, UsageError, collective_errors
+from .errors import H5ParError, Outcome, StoppedError, collective_errors
 from .faults import inject
 from .halo import extend
-from .hierarchy import build_output, reattach_scales
-from .io import File, open_input, read_block, read_selected, transfer_plist, write_block
-from .journal import Journal, fingerprint, hold, in_use, work_folder
+from .io import File, read_block, read_selected, transfer_plist, write_block
+from .journal import Journal, hold
 from .kernels import (
     AxisPartial,
     Broadcast,
@@ -49,7 +46,7 @@ from .kernels import (
     combine_all,
 )
 from .kernels.axes import finish
-from .subfiles import owned, part_datasets, part_path, parts_folder, virtual_dataset
+from .subfiles import owned, part_datasets, part_path
 from .targets import (
     Plan,
     Target,
@@ -63,6 +60,7 @@ from .targets import (
     read_bytes,
     units,
 )
+from .workfolder import PARTS, all_targets, finalize, open_journal, partly_updated
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -71,8 +69,6 @@ __all__ = ["CHECKPOINT_SECONDS", "Record", "execute"]
 
 #: Seconds between checkpoints of compressed or subfiled outputs (each one flushes the file).
 CHECKPOINT_SECONDS = 30.0
-#: The work folder's subfolder of part files (subfiled output).
-PARTS = "parts"
 
 
 @dataclasses.dataclass
@@ -88,7 +84,7 @@ class Record:
 
 def execute(work: Work, plan: Plan, comm: MPI.Comm) -> tuple[dict[str, dict[str, Any]], Record]:
     """Run the data pass of ``plan`` and put its output in place. Collective over comm."""
-    journal = _journal(work, plan, comm)
+    journal = open_journal(work, plan, comm)
     lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if journal is not None and rank(comm) == 0:
         lock = hold(journal.folder)  # rank 0 holds the work folder while the run works in it
@@ -99,11 +95,11 @@ def execute(work: Work, plan: Plan, comm: MPI.Comm) -> tuple[dict[str, dict[str,
                 inject("finalize")  # the last point where any rank may still fail
             with collective_errors(comm, "finalize"):  # only rank 0 acts: no failure after it
                 if journal is not None and rank(comm) == 0:
-                    _finalize(work, plan, journal)
+                    finalize(work, plan, journal)
     except StoppedError:
         raise  # the work folder stays: the next run resumes from it
     except Exception as exc:
-        note = None if journal is None else _partly_updated(work, journal)
+        note = None if journal is None else partly_updated(work, journal)
         if note is None and journal is not None and rank(comm) == 0:
             journal.remove()
         if note is not None and isinstance(exc, H5ParError):
@@ -112,161 +108,6 @@ def execute(work: Work, plan: Plan, comm: MPI.Comm) -> tuple[dict[str, dict[str,
             raise H5ParError(f"{type(exc).__name__}: {exc}; {note}") from exc
         raise
     return reductions, record
-
-
-def _partly_updated(work: Work, journal: Journal) -> str | None:
-    """In place, once data has changed: what to tell the user (the journal is kept)."""
-    done, total = journal.count()
-    if not work.in_place or not (done or journal.staged):
-        return None
-    return (
-        f"{work.input} is partly updated ({done} of {total} units): rerun the same job to "
-        f"finish it (journal in {journal.folder})"
-    )
-
-
-# Phase 1: the journal and the work folder.
-
-
-def _journal(work: Work, plan: Plan, comm: MPI.Comm) -> Journal | None:
-    """Rank 0 resumes or starts the work folder; every rank gets the journal. Collective."""
-    if work.destination is None:
-        return None  # statistics only: nothing is written, a rerun starts over
-    journal = None
-    try:
-        with collective_errors(comm, "create output"):
-            journal = _resume_or_start(work, plan) if rank(comm) == 0 else None
-            inject("create")
-    except Exception:
-        if journal is not None and _partly_updated(work, journal) is None:
-            journal.remove()  # rank 0 started it, another rank failed
-        raise
-    journal = bcast(comm, journal)
-    assert journal is not None
-    return journal
-
-
-def _resume_or_start(work: Work, plan: Plan) -> Journal:
-    assert work.destination is not None
-    folder = work_folder(work.destination)
-    stamp = _fingerprint(work, plan)
-    old = Journal.load(folder)
-    if old is not None and old.fingerprint == stamp and (work.in_place or _readable(old)):
-        return old
-    if work.in_place and old is not None and (old.count()[0] or old.staged):
-        raise UsageError(
-            f"{work.input} is partly updated by an unfinished in-place run of another job "
-            f"(journal in {folder}): rerun that job to finish it, or delete {folder} to keep "
-            "the partial update"
-        )
-    if work.resume:
-        why = "no earlier run was stopped" if old is None else "the job or the input changed"
-        raise UsageError(f"--resume: nothing to resume for {work.destination} ({why})")
-    if in_use(folder):
-        raise UsageError(f"another h5par run is working in {folder}")
-    journal = Journal(folder, stamp)
-    journal.remove()
-    try:
-        folder.mkdir()
-    except OSError as exc:
-        raise UsageError(f"output folder {str(folder.parent)!r} is not writable: {exc}") from None
-    journal.units = {t.path: len(units(t, work.chain, work.budget)) for t in _all(plan)}
-    if work.output is not None:
-        try:
-            _create_output(work, plan, journal)
-        except BaseException:
-            journal.remove()
-            raise
-    journal.save()
-    return journal
-
-
-def _fingerprint(work: Work, plan: Plan) -> str:
-    identity = {} if work.in_place else plan.identity  # an in-place run changes both
-    return fingerprint(
-        {
-            "input": str(work.input.resolve()),
-            "identity": identity,
-            "output": None if work.output is None else str(work.output.resolve()),
-            "chain": repr(work.chain),
-            "budget": work.budget,
-            "options": repr(work.options),
-            "driver": [work.driver, work.driver_options],
-            "respect_fill_value": work.respect_fill_value,
-            "targets": repr(_all(plan)),
-            "parts": work.nranks if work.options.subfiled else None,
-        }
-    )
-
-
-def _all(plan: Plan) -> list[Target]:
-    return [*plan.targets, *plan.copies]
-
-
-def _readable(journal: Journal) -> bool:
-    """True when the temporary output of a killed run still opens (its structure is intact)."""
-    try:
-        with h5py.File(journal.output, "r"):
-            return True
-    except OSError:
-        return False
-
-
-def _create_output(work: Work, plan: Plan, journal: Journal) -> None:
-    order = plan.track_order or None
-    with (
-        open_input(work.input, work.driver, work.driver_options) as src,
-        h5py.File(
-            journal.output, "w", userblock_size=plan.userblock or None, track_order=order
-        ) as dst,
-    ):
-        build_output(src, dst, {t.path: _create(work, t) for t in _all(plan)})
-        for t in plan.targets:
-            if t.out_fill is not None and t.out_dtype != t.dtype:
-                dst[t.path].attrs.create("_FillValue", t.out_fill, dtype=t.out_dtype)
-            if t.select is not None or t.out_shape != t.shape:
-                reattach_scales(dst[t.path], _kept_axes(t))
-        dst.attrs.update(work.provenance)
-
-
-def _create(work: Work, target: Target) -> dict[str, Any]:
-    """How ``target`` is created in the output: empty, or virtual over the part files."""
-    if not work.options.subfiled:
-        return target.create
-    assert work.output is not None
-    blocks = units(target, Chain() if target.copy else work.chain, work.budget)
-    return virtual_dataset(target, blocks, work.nranks, work.output)
-
-
-def _kept_axes(target: Target) -> list[tuple[int, int]]:
-    """``(output axis, input axis)`` of the input's axes the output keeps whole.
-
-    A selection keeps the axes it takes whole, a reduction the axes it does not remove, a
-    reshape none.
-    """
-    if target.axes:
-        survivors = [a for a in range(len(target.shape)) if a not in target.axes]
-    elif target.out_shape != target.shape:
-        return []
-    else:
-        survivors = list(range(len(target.shape)))
-    whole = {a: a for a in range(len(target.shape))}
-    if target.select is not None:
-        whole = {new: old for new, old, entire in target.select.kept() if entire}
-    return [(out, whole[a]) for out, a in enumerate(survivors) if a in whole]
-
-
-def _finalize(work: Work, plan: Plan, journal: Journal) -> None:
-    if work.output is not None:
-        if work.options.subfiled:  # the parts first: the output names them
-            parts = parts_folder(work.output)
-            shutil.rmtree(parts, ignore_errors=True)
-            os.replace(journal.folder / PARTS, parts)
-        if plan.userblock:
-            with open(work.input, "rb") as src, open(journal.output, "r+b") as dst:
-                dst.write(src.read(plan.userblock))
-        os.replace(journal.output, work.output)
-    journal.remove()
 
 
 # Phase 2: the data pass.
@@ -313,7 +154,7 @@ def _open_output(work: Work, plan: Plan, journal: Journal, comm: MPI.Comm) -> h5
     folder = journal.folder / PARTS
     folder.mkdir(exist_ok=True)
     part = h5py.File(part_path(folder, rank(comm)), "a")  # this rank's alone: serial HDF5
-    part_datasets(part, _all(plan))
+    part_datasets(part, all_targets(plan))
     return part
 
 

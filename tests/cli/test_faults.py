@@ -135,6 +135,10 @@ def timed(call):
 def test_exception_inside_the_collective_write_aborts_with_one_line(
     work, clean, nranks, bad
 ) -> None:
+    # The failing rank gives up after watchdog/2; the others, stuck in the collective call,
+    # would be named by their watchdog after a full one: leave the abort a wide margin
+    # (a loaded machine delays it by seconds).
+    (work / "job.toml").write_text(JOB.format(watchdog=3 * WATCHDOG))
     result, seconds = timed(lambda: run(nranks, work, f"collective-write:{bad}:raise:3"))
     assert result.returncode == 1, result.stderr
     (line,) = errors(result)
