@@ -36,8 +36,8 @@ __all__ = [
     "units",
 ]
 
-#: A unit holds at most memory / STEP_FRACTION bytes of one array: input block, output
-#: block and kernel temporaries must fit the per-rank budget together.
+#: A unit holds at most memory / STEP_FRACTION bytes of one array (less for long chains, see
+#: :func:`fraction`): input block, kernel results and temporaries share the budget.
 STEP_FRACTION = 4
 #: Datasets are cut into at least this many units when they are big enough, so that up to
 #: that many ranks share one dataset whatever the memory budget.
@@ -120,6 +120,18 @@ def step_itemsize(dtype: np.dtype[Any], out_dtype: np.dtype[Any], chain: Chain) 
     return max(dtype.itemsize, out_dtype.itemsize, 8 if chain.reducers else 1)
 
 
+def fraction(chain: Chain) -> int:
+    """How many unit-sized arrays a step of ``chain`` may hold: the budget's divisor.
+
+    The block read, one reused result per kernel (:class:`~h5par.kernels.Scratch`) and
+    room for temporaries (masks, a copy on write).
+
+    >>> fraction(Chain()), fraction(Chain.from_specs([{"name": "abs"}] * 5))
+    (4, 8)
+    """
+    return max(STEP_FRACTION, len(chain) + 3)
+
+
 def units(target: Target, chain: Chain, budget: int) -> list[Index]:
     """The units of ``target``: global blocks, independent of the number of ranks (pure).
 
@@ -134,7 +146,7 @@ def units(target: Target, chain: Chain, budget: int) -> list[Index]:
     itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
     whole = tuple(slice(0, n) for n in target.shape)
     total = math.prod(target.shape) * itemsize
-    limit = min(budget // STEP_FRACTION, max(MIN_UNIT_BYTES, -(-total // UNITS_PER_DATASET)))
+    limit = min(budget // fraction(chain), max(MIN_UNIT_BYTES, -(-total // UNITS_PER_DATASET)))
     if chain.halo(len(target.shape)) is not None:
         limit //= 2  # room for the halo and the filter's float64 copy
     return _steps(target, whole, itemsize, limit, budget, target.align)
