@@ -425,11 +425,12 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 
 def _cleanup(output: Path | None) -> None:
-    """Remove an output and any h5par work folder next to it."""
+    """Remove an output, the parts of a subfiled output and any h5par work folder."""
     if output is None:
         return
     remove(output)
-    shutil.rmtree(output.parent / f".{output.name}.h5par", ignore_errors=True)
+    for folder in (f".{output.name}.h5par", f"{output.name}.parts"):
+        shutil.rmtree(output.parent / folder, ignore_errors=True)
 
 
 def run_once(
@@ -755,7 +756,7 @@ def run_suite(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         for leftover in workdir.glob("out-*.h5"):
-            remove(leftover)
+            _cleanup(leftover)
     return results, 1 if failed else 0
 
 

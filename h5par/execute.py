@@ -138,7 +138,8 @@ def _data_phase(
                     reductions[target.path] = result
             for copy in plan.copies:  # only with an output file
                 assert fout is not None
-                _pass(work, copy, Chain(), fin[copy.path], fout[copy.path], comm, journal, record)
+                chain = work.chain_for(copy)
+                _pass(work, copy, chain, fin[copy.path], fout[copy.path], comm, journal, record)
             if work.in_place:
                 fin.attrs.update(work.provenance)  # collective: the same values on every rank
         finally:

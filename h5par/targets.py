@@ -110,6 +110,10 @@ class Work:
         """The file the run writes (the input for in-place runs)."""
         return self.input if self.in_place else self.output
 
+    def chain_for(self, target: Target) -> Chain:
+        """The kernels ``target`` goes through: none for an untouched dataset copied."""
+        return Chain() if target.copy else self.chain
+
 
 def step_itemsize(dtype: np.dtype[Any], out_dtype: np.dtype[Any], chain: Chain) -> int:
     """Bytes one element takes in a step: the wider of input and output, float64 for reductions.

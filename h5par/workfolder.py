@@ -21,7 +21,6 @@ from .faults import inject
 from .hierarchy import build_output, reattach_scales
 from .io import open_input
 from .journal import Journal, fingerprint, in_use, work_folder
-from .kernels import Chain
 from .subfiles import parts_folder, virtual_dataset
 from .targets import Plan, Target, Work, units
 
@@ -87,7 +86,9 @@ def _resume_or_start(work: Work, plan: Plan) -> Journal:
         folder.mkdir()
     except OSError as exc:
         raise UsageError(f"output folder {str(folder.parent)!r} is not writable: {exc}") from None
-    journal.units = {t.path: len(units(t, work.chain, work.budget)) for t in all_targets(plan)}
+    journal.units = {
+        t.path: len(units(t, work.chain_for(t), work.budget)) for t in all_targets(plan)
+    }
     if work.output is not None:
         try:
             _create_output(work, plan, journal)
@@ -152,7 +153,7 @@ def _create(work: Work, target: Target) -> dict[str, Any]:
     if not work.options.subfiled:
         return target.create
     assert work.output is not None
-    blocks = units(target, Chain() if target.copy else work.chain, work.budget)
+    blocks = units(target, work.chain_for(target), work.budget)
     return virtual_dataset(target, blocks, work.nranks, work.output)
 
 

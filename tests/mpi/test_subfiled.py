@@ -110,14 +110,20 @@ def test_in_place_subfiled_is_refused(folder) -> None:
         h5par.apply(folder / "in.h5", in_place=True, kernels=[{"name": "abs"}], options=SUBFILED)
 
 
-def test_large_untouched_datasets_are_subfiled_too(folder, monkeypatch) -> None:
+@pytest.mark.parametrize("layout", ["single", "subfiled"])
+def test_large_untouched_datasets_are_copied_by_every_rank(folder, monkeypatch, layout) -> None:
     import h5par.runner
 
     monkeypatch.setattr(h5par.runner, "PARALLEL_COPY_BYTES", 1024)  # grid/x counts as large
-    out = folder / f"copies_{comm.size}.h5"
-    h5par.apply(folder / "in.h5", out, [{"name": "abs"}], "/y", options=SUBFILED, memory="16KiB")
+    out = folder / f"copies_{layout}_{comm.size}.h5"
+    chain = [{"name": "abs"}, {"name": "scale", "factor": 2.0}, {"name": "clip", "max": 1.0}]
+    options = OutputOptions(layout=layout)
+    h5par.apply(folder / "in.h5", out, chain, "/y", options=options, memory="16KiB")
     if comm.rank == 0:
         with h5py.File(out, "r") as f:
-            assert f["grid/x"].is_virtual and f["y"].is_virtual and not f["small"].is_virtual
+            assert f["grid/x"].is_virtual == f["y"].is_virtual == (layout == "subfiled")
+            assert not f["small"].is_virtual
             assert f["grid/x"][...].tobytes() == DATA["grid/x"].tobytes()
+            want = np.clip(np.abs(DATA["y"]) * np.float32(2.0), None, np.float32(1.0))
+            assert f["y"][...].tobytes() == want.tobytes()
     comm.Barrier()
