@@ -112,9 +112,9 @@ def test_in_place_subfiled_is_refused(folder) -> None:
 
 @pytest.mark.parametrize("layout", ["single", "subfiled"])
 def test_large_untouched_datasets_are_copied_by_every_rank(folder, monkeypatch, layout) -> None:
-    import h5par.runner
+    import h5par.inspection
 
-    monkeypatch.setattr(h5par.runner, "PARALLEL_COPY_BYTES", 1024)  # grid/x counts as large
+    monkeypatch.setattr(h5par.inspection, "PARALLEL_COPY_BYTES", 1024)  # grid/x counts as large
     out = folder / f"copies_{layout}_{comm.size}.h5"
     chain = [{"name": "abs"}, {"name": "scale", "factor": 2.0}, {"name": "clip", "max": 1.0}]
     options = OutputOptions(layout=layout)
