@@ -277,7 +277,7 @@ def _pass(
     start = [Partial() for _ in chain.reducers]
     if journal is not None and chain.reducers:
         start = journal.load_partials(target.path, len(start))
-    parts = pieces(target, blocks, work.budget) if target.axes else []
+    parts = pieces(target, chain, blocks, work.budget) if target.axes else []
     plan = owned(todo, len(blocks), n) if work.options.subfiled else assign(todo, n)
     sweep = _Sweep(work, target, chain, comm, journal, blocks, parts, plan, start, start)
     sweep.pending_parts = [Partial() for _ in start]

@@ -218,10 +218,10 @@ def transfer_plist(dset: h5py.Dataset) -> h5p.PropDXID | None:
     """The transfer property list for writing ``dset``: collective for filtered datasets.
 
     HDF5 requires collective writes of filtered datasets under mpio; every other transfer
-    gets None, the default: independent MPI-IO. Reads are always independent (None): each rank moves one contiguous hyperslab per
-    step, so on one node collective buffering only adds the aggregators' copies (measured
-    slower), and HDF5 1.10's collective filtered read path hands some filters (h5py's LZF)
-    data they cannot decompress.
+    gets None, the default: independent MPI-IO. Reads are always independent (None): each
+    rank moves one contiguous hyperslab per step, so on one node collective buffering only
+    adds the aggregators' copies (measured slower), and HDF5 1.10's collective filtered
+    read path hands some filters (h5py's LZF) data they cannot decompress.
     """
     if dset.file.driver != "mpio" or dset.id.get_create_plist().get_nfilters() == 0:
         return None

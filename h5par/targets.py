@@ -144,16 +144,24 @@ def units(target: Target, chain: Chain, budget: int) -> list[Index]:
     (4, (slice(25, 50, None), slice(0, 4, None)))
     """
     if target.axes:
-        return _output_units(target, budget)
+        return _output_units(target, chain, budget)
     if target.shape == ():
         return [()]
     itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
     whole = tuple(slice(0, n) for n in target.shape)
     total = math.prod(target.shape) * itemsize
     limit = min(budget // fraction(chain), max(MIN_UNIT_BYTES, -(-total // UNITS_PER_DATASET)))
-    if chain.halo(len(target.shape)) is not None:
-        limit //= 2  # room for the halo and the filter's float64 copy
-    return _steps(target, whole, itemsize, limit, budget, target.align)
+    return _steps(target, whole, itemsize, limit // _shrink(target, chain), budget, target.align)
+
+
+def _shrink(target: Target, chain: Chain) -> int:
+    """2 when blocks are read with a halo (room for it and the filter's float64 copy), else 1."""
+    return 1 if chain.halo(len(target.shape)) is None else 2
+
+
+def _array_bytes(target: Target, chain: Chain, budget: int) -> int:
+    """Bytes one unit-sized array of a step may take (see :func:`fraction`)."""
+    return budget // fraction(chain) // _shrink(target, chain)
 
 
 def _steps(
@@ -169,7 +177,7 @@ def _steps(
 ACCUMULATOR_BYTES = 48
 
 
-def _output_units(target: Target, budget: int) -> list[Index]:
+def _output_units(target: Target, chain: Chain, budget: int) -> list[Index]:
     """A reduction along axes: blocks of the output, each read whole along the reduced axes.
 
     No unit splits a reduced axis, so no rank combines with another; units stay many enough
@@ -183,7 +191,7 @@ def _output_units(target: Target, budget: int) -> list[Index]:
         -(-math.prod(target.out_shape) // UNITS_PER_DATASET),
         -(-MIN_UNIT_BYTES // max(1, per_output)),
     )
-    limit = min(budget // STEP_FRACTION, elements * ACCUMULATOR_BYTES)
+    limit = min(_array_bytes(target, chain, budget), elements * ACCUMULATOR_BYTES)
     return _steps(target, whole, ACCUMULATOR_BYTES, limit, budget, target.align)
 
 
@@ -192,19 +200,22 @@ def reduced_size(target: Target) -> int:
     return math.prod(target.shape[a] for a in target.axes)
 
 
-def pieces(target: Target, blocks: Sequence[Index], budget: int) -> list[Index]:
+def pieces(target: Target, chain: Chain, blocks: Sequence[Index], budget: int) -> list[Index]:
     """Boxes of the reduced axes in which each output block of a reduction reads its input.
 
-    The same for every block, so every rank makes the same number of reads.
+    The same for every block, so every rank makes the same number of reads; a piece and
+    each kernel's result share the budget as units do (:func:`fraction`).
 
     >>> t = Target("/x", (6, 4), np.dtype("f8"), (4,), np.dtype("f8"), None, {}, axes=(0,))
-    >>> pieces(t, [(slice(0, 4),)], budget=4 * 64)
+    >>> chain = Chain.from_specs([{"name": "reduce", "op": "mean", "axis": 0}])
+    >>> pieces(t, chain, [(slice(0, 4),)], budget=4 * 64)
     [(slice(0, 2, None),), (slice(2, 4, None),), (slice(4, 6, None),)]
     """
     largest = max((math.prod(index_shape(b)) for b in blocks), default=1)
     itemsize = largest * max(target.dtype.itemsize, 8)  # pieces are reduced in float64
     reduced = tuple(slice(0, target.shape[a]) for a in target.axes)
-    return _steps(target, reduced, itemsize, budget // STEP_FRACTION, budget, None) or [reduced]
+    limit = _array_bytes(target, chain, budget)
+    return _steps(target, reduced, itemsize, limit, budget, None) or [reduced]
 
 
 def input_box(target: Target, block: Index, piece: Index) -> Index:
