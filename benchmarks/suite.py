@@ -16,7 +16,7 @@ Workloads: ``clip`` (``[[kernels]] name = "clip", min = 0.0``), ``stats`` (``red
 mean, std; no output) and ``astype`` (float64 -> float32). Methods:
 
 - ``h5par``: ``mpirun -n N python -m h5par run JOB --quiet --report R.json`` for each N of
-  ``--ranks`` (through ``_suite_h5par_rank.py``, which runs the same ``h5par.cli.main`` and
+  ``--ranks``, without ``mpirun`` for one rank, as a user runs it (through ``_suite_h5par_rank.py``, which runs the same ``h5par.cli.main`` and
   then records each rank's peak RSS); ``--h5par-variant`` adds tuned variants;
 - ``h5py``: the best serial h5py code (blocked read_direct / write_direct, preallocated
   buffers, ``out=`` kernels, output with the input's layout and ``fill_time="never"``);
@@ -28,6 +28,9 @@ mean, std; no output) and ``astype`` (float64 -> float32). Methods:
   installed");
 - ``cp``: ``cp`` of the input file (``cp IN /dev/null`` for stats): the file-system floor
   for moving the same bytes.
+- ``dd``: the ceiling of two writers: two ``dd`` processes at once, each copying half of
+  the input, into one file (``dd-2-one-file``) and into two files (``dd-2-two-files``);
+  for stats, two readers (``dd-2``). What any 2-rank method could reach here.
 
 Outputs: the table on stdout (also ``suite.txt``), ``suite.json`` with every raw timing and
 ``suite.png`` (throughput with min-max bars, speed relative to serial h5py and to cp) in
@@ -75,7 +78,7 @@ from _suite_report import add_ratios, plot, summarize, table
 from h5par.sizes import parse_size
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("h5par", "h5py-mpio", "h5py", "rowloop", "dask", "heat", "cp")
+KINDS = ("h5par", "h5py-mpio", "h5py", "rowloop", "dask", "heat", "cp", "dd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +231,9 @@ def methods(args: argparse.Namespace) -> list[Method]:
         elif kind == "h5py-mpio":
             n = args.mpi_ranks
             chosen.append(Method(f"h5py-mpio-{n}", f"h5py+mpio {plural(n)}", kind, n))
+        elif kind == "dd":
+            chosen.append(Method("dd-2-one-file", "2x dd, one file", kind, 2))
+            chosen.append(Method("dd-2-two-files", "2x dd, two files", kind, 2))
         elif kind == "heat":
             n = args.mpi_ranks
             chosen.append(Method(f"heat-{n}", f"heat {plural(n)}", kind, n))
@@ -323,6 +329,8 @@ def command(
             return cp, env, files
         files["rss"] = ctx.workdir / f"rss-{tag}.txt"
         return [timer, "-f", "%M", "-o", str(files["rss"]), *cp], env, files
+    if method.kind == "dd":
+        return _dd_pair(ctx, method, output), env, files
     if method.kind == "h5par":
         job = ctx.workdir / f"job-{tag}.toml"
         job.write_text(_job_text(ctx, workload, output))
@@ -333,8 +341,9 @@ def command(
         if method.ranks > (os.cpu_count() or 1):
             env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
         sets = [x for s in (*args.h5par_set, *method.sets) for x in ("--set", s)]
+        launcher = _mpirun(method.ranks) if method.ranks > 1 else []  # as a user runs 1 rank
         cmd = [
-            *_mpirun(method.ranks),
+            *launcher,
             python,
             str(HERE / "_suite_h5par_rank.py"),
             "run",
@@ -372,6 +381,29 @@ def command(
             env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
         return [*_mpirun(method.ranks), *worker], env, files
     return worker, env, files
+
+
+def _second_file(output: Path) -> Path:
+    """Where ``dd-2-two-files`` writes the input's second half."""
+    return output.with_name(output.name + ".2")
+
+
+def _dd_pair(ctx: Context, method: Method, output: Path | None) -> list[str]:
+    """Two ``dd`` at once, each moving half of the input (the two-writer ceiling)."""
+    half = ctx.source.stat().st_size // 2
+    common = f"if={ctx.source} bs=4M status=none"
+    if output is None:
+        first, second = "of=/dev/null", "of=/dev/null"
+    elif method.key.endswith("two-files"):
+        first, second = f"of={output}", f"of={_second_file(output)}"
+    else:  # the second half at its own offset of the same file
+        first, second = f"of={output}", f"of={output} oflag=seek_bytes seek={half} conv=notrunc"
+    script = (
+        f"dd {common} {first} iflag=count_bytes count={half} & a=$!; "
+        f"dd {common} {second} iflag=skip_bytes skip={half} & b=$!; "
+        "wait $a && wait $b"
+    )
+    return ["sh", "-c", script]
 
 
 def _launch(cmd: list[str], env: dict[str, str], log: Path, timeout: float) -> dict[str, Any]:
@@ -429,6 +461,7 @@ def _cleanup(output: Path | None) -> None:
     if output is None:
         return
     remove(output)
+    remove(_second_file(output))
     for folder in (f".{output.name}.h5par", f"{output.name}.parts"):
         shutil.rmtree(output.parent / folder, ignore_errors=True)
 
@@ -454,8 +487,8 @@ def run_once(
             ctx.workdir / f"log-{tag}.out"
         )
         return record, output
-    if method.kind == "cp":
-        record["inner"] = record["wall"]  # cp has no launch cost to speak of
+    if method.kind in ("cp", "dd"):
+        record["inner"] = record["wall"]  # cp and dd have no launch cost to speak of
         record["rows_done"] = ctx.spec.rows
         if "rss" in files and files["rss"].is_file():
             record["rss_kib"] = [int(files["rss"].read_text().split()[-1])]
@@ -503,6 +536,13 @@ def verify(
             return {"ok": True, "message": "read the whole input (cp to /dev/null)"}
         same = output.is_file() and output.stat().st_size == ctx.source.stat().st_size
         return {"ok": same, "message": "byte copy of the input (the floor; computes nothing)"}
+    if method.kind == "dd":
+        if output is None:
+            return {"ok": True, "message": "two readers of one half each (dd to /dev/null)"}
+        second = _second_file(output)
+        written = sum(p.stat().st_size for p in (output, second) if p.is_file())
+        same = written == ctx.source.stat().st_size
+        return {"ok": same, "message": "byte copy by two writers (the ceiling; computes nothing)"}
     rows_done = record["rows_done"]
     partial = rows_done < ctx.spec.rows
     if workload.out_dtype is None:
@@ -587,6 +627,11 @@ def _notes(
         "cp: for stats 'cp INPUT /dev/null' (reads only); for astype cp writes twice the bytes "
         "the float32 output needs, so there it is not a strict floor",
     ]
+    if "dd" in args.methods:
+        notes.append(
+            "2x dd: two dd processes at once, each moving half of the input, into one file and "
+            "into two files (for stats: two readers); the ceiling of any 2-rank method here"
+        )
     if "rowloop" in args.methods and 0 < args.rowloop_rows < ctx.spec.rows:
         share = 100 * args.rowloop_rows / ctx.spec.rows
         notes.append(

@@ -30,7 +30,7 @@ from .runner import Result, apply, inspect
 from .targets import share
 
 if TYPE_CHECKING:
-    from mpi4py import MPI
+    from .comm import Comm
 
 __all__ = ["FileResult", "JobResult", "finished_file", "plan_job", "run"]
 
@@ -58,7 +58,7 @@ class JobResult:
 
 def run(
     job: Job | Mapping[str, Any] | str | os.PathLike[str],
-    comm: MPI.Comm | None = None,
+    comm: Comm | None = None,
     overrides: Sequence[str] = (),
     overwrite: bool = False,
     quiet: bool = True,
@@ -101,7 +101,7 @@ def run(
         "h5par_run_started": started,
     }
 
-    def process(i: int, on: MPI.Comm, ranks: list[int]) -> FileResult:
+    def process(i: int, on: Comm, ranks: list[int]) -> FileResult:
         arguments = _engine_arguments(job, job.files[i])
         result = apply(
             **arguments,

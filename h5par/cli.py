@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import traceback
@@ -16,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .comm import world
 from .errors import H5ParError
 from .sizes import format_size
 
@@ -24,29 +24,8 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
 
 
-_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
-_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
-
-
-def _launcher(names: Sequence[str], default: int) -> int:
-    """A rank or size from the launcher's environment (MPI itself not initialised)."""
-    return next((int(os.environ[n]) for n in names if os.environ.get(n, "").isdigit()), default)
-
-
-def _world(method: str, names: Sequence[str], default: int) -> int:
-    """COMM_WORLD's rank or size from MPI if initialised, else from the launcher's environment."""
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
-        return _launcher(names, default)
-    return int(getattr(mpi.COMM_WORLD, method)())
-
-
 def _rank() -> int:
-    return _world("Get_rank", _RANK_VARS, 0)
-
-
-def _world_size() -> int:
-    return _world("Get_size", _SIZE_VARS, 1)
+    return world()[0]
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -285,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``h5par`` command line and return its exit status."""
     args = build_parser().parse_args(argv)
     if getattr(args, "ranks", 0) is None:
-        args.ranks = _world_size()
+        args.ranks = world()[1]
     elif getattr(args, "ranks", 1) < 1:
         build_parser().error(f"--ranks {args.ranks}: expected a positive number of ranks")
     handler, _ = _COMMANDS[args.verb]

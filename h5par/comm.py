@@ -1,28 +1,41 @@
 """The one thin wrapper over mpi4py: resolving communicators and small collectives.
 
-mpi4py is imported lazily so that ``import h5par`` has no MPI side effects.
+MPI is initialised only when more than one process takes part. A process that is the whole
+job (no launcher, or a launcher that started one rank) and has not initialised MPI itself
+works with :data:`ONE_PROCESS`, a communicator of this process alone that needs no MPI:
+``h5par run`` on one rank then starts like a plain h5py script, and ``import h5par`` never
+has MPI side effects.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import TypeAlias
+
     from mpi4py import MPI
 
 __all__ = [
+    "ONE_PROCESS",
+    "Comm",
+    "OneProcess",
     "abort",
     "allgather",
     "allgather_within",
     "bcast",
     "bcast_array",
+    "mpi_comm",
     "private",
     "rank",
     "resolve_comm",
+    "self_comm",
     "size",
     "world",
 ]
@@ -32,47 +45,157 @@ _BCAST_PIECE = 1 << 30
 
 T = TypeVar("T")
 
+#: Where launchers (mpirun, mpiexec, srun) put the rank and the number of ranks.
+_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
 
-def resolve_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
-    """Return ``comm``, or ``MPI.COMM_WORLD`` when it is None (initialises MPI)."""
+
+class _Done:
+    """A request that has already completed (what a one-process barrier returns)."""
+
+    def Test(self) -> bool:  # noqa: N802  (mpi4py's names)
+        """True: done."""
+        return True
+
+
+class OneProcess:
+    """A communicator of this process alone, without MPI: the job when it is one process.
+
+    It has the few ``mpi4py.MPI.Comm`` operations h5par uses, with their one-rank meaning:
+    collectives return this process's own values. Files opened on it use a serial driver;
+    :func:`mpi_comm` gives ``MPI.COMM_SELF`` where MPI is needed after all (the mpio driver).
+    """
+
+    def Get_rank(self) -> int:  # noqa: N802
+        """0."""
+        return 0
+
+    def Get_size(self) -> int:  # noqa: N802
+        """1."""
+        return 1
+
+    def py2f(self) -> int:
+        """-1, a handle no MPI communicator has."""
+        return -1
+
+    def Dup(self) -> OneProcess:  # noqa: N802
+        """Itself (nothing can be mixed up with one process)."""
+        return self
+
+    def bcast(self, obj: T, root: int = 0) -> T:
+        """``obj``."""
+        return obj
+
+    def allgather(self, sendobj: T) -> list[T]:
+        """``[sendobj]``."""
+        return [sendobj]
+
+    def Bcast(self, buf: Any, root: int = 0) -> None:  # noqa: N802
+        """Nothing to send: ``buf`` is already everywhere."""
+
+    def Ibarrier(self) -> _Done:  # noqa: N802
+        """A barrier of one, complete at once."""
+        return _Done()
+
+    def Abort(self, errorcode: int = 0) -> NoReturn:  # noqa: N802
+        """End this process with ``errorcode``."""
+        os._exit(errorcode)
+
+
+#: The communicator of a one-process job (see :func:`resolve_comm`).
+ONE_PROCESS = OneProcess()
+
+if TYPE_CHECKING:
+    #: What h5par's functions take as ``comm``: an mpi4py communicator or ONE_PROCESS.
+    Comm: TypeAlias = "MPI.Comm | OneProcess"
+
+
+def _launched(names: tuple[str, ...], default: int) -> int:
+    """A rank or size as the launcher's environment gives it (``default`` without one)."""
+    return next((int(os.environ[n]) for n in names if os.environ.get(n, "").isdigit()), default)
+
+
+def _initialised() -> ModuleType | None:
+    """mpi4py.MPI when this process has initialised MPI (and not finalised it), else None."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
+        return None
+    return mpi
+
+
+def _single_node_defaults() -> None:
+    """Open MPI settings for a job whose ranks all run on one node, before MPI starts.
+
+    On one node, Open MPI's ob1 messaging layer over shared memory is what runs anyway,
+    but selecting it takes a probe of every network layer first: UCX's probe alone costs
+    0.2 s per start here. A user's own ``OMPI_MCA_pml`` always wins.
+    """
+    total = os.environ.get("OMPI_COMM_WORLD_SIZE")
+    singleton = not any(os.environ.get(name) for name in _SIZE_VARS)  # started without a launcher
+    if singleton or (total is not None and total == os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")):
+        os.environ.setdefault("OMPI_MCA_pml", "ob1")
+
+
+def _mpi() -> ModuleType:
+    """mpi4py.MPI, initialising MPI on first use."""
+    if "mpi4py.MPI" not in sys.modules:
+        _single_node_defaults()
+    from mpi4py import MPI
+
+    return MPI
+
+
+def resolve_comm(comm: Comm | None = None) -> Comm:
+    """Return ``comm``; when it is None, the job's communicator.
+
+    That is ``MPI.COMM_WORLD`` (initialising MPI) when MPI is initialised already or the
+    launcher started several ranks, and :data:`ONE_PROCESS` when this process is the whole job.
+    """
     if comm is not None:
         return comm
-    from mpi4py import MPI
+    if _initialised() is None and _launched(_SIZE_VARS, 1) == 1:
+        return ONE_PROCESS
+    return _mpi().COMM_WORLD
 
-    return MPI.COMM_WORLD
 
-
-def self_comm() -> MPI.Comm:
+def self_comm() -> Comm:
     """A communicator of this rank alone (for work one rank does by itself)."""
-    from mpi4py import MPI
+    mpi = _initialised()
+    return ONE_PROCESS if mpi is None else mpi.COMM_SELF
 
-    return MPI.COMM_SELF
+
+def mpi_comm(comm: Comm) -> MPI.Comm:
+    """``comm`` as an mpi4py communicator: ``MPI.COMM_SELF`` for :data:`ONE_PROCESS`."""
+    if isinstance(comm, OneProcess):
+        return _mpi().COMM_SELF
+    return comm
 
 
 def world() -> tuple[int, int]:
-    """This process's rank in ``COMM_WORLD`` and its size (the job's ranks)."""
-    from mpi4py import MPI
+    """This process's rank in the job and the job's number of ranks (no MPI started)."""
+    mpi = _initialised()
+    if mpi is None:
+        return _launched(_RANK_VARS, 0), _launched(_SIZE_VARS, 1)
+    return int(mpi.COMM_WORLD.Get_rank()), int(mpi.COMM_WORLD.Get_size())
 
-    return int(MPI.COMM_WORLD.Get_rank()), int(MPI.COMM_WORLD.Get_size())
 
-
-def rank(comm: MPI.Comm) -> int:
+def rank(comm: Comm) -> int:
     """This process's rank in ``comm``."""
     return int(comm.Get_rank())
 
 
-def size(comm: MPI.Comm) -> int:
+def size(comm: Comm) -> int:
     """Number of ranks in ``comm``."""
     return int(comm.Get_size())
 
 
-def bcast(comm: MPI.Comm, value: T, root: int = 0) -> T:
+def bcast(comm: Comm, value: T, root: int = 0) -> T:
     """Broadcast a picklable value from ``root``. Collective over comm."""
     result: T = comm.bcast(value, root=root)
     return result
 
 
-def bcast_array(comm: MPI.Comm, array: np.ndarray, root: int = 0) -> None:
+def bcast_array(comm: Comm, array: np.ndarray, root: int = 0) -> None:
     """Broadcast a C-contiguous array in place from ``root`` (any dtype). Collective over comm.
 
     Sent as raw bytes in pieces of at most 1 GiB, so neither the dtype nor the size matters.
@@ -82,7 +205,7 @@ def bcast_array(comm: MPI.Comm, array: np.ndarray, root: int = 0) -> None:
         comm.Bcast(raw[start : start + _BCAST_PIECE], root=root)
 
 
-def allgather(comm: MPI.Comm, value: T) -> list[T]:
+def allgather(comm: Comm, value: T) -> list[T]:
     """Gather one picklable value from every rank, on every rank. Collective over comm."""
     result: list[T] = comm.allgather(value)
     return result
@@ -92,10 +215,10 @@ def allgather(comm: MPI.Comm, value: T) -> list[T]:
 _POLL = 0.0005
 
 
-_PRIVATE: dict[int, MPI.Comm] = {}
+_PRIVATE: dict[int, Comm] = {}
 
 
-def private(comm: MPI.Comm) -> MPI.Comm:
+def private(comm: Comm) -> Comm:
     """A duplicate of ``comm`` kept for h5par's agreements. Collective the first time.
 
     HDF5 runs its own collective calls on (a duplicate of) the file's communicator. When a
@@ -109,7 +232,7 @@ def private(comm: MPI.Comm) -> MPI.Comm:
     return _PRIVATE[key]
 
 
-def allgather_within(comm: MPI.Comm, value: T, patience: float | None) -> list[T] | None:
+def allgather_within(comm: Comm, value: T, patience: float | None) -> list[T] | None:
     """:func:`allgather`, or None when some rank has not arrived after ``patience`` seconds.
 
     Collective over comm. The ranks first meet in a non-blocking barrier polled until the
@@ -128,7 +251,7 @@ def allgather_within(comm: MPI.Comm, value: T, patience: float | None) -> list[T
 
 def abort(status: int) -> NoReturn:
     """End every process of the job at once (``MPI_Abort`` on COMM_WORLD): the last resort."""
-    from mpi4py import MPI
-
-    MPI.COMM_WORLD.Abort(status)
-    os._exit(status)  # pragma: no cover  (Abort does not return)
+    mpi = _initialised()
+    if mpi is not None:
+        mpi.COMM_WORLD.Abort(status)
+    os._exit(status)  # a one-process job without MPI (Abort does not return)

@@ -20,7 +20,7 @@ from .errors import collective_errors
 from .jobs import load_job
 
 if TYPE_CHECKING:
-    from mpi4py import MPI
+    from .comm import Comm
 
 __all__ = ["DEMO_JOB", "run_demo", "write_demo_input"]
 
@@ -81,7 +81,7 @@ def write_demo_input(path: Path) -> None:
         f["simulation/time"] = np.arange(FIELD_SHAPE[0]) * 0.5
 
 
-def run_demo(folder: str | Path | None = None, comm: MPI.Comm | None = None) -> JobResult:
+def run_demo(folder: str | Path | None = None, comm: Comm | None = None) -> JobResult:
     """Write the demo input and job into ``folder`` (default: a new temporary one), run it.
 
     Collective over ``comm``.

@@ -17,7 +17,7 @@ from .comm import allgather_within, private
 from .guard import beat, give_up, patience, stop_signal, waiting
 
 if TYPE_CHECKING:
-    from mpi4py import MPI
+    from .comm import Comm
 
 __all__ = [
     "CollectiveError",
@@ -104,7 +104,7 @@ class Outcome:
 
 
 @contextmanager
-def collective_errors(comm: MPI.Comm | None, phase: str, due: bool = False) -> Iterator[Outcome]:
+def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Iterator[Outcome]:
     """Run a block on every rank, then agree on failure. Collective over ``comm``.
 
     If the block raises on any rank, every rank raises a :class:`CollectiveError` carrying
@@ -165,7 +165,7 @@ def collective_errors(comm: MPI.Comm | None, phase: str, due: bool = False) -> I
     raise error(message, rank, host, status) from failure
 
 
-def _abandon(comm: MPI.Comm, phase: str, mine: Any, wait: float | None) -> NoReturn:
+def _abandon(comm: Comm, phase: str, mine: Any, wait: float | None) -> NoReturn:
     where = f"rank {comm.Get_rank()} of {comm.Get_size()} on {socket.gethostname()}"
     if mine is None:
         give_up(

@@ -63,7 +63,7 @@ from .targets import (
 from .workfolder import PARTS, all_targets, finalize, open_journal, partly_updated
 
 if TYPE_CHECKING:
-    from mpi4py import MPI
+    from .comm import Comm
 
 __all__ = ["CHECKPOINT_SECONDS", "Record", "execute"]
 
@@ -82,7 +82,7 @@ class Record:
     shares: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
-def execute(work: Work, plan: Plan, comm: MPI.Comm) -> tuple[dict[str, dict[str, Any]], Record]:
+def execute(work: Work, plan: Plan, comm: Comm) -> tuple[dict[str, dict[str, Any]], Record]:
     """Run the data pass of ``plan`` and put its output in place. Collective over comm."""
     journal = open_journal(work, plan, comm)
     lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
@@ -114,7 +114,7 @@ def execute(work: Work, plan: Plan, comm: MPI.Comm) -> tuple[dict[str, dict[str,
 
 
 def _data_phase(
-    work: Work, plan: Plan, journal: Journal | None, comm: MPI.Comm
+    work: Work, plan: Plan, journal: Journal | None, comm: Comm
 ) -> tuple[dict[str, dict[str, Any]], Record]:
     mode = "r+" if work.in_place else "r"
     reductions: dict[str, dict[str, Any]] = {}
@@ -148,7 +148,7 @@ def _data_phase(
     return reductions, record
 
 
-def _open_output(work: Work, plan: Plan, journal: Journal, comm: MPI.Comm) -> h5py.File:
+def _open_output(work: Work, plan: Plan, journal: Journal, comm: Comm) -> h5py.File:
     """The temporary output, or with subfiled output this rank's part file. Collective."""
     if not work.options.subfiled:
         return File(journal.output, "r+", comm)
@@ -175,7 +175,7 @@ def _process(
     target: Target,
     din: h5py.Dataset,
     dout: h5py.Dataset | None,
-    comm: MPI.Comm,
+    comm: Comm,
     journal: Journal | None,
     record: Record,
 ) -> dict[str, Any]:
@@ -202,7 +202,7 @@ class _Sweep:
     work: Work
     target: Target
     chain: Chain
-    comm: MPI.Comm
+    comm: Comm
     journal: Journal | None
     blocks: list[Index]
     pieces: list[Index]  # a reduction along axes: how each unit reads its input
@@ -263,7 +263,7 @@ def _pass(
     chain: Chain,
     din: h5py.Dataset,
     dout: h5py.Dataset | None,
-    comm: MPI.Comm,
+    comm: Comm,
     journal: Journal | None = None,
     record: Record | None = None,
 ) -> list[Partial]:
@@ -495,7 +495,7 @@ def _as_output(out: np.ndarray, target: Target) -> np.ndarray:
 
 
 def _prepare(
-    work: Work, target: Target, din: h5py.Dataset, comm: MPI.Comm, journal: Journal | None
+    work: Work, target: Target, din: h5py.Dataset, comm: Comm, journal: Journal | None
 ) -> Chain:
     """Bind what kernels need before the data pass: broadcast sources, histogram ranges.
 
@@ -520,7 +520,7 @@ def _broadcast_source(
     chain: Chain,
     position: int,
     din: h5py.Dataset,
-    comm: MPI.Comm,
+    comm: Comm,
     keep: Journal | None,
 ) -> np.ndarray:
     """Read the source slice once (rank 0), transform it by the kernels before, share it."""
@@ -552,7 +552,7 @@ def _histogram_range(
     chain: Chain,
     position: int,
     din: h5py.Dataset,
-    comm: MPI.Comm,
+    comm: Comm,
     keep: Journal | None,
 ) -> tuple[Any, Any]:
     """A read-only pre-pass for the global min/max a histogram without ``range`` needs."""

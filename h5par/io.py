@@ -19,12 +19,12 @@ import h5py
 import numpy as np
 from h5py import h5fd, h5p, h5s
 
-from .comm import resolve_comm, size
+from .comm import mpi_comm, resolve_comm, size
 from .decomposition import Index, index_shape
 from .errors import H5ParError, UsageError
 
 if TYPE_CHECKING:
-    from mpi4py import MPI
+    from .comm import Comm
 
 __all__ = [
     "DRIVERS",
@@ -112,21 +112,21 @@ def open_input(path: Path, driver: str, options: dict[str, Any]) -> h5py.File:
         raise open_error(path, exc) from None
 
 
-def _mpio(comm: MPI.Comm, options: dict[str, Any]) -> dict[str, Any]:
+def _mpio(comm: Comm, options: dict[str, Any]) -> dict[str, Any]:
     if not h5py.get_config().mpi:
         raise H5ParError(SERIAL_H5PY_FIX.format(n=size(comm)))
-    return {"driver": "mpio", "comm": comm, **options}
+    return {"driver": "mpio", "comm": mpi_comm(comm), **options}
 
 
-def _serial(name: str | None) -> Callable[[MPI.Comm, dict[str, Any]], dict[str, Any]]:
-    def kwargs(comm: MPI.Comm, options: dict[str, Any]) -> dict[str, Any]:
+def _serial(name: str | None) -> Callable[[Comm, dict[str, Any]], dict[str, Any]]:
+    def kwargs(comm: Comm, options: dict[str, Any]) -> dict[str, Any]:
         return {"driver": name, **options}
 
     return kwargs
 
 
 #: Driver name → function(comm, options) giving ``h5py.File`` keyword arguments.
-DRIVERS: dict[str, Callable[[MPI.Comm, dict[str, Any]], dict[str, Any]]] = {
+DRIVERS: dict[str, Callable[[Comm, dict[str, Any]], dict[str, Any]]] = {
     "mpio": _mpio,
     "sec2": _serial(None),
     "core": _serial("core"),
@@ -196,7 +196,7 @@ class File(h5py.File):  # type: ignore[misc]
         self,
         path: str | Path,
         mode: str = "r",
-        comm: MPI.Comm | None = None,
+        comm: Comm | None = None,
         driver: str = "auto",
         **options: Any,
     ) -> None:

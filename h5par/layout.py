@@ -16,7 +16,7 @@ import numpy as np
 from .errors import UsageError
 from .kernels.chain import convert_fill
 
-__all__ = ["OutputOptions", "SourceLayout", "auto_chunks", "dataset_options"]
+__all__ = ["OutputOptions", "SourceLayout", "auto_chunks", "dataset_options", "row_chunks"]
 
 COMPRESSIONS = ("keep", "gzip", "lzf", "none")
 LAYOUTS = ("single", "subfiled")
@@ -117,6 +117,32 @@ def auto_chunks(
     while math.prod(chunk) * itemsize > target and max(chunk) > 1:
         axis = chunk.index(max(chunk))
         chunk[axis] = -(-chunk[axis] // 2)
+    return tuple(chunk)
+
+
+def row_chunks(
+    shape: tuple[int, ...], itemsize: int, target: int = AUTO_CHUNK_BYTES
+) -> tuple[int, ...]:
+    """A chunk shape of at most ``target`` bytes that keeps the last axes whole if it can.
+
+    Axes are halved from the first on, so a chunk is a run of whole C-order rows: a block
+    of whole rows is written chunk by chunk straight from its buffer (the chunks of
+    :func:`auto_chunks` split rows and make HDF5 gather every chunk). For the part files of
+    subfiled output, which are written in blocks of the leading axes.
+
+    Examples
+    --------
+    >>> row_chunks((262144, 1024), 8)
+    (128, 1024)
+    >>> row_chunks((100, 480, 640), 8)
+    (1, 120, 640)
+    >>> row_chunks((10,), 4)
+    (10,)
+    """
+    chunk = [max(1, n) for n in shape]
+    for axis in range(len(chunk)):
+        while math.prod(chunk) * itemsize > target and chunk[axis] > 1:
+            chunk[axis] = -(-chunk[axis] // 2)
     return tuple(chunk)
 
 

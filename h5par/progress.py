@@ -6,8 +6,6 @@ import sys
 import time
 from typing import TextIO
 
-from tqdm import tqdm
-
 from .sizes import format_size
 
 __all__ = ["Progress"]
@@ -39,6 +37,8 @@ class Progress:
         self.last = self.started
         self.bar = None
         if enabled and self.stream.isatty():
+            from tqdm import tqdm  # only for a bar: its import costs 35 ms at every start
+
             self.bar = tqdm(
                 total=self.total,
                 unit="B",

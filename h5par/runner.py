@@ -34,7 +34,7 @@ from .slicing import checked
 from .targets import Target, Work
 
 if TYPE_CHECKING:
-    from mpi4py import MPI
+    from .comm import Comm
 
 __all__ = ["Result", "Target", "apply", "consolidate", "inspect"]
 
@@ -85,7 +85,7 @@ def apply(
     overwrite: bool = False,
     memory: str | int = "256MiB",
     options: OutputOptions | None = None,
-    comm: MPI.Comm | None = None,
+    comm: Comm | None = None,
     driver: str = "auto",
     provenance: Mapping[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
@@ -202,7 +202,7 @@ def consolidate(
     *,
     overwrite: bool = False,
     memory: str | int = "256MiB",
-    comm: MPI.Comm | None = None,
+    comm: Comm | None = None,
     progress: Callable[[int], None] | None = None,
     watchdog: float = DEFAULT_WATCHDOG,
 ) -> Result:

@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 
 from .decomposition import Index
-from .layout import auto_chunks
+from .layout import row_chunks
 from .targets import Target, assign, output_boxes
 
 __all__ = [
@@ -120,8 +120,6 @@ def part_datasets(part: h5py.File, targets: Iterable[Target]) -> None:
         create = dict(target.create)
         shape = target.out_shape
         if "chunks" not in create and shape and 0 not in shape:
-            create["chunks"] = auto_chunks(
-                shape, target.out_dtype.itemsize
-            )  # store only what is written
+            create["chunks"] = row_chunks(shape, target.out_dtype.itemsize)  # only what is written
         create.pop("maxshape", None)
         part.create_dataset(target.path, **create)

@@ -25,7 +25,7 @@ from .subfiles import parts_folder, virtual_dataset
 from .targets import Plan, Target, Work, units
 
 if TYPE_CHECKING:
-    from mpi4py import MPI
+    from .comm import Comm
 
 __all__ = ["PARTS", "all_targets", "finalize", "open_journal", "partly_updated"]
 
@@ -44,7 +44,7 @@ def partly_updated(work: Work, journal: Journal) -> str | None:
     )
 
 
-def open_journal(work: Work, plan: Plan, comm: MPI.Comm) -> Journal | None:
+def open_journal(work: Work, plan: Plan, comm: Comm) -> Journal | None:
     """Rank 0 resumes or starts the work folder; every rank gets the journal. Collective."""
     if work.destination is None:
         return None  # statistics only: nothing is written, a rerun starts over
