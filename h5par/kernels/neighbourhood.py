@@ -63,8 +63,8 @@ class _Filter(Kernel):
         """Neighbours needed before and after each element along a filtered axis."""
         raise NotImplementedError
 
-    def correlate(self, x: np.ndarray, axis: int) -> np.ndarray:
-        """The 1-d filter along ``axis`` of the whole (extended) block."""
+    def correlate(self, x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
+        """The 1-d filter along ``axis`` of the whole (extended) block, into ``out``."""
         raise NotImplementedError
 
     def check(self, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
@@ -92,10 +92,19 @@ class _Filter(Kernel):
         return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
     def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:
-        """Filter the extended block along each axis in turn (into new arrays)."""
-        x = x.astype(self.result_dtype(x.dtype), copy=False)
-        for axis in self.filter_axes(x.ndim):
-            x = self.correlate(x, axis)
+        """Filter the extended block along each axis in turn.
+
+        Results go into two arrays of ``scratch`` used in turn (new arrays without one).
+        """
+        dtype = self.result_dtype(x.dtype)
+        x = x.astype(dtype, copy=False)  # a copy for integers only
+        for turn, axis in enumerate(self.filter_axes(x.ndim)):
+            out = (
+                np.empty(x.shape, dtype)
+                if scratch is None
+                else scratch.take(x.shape, dtype, "ab"[turn % 2])
+            )
+            x = self.correlate(x, axis, out)
         return x
 
 
@@ -151,15 +160,23 @@ class Smooth(_Filter):
         r = int(self.truncate * float(self.sigma) + 0.5)
         return r, r
 
-    def correlate(self, x: np.ndarray, axis: int) -> np.ndarray:
-        """One axis of the smoothing."""
+    def correlate(self, x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
+        """One axis of the smoothing, into ``out``."""
         if self.method == "box":
             assert self.size is not None
             weights = np.full(self.size, 1.0 / self.size)
-            return _ndimage().correlate1d(x, weights, axis, mode=self.mode, cval=self.cval)
-        return _ndimage().gaussian_filter1d(
-            x, self.sigma, axis, mode=self.mode, cval=self.cval, truncate=self.truncate
-        )
+            _ndimage().correlate1d(x, weights, axis, out, mode=self.mode, cval=self.cval)
+        else:
+            _ndimage().gaussian_filter1d(
+                x,
+                self.sigma,
+                axis,
+                output=out,
+                mode=self.mode,
+                cval=self.cval,
+                truncate=self.truncate,
+            )
+        return out
 
 
 @register
@@ -194,10 +211,11 @@ class MovingMean(_Filter):
         """``window // 2`` before, the rest after (scipy's centring)."""
         return self.window // 2, self.window - 1 - self.window // 2
 
-    def correlate(self, x: np.ndarray, axis: int) -> np.ndarray:
-        """The moving average along ``axis``."""
+    def correlate(self, x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
+        """The moving average along ``axis``, into ``out``."""
         weights = np.full(self.window, 1.0 / self.window)
-        return _ndimage().correlate1d(x, weights, axis, mode=self.mode, cval=self.cval)
+        _ndimage().correlate1d(x, weights, axis, out, mode=self.mode, cval=self.cval)
+        return out
 
 
 @register
