@@ -14,7 +14,7 @@ export OMPI_MCA_mpi_yield_when_idle := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 MPIRUN := mpirun --oversubscribe
 
-.PHONY: setup demo test test-serial test-mpi lint bench clean
+.PHONY: setup demo test test-serial test-mpi lint bench bench-heat-setup clean
 
 setup:
 	@scripts/setup.sh
@@ -44,11 +44,18 @@ test-mpi: setup
 
 # Speed is measured here, never asserted in tests: methods run interleaved in one run.
 # benchmarks/suite.py --help lists the options; e.g. make bench BENCH_ARGS="--size 256MiB".
+# Its heat column needs HeAT and torch (~6 GB), kept out of $(VENV), setup, test and CI:
+# make bench-heat-setup puts them in $(HEAT_VENV), which make bench then uses for the heat
+# runs (--heat-python); make bench HEAT=1 does both.
 BENCH_ARGS ?=
-bench: setup
+HEAT_VENV ?= .venv-heat
+bench: setup $(if $(HEAT),bench-heat-setup)
 	@$(PY) -c 'import dask.array, matplotlib' 2>/dev/null || \
 	  $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[bench]'
-	$(PY) benchmarks/suite.py $(BENCH_ARGS)
+	$(PY) benchmarks/suite.py $$([ -x $(HEAT_VENV)/bin/python ] && echo --heat-python $(HEAT_VENV)/bin/python) $(BENCH_ARGS)
+
+bench-heat-setup:
+	@H5PAR_HEAT_VENV=$(abspath $(HEAT_VENV)) scripts/setup-heat.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(HEAT_VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

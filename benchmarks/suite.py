@@ -4,6 +4,7 @@
     python benchmarks/suite.py [--size 2GiB] [--rounds 5] [--workloads clip,stats,astype]
         [--methods h5par,h5py-mpio,h5py,rowloop,dask,heat,cp] [--ranks 1,2] [--layout contiguous]
         [--workdir DIR] [--results DIR]          # --help for every option
+    make bench-heat-setup && make bench          # + heat: --heat-python .venv-heat/bin/python
 
 It writes its own input (float64, rows of ``--width`` values, contiguous or chunked + gzip),
 then runs every method on every workload once per round, round-robin (both orders rotate by
@@ -24,8 +25,9 @@ mean, std; no output) and ``astype`` (float64 -> float32). Methods:
 - ``rowloop``: the book's row-by-row loop, timed on the first ``--rowloop-rows`` rows and
   extrapolated linearly (the report says so);
 - ``dask``: dask.array over the h5py dataset, threaded scheduler, ``da.to_hdf5``;
-- ``heat``: HeAT on ``--mpi-ranks`` ranks, only when ``import heat`` works (else "not
-  installed");
+- ``heat``: HeAT on ``--mpi-ranks`` ranks, run by ``--heat-python`` (default ``--python``),
+  only when ``import heat`` works there (else "not installed"): HeAT needs torch, so it
+  lives in its own virtual environment, ``.venv-heat`` (``make bench-heat-setup``);
 - ``cp``: ``cp`` of the input file (``cp IN /dev/null`` for stats): the file-system floor
   for moving the same bytes.
 - ``dd``: the ceiling of two writers: two ``dd`` processes at once, each copying half of
@@ -166,6 +168,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     where.add_argument("--results", type=Path, help="suite.json/png/txt go here")
     where.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     where.add_argument("--python", default=sys.executable, help="interpreter of the runs")
+    where.add_argument(
+        "--heat-python",
+        help="interpreter of the heat runs (default: --python); make bench-heat-setup makes "
+        ".venv-heat/bin/python, with HeAT and torch",
+    )
     args = parser.parse_args(argv)
     for name in args.workloads:
         if name not in WORKLOADS:
@@ -181,6 +188,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(str(exc))
     if min(args.ranks) < 1 or args.mpi_ranks < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("ranks and rounds must be positive, warmup >= 0")
+    args.heat_python = args.heat_python or args.python
+    for option, python in (("--python", args.python), ("--heat-python", args.heat_python)):
+        if shutil.which(python) is None:
+            parser.error(f"{option}: no interpreter {python!r}")
     return args
 
 
@@ -246,7 +257,7 @@ def methods(args: argparse.Namespace) -> list[Method]:
 _PROBE = """
 import importlib, json
 found = {}
-for name in ("numpy", "h5py", "mpi4py", "dask", "matplotlib", "heat", "h5par"):
+for name in ("numpy", "h5py", "mpi4py", "dask", "matplotlib", "heat", "torch", "h5par"):
     try:
         found[name] = {"version": str(importlib.import_module(name).__version__)}
     except Exception as exc:
@@ -255,13 +266,24 @@ print(json.dumps(found))
 """
 
 
-def probe_modules(python: str) -> dict[str, dict[str, str]]:
-    """``{module: {"version": ...} or {"error": ...}}`` as the runs' interpreter imports them."""
-    done = subprocess.run(
-        [python, "-c", _PROBE], capture_output=True, text=True, timeout=600, check=True
-    )
-    found: dict[str, dict[str, str]] = json.loads(done.stdout)
-    return found
+def probe_modules(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """``{module: {"version": ...} or {"error": ...}}`` as the runs' interpreters import them.
+
+    ``heat`` and ``torch`` as ``--heat-python`` imports them, when the heat method runs.
+    """
+
+    def probe(python: str) -> dict[str, dict[str, str]]:
+        done = subprocess.run(
+            [python, "-c", _PROBE], capture_output=True, text=True, timeout=600, check=True
+        )
+        found: dict[str, dict[str, str]] = json.loads(done.stdout)
+        return found
+
+    modules = probe(args.python)
+    if "heat" in args.methods and args.heat_python != args.python:
+        heat = probe(args.heat_python)
+        modules.update(heat=heat["heat"], torch=heat["torch"])
+    return modules
 
 
 def availability(method: Method, modules: dict[str, dict[str, str]]) -> str | None:
@@ -274,7 +296,10 @@ def availability(method: Method, modules: dict[str, dict[str, str]]) -> str | No
         return None
     if error.startswith("ModuleNotFoundError"):
         if need == "heat":
-            return "not installed (needs torch, ~1 GB: pip install -e '.[bench-heat]')"
+            return (
+                "not installed (needs torch, ~6 GB, in its own venv: make bench-heat-setup, "
+                "then --heat-python .venv-heat/bin/python, which make bench adds)"
+            )
         return "not installed (pip install -e '.[bench]')"
     return f"not installed: import {need} failed ({error})"
 
@@ -318,7 +343,8 @@ def command(
     ctx: Context, method: Method, workload: Workload, output: Path | None, tag: str
 ) -> tuple[list[str], dict[str, str], dict[str, Path]]:
     """The command line, environment and result files of one run."""
-    args, python = ctx.args, ctx.args.python
+    args = ctx.args
+    python = args.heat_python if method.kind == "heat" else args.python
     env = dict(ctx.env)
     files: dict[str, Path] = {}
     if method.kind == "cp":
@@ -692,7 +718,7 @@ def run_suite(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     os.sync()
     ctx = Context(spec, source, reference, workdir, args, env)
     chosen = methods(args)
-    modules = probe_modules(args.python)
+    modules = probe_modules(args)
     results: dict[str, Any] = {
         "suite": "h5par benchmarks/suite.py",
         "command": " ".join([sys.argv[0], *sys.argv[1:]]),
