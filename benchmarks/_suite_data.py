@@ -21,7 +21,8 @@ import numpy as np
 DATASET = "field"
 
 #: Relative tolerance of mean and std against the reference (summation order differs by
-#: method; min and max must be exact).
+#: method; min and max must be exact). The mean's rounding error scales with the values, not
+#: with the mean (about 0 for the suite's input), so it may also be off by STATS_RTOL x std.
 STATS_RTOL = 1e-9
 
 
@@ -276,20 +277,27 @@ def prefix_stats(source: Path, rows: int) -> dict[str, float]:
 
 
 def verify_stats(got: dict[str, Any], reference: dict[str, float]) -> tuple[bool, str]:
-    """min and max exactly, mean and std within :data:`STATS_RTOL` of the reference."""
+    """min and max exactly, mean and std within :data:`STATS_RTOL` of the reference.
+
+    The mean may also differ by ``STATS_RTOL`` x the reference std: with a mean near 0, its
+    relative error says nothing (HeAT's mean of the 8 MiB input is 2.5e-12 off, numpy's 1e-19).
+    """
     problems = []
+    spread = abs(reference.get("std", 0.0)) * STATS_RTOL
     for op, want in reference.items():
         value = got.get(op)
         if not isinstance(value, (int, float)):
             problems.append(f"{op} missing")
         elif (op in ("min", "max") and value != want) or (
             op in ("mean", "std")
-            and not math.isclose(value, want, rel_tol=STATS_RTOL, abs_tol=1e-12)
+            and not math.isclose(
+                value, want, rel_tol=STATS_RTOL, abs_tol=max(1e-12, spread if op == "mean" else 0)
+            )
         ):
             problems.append(f"{op} = {value!r}, expected {want!r}")
     if problems:
         return False, "; ".join(problems)
-    return True, "min/max exact, mean/std within 1e-9 of numpy"
+    return True, "min/max exact, mean/std within 1e-9 of numpy (mean: or of 1e-9 x std)"
 
 
 def vmhwm_kib() -> int:
