@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import numpy as np
@@ -31,11 +33,18 @@ __all__ = [
     "allgather_within",
     "bcast",
     "bcast_array",
+    "key",
     "mpi_comm",
+    "notices_possible",
+    "post_notice",
     "private",
     "rank",
+    "read_notices",
+    "release",
+    "released",
     "resolve_comm",
     "self_comm",
+    "settle_notices",
     "size",
     "world",
 ]
@@ -218,6 +227,11 @@ _POLL = 0.0005
 _PRIVATE: dict[int, Comm] = {}
 
 
+def key(comm: Comm) -> int:
+    """A number naming ``comm`` (and its private duplicate) in this process."""
+    return int(comm.py2f())
+
+
 def private(comm: Comm) -> Comm:
     """A duplicate of ``comm`` kept for h5par's agreements. Collective the first time.
 
@@ -226,27 +240,122 @@ def private(comm: Comm) -> Comm:
     must not be able to match each other: agreements use this separate communicator.
     Entry points create it before any file is opened.
     """
-    key = int(comm.py2f())
-    if key not in _PRIVATE:
-        _PRIVATE[key] = comm.Dup()
-    return _PRIVATE[key]
+    number = key(comm)
+    if number not in _PRIVATE:
+        _PRIVATE[number] = comm.Dup()
+    return _PRIVATE[number]
 
 
-def allgather_within(comm: Comm, value: T, patience: float | None) -> list[T] | None:
+def allgather_within(
+    comm: Comm,
+    value: T,
+    patience: float | None,
+    until: Callable[[], bool] | None = None,
+) -> list[T] | None:
     """:func:`allgather`, or None when some rank has not arrived after ``patience`` seconds.
 
     Collective over comm. The ranks first meet in a non-blocking barrier polled until the
     deadline, so a rank that never comes (blocked, dead, stuck in another collective call)
-    cannot keep this one waiting forever. ``patience=None`` waits as long as it takes.
+    cannot keep this one waiting forever. ``patience=None`` waits as long as it takes;
+    ``until`` (polled with the barrier) ends the wait early when it returns True.
     """
     if patience is not None:
         request = comm.Ibarrier()
         deadline = time.monotonic() + patience
         while not request.Test():
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or (until is not None and until()):
                 return None  # the caller aborts the job: the request dies with it
             time.sleep(_POLL)
     return allgather(comm, value)
+
+
+# Failure notices. A rank that failed tells every other rank so before it waits in an
+# agreement, and a rank stuck inside a collective call the failed rank left tells it back
+# (a release). Both are point-to-point messages on the private communicators, where
+# nothing else is point-to-point (agreements are collective operations, which never match
+# point-to-point messages): nothing but these functions can receive them. Notices are read
+# by the watchdog thread as well as the main thread, hence MPI_THREAD_MULTIPLE and a lock.
+
+_NOTICE = 1  # tag of a notice: any picklable value from the failed rank
+_RELEASE = 2  # tag of a release: an empty message to the failed rank
+_LOCK = threading.Lock()
+_RECEIVED: dict[tuple[int, int], Any] = {}  # (communicator key, source) -> notice
+_RELEASES: list[MPI.Request] = []  # never completed: the job is aborted right after
+
+
+def notices_possible() -> bool:
+    """True when MPI runs and lets threads other than the main one call it (THREAD_MULTIPLE)."""
+    mpi = _initialised()  # never initialise MPI here: the watchdog thread asks too
+    return mpi is not None and bool(mpi.Query_thread() == mpi.THREAD_MULTIPLE)
+
+
+def post_notice(channel: Comm, notice: Any) -> list[MPI.Request]:
+    """Send ``notice`` to every other rank of ``channel`` (a :func:`private` communicator).
+
+    Non-blocking: complete the requests with :func:`settle_notices` once the ranks agreed.
+    """
+    if isinstance(channel, OneProcess):
+        return []  # nobody else to tell
+    me = channel.Get_rank()
+    others = (r for r in range(channel.Get_size()) if r != me)
+    return [channel.isend(notice, dest=r, tag=_NOTICE) for r in others]
+
+
+def settle_notices(channel: Comm, sent: list[MPI.Request], sources: list[int]) -> None:
+    """After an agreement: take the notices ``sources`` sent, and complete the ones sent.
+
+    Every rank that posted a notice to the others takes part in the agreement, so the
+    messages are on their way: nothing stays pending (MPI_Finalize would wait for it).
+    """
+    if isinstance(channel, OneProcess):
+        return
+    from mpi4py import MPI
+
+    number = key(channel)
+    with _LOCK:
+        for source in sources:
+            if _RECEIVED.pop((number, source), None) is None:
+                channel.recv(source=source, tag=_NOTICE)
+    MPI.Request.waitall(sent)
+
+
+def read_notices(comm: Comm | None = None) -> list[tuple[int, Any]]:
+    """The notices received on ``comm``'s private communicator (None: on all of them).
+
+    Pairs (source rank, notice) sorted by rank. Safe from the watchdog thread (never creates
+    a communicator); the notices stay readable until :func:`settle_notices` takes them.
+    """
+    from mpi4py import MPI
+
+    found_channels = _PRIVATE.values() if comm is None else [_PRIVATE.get(key(comm))]
+    channels = [c for c in found_channels if c is not None and not isinstance(c, OneProcess)]
+    numbers = {key(c) for c in channels}
+    status = MPI.Status()
+    with _LOCK:
+        for channel in channels:
+            while (message := channel.improbe(tag=_NOTICE, status=status)) is not None:
+                _RECEIVED[key(channel), status.Get_source()] = message.recv()
+        found = [(s, notice) for (n, s), notice in _RECEIVED.items() if n in numbers]
+    return sorted(found, key=lambda pair: pair[0])
+
+
+def release(comm: Comm, dest: int) -> None:
+    """Tell rank ``dest``, which failed, that this rank is inside a collective call it left."""
+    channel = _PRIVATE.get(key(comm))
+    if channel is not None and not isinstance(channel, OneProcess):
+        _RELEASES.append(channel.isend(None, dest=dest, tag=_RELEASE))
+
+
+def released(channel: Comm) -> int | None:
+    """The rank that sent this rank a release on ``channel``, if any (see :func:`release`)."""
+    if isinstance(channel, OneProcess):
+        return None
+    from mpi4py import MPI
+
+    status = MPI.Status()
+    if channel.iprobe(tag=_RELEASE, status=status):
+        return int(status.Get_source())
+    return None
 
 
 def abort(status: int) -> NoReturn:

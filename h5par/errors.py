@@ -13,10 +13,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .comm import allgather_within, private
-from .guard import beat, give_up, patience, stop_signal, waiting
+from .comm import (
+    allgather_within,
+    notices_possible,
+    post_notice,
+    private,
+    released,
+    settle_notices,
+)
+from .guard import beat, calls, give_up, patience, stop_signal, waiting
 
 if TYPE_CHECKING:
+    from mpi4py import MPI
+
     from .comm import Comm
 
 __all__ = [
@@ -115,7 +124,9 @@ def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Itera
 
     The agreement waits with a patience (:func:`h5par.guard.patience`): when a rank never
     arrives — blocked, dead, or left inside a collective HDF5 call by a rank that failed —
-    the job is aborted with one message instead of hanging.
+    the job is aborted with one message instead of hanging. A failing rank first posts its
+    message to the others (a failure notice, see :mod:`h5par.guard`), so that the job ends
+    with it, and ends early when a rank tells it back it is inside a collective call it left.
 
     Parameters
     ----------
@@ -146,10 +157,15 @@ def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Itera
         None if failure is None else (comm.Get_rank(), socket.gethostname(), *_report(failure))
     )
     wait = patience(failure is not None)
+    channel = private(comm)
+    sent = _notify(comm, channel, phase, mine, wait)
+    until = (lambda: released(channel) is not None) if sent else None
     with waiting():
-        gathered = allgather_within(private(comm), (mine, stop_signal(), due), wait)
+        gathered = allgather_within(channel, (mine, stop_signal(), due, bool(sent)), wait, until)
     if gathered is None:
-        _abandon(comm, phase, mine, wait)
+        _abandon(comm, channel, phase, mine, wait)
+    noticed = [g[0][0] for g in gathered if g[3] and g[0][0] != comm.Get_rank()]
+    settle_notices(channel, sent, noticed)
     outcome.stop = next((g[1] for g in gathered if g[1]), None)
     outcome.due = bool(gathered[0][2])
     reports = [g[0] for g in gathered if g[0] is not None]
@@ -165,12 +181,28 @@ def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Itera
     raise error(message, rank, host, status) from failure
 
 
-def _abandon(comm: Comm, phase: str, mine: Any, wait: float | None) -> NoReturn:
-    where = f"rank {comm.Get_rank()} of {comm.Get_size()} on {socket.gethostname()}"
+def _where(comm: Comm) -> str:
+    return f"rank {comm.Get_rank()} of {comm.Get_size()} on {socket.gethostname()}"
+
+
+def _notify(
+    comm: Comm, channel: Comm, phase: str, mine: Any, wait: float | None
+) -> list[MPI.Request]:
+    """Post this rank's failure to the others' watchdogs (none without failure or watchdog)."""
+    if mine is None or wait is None or not notices_possible():
+        return []
+    return post_notice(channel, (f"{mine[2]} [{phase}, {_where(comm)}]", calls(comm)))
+
+
+def _abandon(comm: Comm, channel: Comm, phase: str, mine: Any, wait: float | None) -> NoReturn:
+    where = _where(comm)
     if mine is None:
         give_up(
             f"{where} waited {wait:.0f} s for the other ranks at {phase}: a rank is blocked or dead"
         )
+    blocked = released(channel)
+    if blocked is not None:
+        give_up(f"{mine[2]} [{phase}, {where}]; rank {blocked} is inside a collective call it left")
     give_up(
         f"{mine[2]} [{phase}, {where}]; the other ranks did not respond within {wait:.0f} s "
         "(they are inside a collective call it left)"

@@ -32,6 +32,7 @@ from .comm import allgather, bcast_array, rank, size
 from .decomposition import Index, index_shape
 from .errors import H5ParError, Outcome, StoppedError, collective_errors
 from .faults import inject
+from .guard import collective_call
 from .halo import extend
 from .io import File, read_block, read_selected, transfer_plist, write_block
 from .journal import Journal, hold
@@ -374,7 +375,8 @@ def _write(
             if dxpl is not None:
                 inject("collective-write")  # the other ranks are in the call by now
             try:
-                write_block(dout, output_boxes(target, index), out, dxpl)
+                with collective_call(sweep.comm) if dxpl is not None else contextlib.nullcontext():
+                    write_block(dout, output_boxes(target, index), out, dxpl)
             except OSError as exc:  # HDF5 does not say why: name the usual causes
                 raise H5ParError(
                     f"cannot write {target.path} of {sweep.work.destination}: {exc} (disk "

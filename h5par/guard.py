@@ -8,6 +8,12 @@
   gives the stuck rank's own watchdog time to speak first, then aborts; a rank that has
   failed waits a few seconds only, because the others may be inside a collective HDF5 call
   they can never leave.
+- **Failure notices**: a rank that failed posts its message to every other rank before it
+  waits (:func:`h5par.errors.collective_errors`). The job always ends with that message,
+  printed by the failed rank: a watchdog that finds its rank stuck reads the notices first
+  and leaves the word to the failed rank (it speaks itself only if that rank never does),
+  and a rank inside a :func:`collective_call` the failed rank never entered — which it can
+  never leave — releases the failed rank from its wait at once.
 - **SIGTERM / SIGUSR1** (SLURM's time limit, ``scancel``, ``--signal``) only set a flag;
   the data pass stops at the next block boundary, records its progress and exits 75.
 """
@@ -23,13 +29,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from .comm import abort, world
+from .comm import abort, key, notices_possible, read_notices, release, world
+
+if TYPE_CHECKING:
+    from .comm import Comm
 
 __all__ = [
     "DEFAULT_WATCHDOG",
     "beat",
+    "calls",
+    "collective_call",
     "give_up",
     "guarded",
     "patience",
@@ -55,6 +66,10 @@ class _State:
     waits: int = 0
     stop: str | None = None  # name of the stop signal received
     thread: threading.Thread | None = None
+    calls: dict[int, int] = dataclasses.field(default_factory=dict)  # per communicator key
+    inside: tuple[Comm, int] | None = None  # the collective call in progress, its number
+    noticed: float | None = None  # when the watchdog first left the word to a failed rank
+    released: bool = False  # this rank released a failed rank (once is enough)
 
 
 _state = _State()
@@ -74,6 +89,27 @@ def waiting() -> Iterator[None]:
     finally:
         _state.waits -= 1
         _state.last = time.monotonic()
+
+
+def calls(comm: Comm) -> int:
+    """How many :func:`collective_call` blocks over ``comm`` this rank has entered."""
+    return _state.calls.get(key(comm), 0)
+
+
+@contextmanager
+def collective_call(comm: Comm) -> Iterator[None]:
+    """Mark a collective call over ``comm`` (every rank makes the same ones, in order).
+
+    A rank inside one that a failed rank never entered waits for a rank that is not coming:
+    its watchdog releases the failed rank (see the module docstring).
+    """
+    number = calls(comm) + 1
+    _state.calls[key(comm)] = number
+    _state.inside = (comm, number)
+    try:
+        yield
+    finally:
+        _state.inside = None
 
 
 def patience(failed: bool) -> float | None:
@@ -100,6 +136,7 @@ def guarded(seconds: float | None) -> Iterator[None]:
         return
     rank, nranks = world()
     _state.seconds, _state.where = seconds, f"rank {rank} of {nranks} on {socket.gethostname()}"
+    _state.noticed, _state.released = None, False
     beat("starting")
     if _state.thread is None:
         _state.thread = threading.Thread(target=_watch, name="h5par-watchdog", daemon=True)
@@ -116,13 +153,42 @@ def _watch() -> None:
         time.sleep(0.2 if seconds is None else min(1.0, seconds / 10))
         if seconds is None or _state.seconds is None or _state.waits:
             continue
+        inside = _state.inside
+        if inside is not None and not _state.released:
+            _release_if_left(*inside)
         idle = time.monotonic() - _state.last
         if idle > seconds:
-            give_up(
-                f"{_state.where} made no progress for {idle:.0f} s ({_state.phase}): blocked in "
-                f"I/O, in a kernel or in a collective call another rank never joined "
-                f"(run.watchdog = {seconds:g} s)"
-            )
+            _stuck(seconds, idle)
+
+
+def _notices(comm: Comm | None = None) -> list[tuple[int, tuple[str, int]]]:
+    """Failure notices posted to this rank: (rank, (message, its collective calls))."""
+    return read_notices(comm) if notices_possible() else []
+
+
+def _release_if_left(comm: Comm, number: int) -> None:
+    """Release the first failed rank that never entered collective call ``number``."""
+    for source, (_, entered) in _notices(comm):
+        if entered < number:
+            release(comm, source)
+            _state.released = True
+            return
+
+
+def _stuck(seconds: float, idle: float) -> None:
+    """End the job: this rank made no progress — unless a failed rank is about to."""
+    notices = _notices()
+    if not notices:
+        give_up(
+            f"{_state.where} made no progress for {idle:.0f} s ({_state.phase}): blocked in "
+            f"I/O, in a kernel or in a collective call another rank never joined "
+            f"(run.watchdog = {seconds:g} s)"
+        )
+    now = time.monotonic()
+    if _state.noticed is None:
+        _state.noticed = now  # the failed rank ends the job within its patience
+    elif now - _state.noticed > FAILED_PATIENCE + _GRACE:
+        give_up(f"{notices[0][1][0]}; that rank did not end the job ({_state.where} did)")
 
 
 def stop_signal() -> str | None:

@@ -135,10 +135,8 @@ def timed(call):
 def test_exception_inside_the_collective_write_aborts_with_one_line(
     work, clean, nranks, bad
 ) -> None:
-    # The failing rank gives up after watchdog/2; the others, stuck in the collective call,
-    # would be named by their watchdog after a full one: leave the abort a wide margin
-    # (a loaded machine delays it by seconds).
-    (work / "job.toml").write_text(JOB.format(watchdog=3 * WATCHDOG))
+    # The others, stuck in the collective call, leave the word to the failing rank even when
+    # their watchdog fires before it has aborted the job (failure notices).
     result, seconds = timed(lambda: run(nranks, work, f"collective-write:{bad}:raise:3"))
     assert result.returncode == 1, result.stderr
     (line,) = errors(result)
@@ -147,6 +145,38 @@ def test_exception_inside_the_collective_write_aborts_with_one_line(
     assert "Traceback" not in result.stderr
     assert seconds < LIMIT
     check_aftermath(work, clean, 5 - nranks)
+
+
+@pytest.mark.parametrize(("nranks", "bad"), [(2, 0), (3, 1)], ids=lambda v: str(v))
+def test_a_late_failure_inside_the_collective_write_still_ends_with_its_message(
+    work, nranks, bad
+) -> None:
+    # The failing rank is slow (3 s) before it raises: the others' watchdog (4 s, counted from
+    # the start of the step) fires before the failing rank's wait (2 s) is over.
+    fault = f"collective-write:{bad}:delay=3:3, collective-write:{bad}:raise:3"
+    result = run(nranks, work, fault)
+    assert result.returncode == 1, result.stderr
+    (line,) = errors(result)
+    assert f"injected fault at collective-write on rank {bad}" in line
+    assert f"rank {bad} of {nranks}" in line and "made no progress" not in result.stderr
+
+
+@pytest.mark.parametrize("nranks", [2, 3])
+def test_a_failure_the_others_wait_for_in_a_collective_call_ends_the_job_at_once(
+    work, clean, nranks
+) -> None:
+    # With a long watchdog the failing rank would wait 10 s for the others: the ranks stuck
+    # in the collective write it left tell it so, and it aborts the job with its own message.
+    bad = nranks - 1
+    (work / "job.toml").write_text(JOB.format(watchdog=60))
+    result, seconds = timed(lambda: run(nranks, work, f"collective-write:{bad}:raise:2"))
+    assert result.returncode == 1, result.stderr
+    (line,) = errors(result)
+    assert f"injected fault at collective-write on rank {bad} [writing " in line
+    assert f"rank {bad} of {nranks} on " in line
+    assert "is inside a collective call it left; aborting the job" in line
+    assert "made no progress" not in result.stderr and "Traceback" not in result.stderr
+    assert seconds < 15  # launch and start included: well before the 10 s wait and the watchdog
 
 
 @pytest.mark.parametrize("nranks", [2, 3, 4])

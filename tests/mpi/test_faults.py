@@ -208,3 +208,26 @@ def test_neighbourhood_kernels_axis_reductions_and_subfiled_output_resume_bitwis
         if kind == "subfiled":
             assert got["x"] == (data["x"] * 2.0).tobytes()
             assert got["z"] == (data["z"] * 2.0).tobytes()
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.timeout(120)
+def test_failure_notices_are_all_taken_after_the_agreement() -> None:
+    # A rank that fails posts a notice to every other rank; when the ranks agree, every
+    # notice is received and every send completed: nothing stays pending for MPI_Finalize.
+    from h5par import comm as comms
+    from h5par.errors import collective_errors
+    from h5par.guard import guarded
+
+    assert comms.notices_possible(), "mpi4py initialises MPI_THREAD_MULTIPLE"
+    channel = comms.private(comm)
+    with guarded(60):
+        for bad in [*range(comm.size), None]:
+            with pytest.raises(CollectiveError) as info, collective_errors(comm, "step"):
+                if bad is None or comm.rank == bad:  # None: every rank fails
+                    raise RuntimeError(f"failed on rank {comm.rank}")
+            assert info.value.rank == (0 if bad is None else bad)
+    comm.Barrier()
+    channel.Barrier()  # any notice still in flight has arrived by now
+    assert not channel.iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG)
+    assert not comms._RECEIVED
