@@ -160,7 +160,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 labels[key] = entry["label"]
     fig, axes = plt.subplots(3, 1, figsize=(12, 12), sharex=True)
     width = 0.8 / max(1, len(methods))
-    colors = plt.get_cmap("tab10")
+    colors = plt.get_cmap("tab20")
     for m, key in enumerate(methods):
         xs, thr, low, high, vs_h5py, vs_cp, hatch, inner = [], [], [], [], [], [], [], []
         for w, name in enumerate(workloads):
@@ -177,7 +177,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             hatch.append(summary["extrapolated"])
             own = summary["inner_seconds"]
             inner.append(nbytes / own["median"] / 1e9 if own else float("nan"))
-        style = {"width": width, "color": colors(m % 10), "label": labels[key]}
+        style = {"width": width, "color": colors(m % 20), "label": labels[key]}
         bars = axes[0].bar(xs, thr, yerr=[low, high], capsize=3, **style)
         axes[0].plot(xs, inner, "k_", markersize=10, label="_")
         bars_h5py = axes[1].bar(xs, vs_h5py, **style)
