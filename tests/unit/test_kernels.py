@@ -315,6 +315,29 @@ def test_reduce_partials_match_numpy(x, nranks, budget, skipna) -> None:
             assert abs(got[op] - want[op]) <= 1e-12 * scale, (op, got[op], want[op])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("skipna", [False, True])
+def test_reduce_of_a_block_larger_than_a_piece_matches_numpy(dtype, skipna) -> None:
+    from h5par.kernels.reduce import PIECE
+
+    x = np.random.default_rng(3).normal(5.0, 2.0, size=(3 * PIECE // 700 + 1, 700)).astype(dtype)
+    x[::97, ::13] = np.nan if skipna else x[::97, ::13]
+    assert x.size > 3 * PIECE
+    ops = ["min", "max", "sum", "mean", "std", "count", "histogram"]
+    kernel = Reduce(op=ops, skipna=skipna, bins=17).with_range(np.nanmin(x), np.nanmax(x))
+    got = kernel.finish(kernel.partial(x, Scratch()), x.dtype)
+    want = numpy_stats(x, skipna, 17)
+    data = x[~np.isnan(x)] if skipna else x
+    scale = float(np.sum(np.abs(data), dtype=np.float64))
+    for op in ("min", "max", "count"):
+        assert got[op] == want[op], op
+    for op in ("sum", "mean", "std"):
+        assert abs(got[op] - want[op]) <= 1e-12 * scale, (op, got[op], want[op])
+    counts, edges = np.histogram(data, bins=17)
+    assert got["histogram"]["counts"] == counts.tolist()
+    assert got["histogram"]["edges"] == edges.tolist()
+
+
 def test_histogram_with_global_range_is_bitwise_numpy() -> None:
     x = np.random.default_rng(1).normal(size=1001).astype(np.float32)
     kernel = Reduce(op="histogram", bins=13).with_range(x.min(), x.max())
