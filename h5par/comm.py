@@ -181,7 +181,7 @@ def mpi_comm(comm: Comm) -> MPI.Comm:
 
 
 def world() -> tuple[int, int]:
-    """This process's rank in the job and the job's number of ranks (no MPI started)."""
+    """This process's rank in the job and the job's number of ranks (never starts MPI)."""
     mpi = _initialised()
     if mpi is None:
         return _launched(_RANK_VARS, 0), _launched(_SIZE_VARS, 1)
