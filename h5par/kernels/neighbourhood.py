@@ -18,7 +18,7 @@ import numpy as np
 from h5par.decomposition import Index
 from h5par.errors import UsageError
 
-from .base import Kernel, Scratch, as_number, axes_of, check_axis_param, register
+from .base import Kernel, Scratch, as_number, axes_of, check_axis_param, register, ufunc_out
 
 __all__ = ["MODES", "Gradient", "MovingMean", "Smooth"]
 
@@ -63,8 +63,8 @@ class _Filter(Kernel):
         """Neighbours needed before and after each element along a filtered axis."""
         raise NotImplementedError
 
-    def correlate(self, x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
-        """The 1-d filter along ``axis`` of the whole (extended) block, into ``out``."""
+    def correlate(self, x: np.ndarray, axis: int, out: np.ndarray | None) -> np.ndarray:
+        """The 1-d filter along ``axis`` of the whole (extended) block, into ``out`` if given."""
         raise NotImplementedError
 
     def check(self, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
@@ -99,12 +99,7 @@ class _Filter(Kernel):
         dtype = self.result_dtype(x.dtype)
         x = x.astype(dtype, copy=False)  # a copy for integers only
         for turn, axis in enumerate(self.filter_axes(x.ndim)):
-            out = (
-                np.empty(x.shape, dtype)
-                if scratch is None
-                else scratch.take(x.shape, dtype, "ab"[turn % 2])
-            )
-            x = self.correlate(x, axis, out)
+            x = self.correlate(x, axis, ufunc_out(scratch, x.shape, dtype, "ab"[turn % 2]))
         return x
 
 
@@ -160,23 +155,15 @@ class Smooth(_Filter):
         r = int(self.truncate * float(self.sigma) + 0.5)
         return r, r
 
-    def correlate(self, x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
-        """One axis of the smoothing, into ``out``."""
+    def correlate(self, x: np.ndarray, axis: int, out: np.ndarray | None) -> np.ndarray:
+        """One axis of the smoothing, into ``out`` if given."""
         if self.method == "box":
             assert self.size is not None
             weights = np.full(self.size, 1.0 / self.size)
-            _ndimage().correlate1d(x, weights, axis, out, mode=self.mode, cval=self.cval)
-        else:
-            _ndimage().gaussian_filter1d(
-                x,
-                self.sigma,
-                axis,
-                output=out,
-                mode=self.mode,
-                cval=self.cval,
-                truncate=self.truncate,
-            )
-        return out
+            return _ndimage().correlate1d(x, weights, axis, out, mode=self.mode, cval=self.cval)
+        return _ndimage().gaussian_filter1d(
+            x, self.sigma, axis, output=out, mode=self.mode, cval=self.cval, truncate=self.truncate
+        )
 
 
 @register
@@ -211,11 +198,10 @@ class MovingMean(_Filter):
         """``window // 2`` before, the rest after (scipy's centring)."""
         return self.window // 2, self.window - 1 - self.window // 2
 
-    def correlate(self, x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
-        """The moving average along ``axis``, into ``out``."""
+    def correlate(self, x: np.ndarray, axis: int, out: np.ndarray | None) -> np.ndarray:
+        """The moving average along ``axis``, into ``out`` if given."""
         weights = np.full(self.window, 1.0 / self.window)
-        _ndimage().correlate1d(x, weights, axis, out, mode=self.mode, cval=self.cval)
-        return out
+        return _ndimage().correlate1d(x, weights, axis, out, mode=self.mode, cval=self.cval)
 
 
 @register

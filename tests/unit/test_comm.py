@@ -12,17 +12,7 @@ import pytest
 
 from h5par import comm
 
-_LAUNCHER_VARS = (
-    "OMPI_COMM_WORLD_SIZE",
-    "OMPI_COMM_WORLD_LOCAL_SIZE",
-    "OMPI_COMM_WORLD_RANK",
-    "PMI_SIZE",
-    "PMI_RANK",
-    "PMIX_SIZE",
-    "PMIX_RANK",
-    "SLURM_NTASKS",
-    "SLURM_PROCID",
-)
+_LAUNCHER_VARS = (*comm._RANK_VARS, *comm._SIZE_VARS, "OMPI_COMM_WORLD_LOCAL_SIZE")
 
 
 def _plain_env(**extra: str) -> dict[str, str]:
