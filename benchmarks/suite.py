@@ -17,7 +17,8 @@ Workloads: ``clip`` (``[[kernels]] name = "clip", min = 0.0``), ``stats`` (``red
 mean, std; no output) and ``astype`` (float64 -> float32). Methods:
 
 - ``h5par``: ``mpirun -n N python -m h5par run JOB --quiet --report R.json`` for each N of
-  ``--ranks``, without ``mpirun`` for one rank, as a user runs it (through ``_suite_h5par_rank.py``, which runs the same ``h5par.cli.main`` and
+  ``--ranks``, without ``mpirun`` for one rank, as a user runs it (through
+  ``_suite_h5par_rank.py``, which runs the same ``h5par.cli.main`` and
   then records each rank's peak RSS); ``--h5par-variant`` adds tuned variants;
 - ``h5py``: the best serial h5py code (blocked read_direct / write_direct, preallocated
   buffers, ``out=`` kernels, output with the input's layout and ``fill_time="never"``);
@@ -32,7 +33,7 @@ mean, std; no output) and ``astype`` (float64 -> float32). Methods:
   for moving the same bytes.
 - ``dd``: the ceiling of two writers: two ``dd`` processes at once, each copying half of
   the input, into one file (``dd-2-one-file``) and into two files (``dd-2-two-files``);
-  for stats, two readers (``dd-2``). What any 2-rank method could reach here.
+  for stats, both are two readers to ``/dev/null``. What any 2-rank method could reach here.
 
 Outputs: the table on stdout (also ``suite.txt``), ``suite.json`` with every raw timing and
 ``suite.png`` (throughput with min-max bars, speed relative to serial h5py and to cp) in
