@@ -306,7 +306,29 @@ def _expand_inputs(spec: Any, base: Path, driver: str) -> list[Path]:
         if not hits:
             raise UsageError(f"input.path {pattern!r} matches no file (looked in {str(base)!r})")
         found += [Path(h) for h in hits if Path(h) not in found]
+    _check_distinct_inputs(found)
     return found
+
+
+def _check_distinct_inputs(inputs: list[Path]) -> None:
+    """Refuse two names of one file (a link, ``x/../a.h5``): it would be processed twice.
+
+    Files are told apart by device and inode; a member pattern of the family driver,
+    which names no file, is left out.
+    """
+    seen: dict[tuple[int, int], Path] = {}
+    for path in inputs:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        first = seen.setdefault((stat.st_dev, stat.st_ino), path)
+        if first is not path:
+            raise UsageError(
+                f"input.path: {str(first)!r} and {str(path)!r} are the same file "
+                "(valid: each input file once; a link or another name of a listed file "
+                "would be processed twice)"
+            )
 
 
 def _outputs(

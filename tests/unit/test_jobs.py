@@ -148,3 +148,52 @@ def test_select_table_is_parsed_when_the_job_is_loaded(dumps) -> None:
         job_from_dict(base_job(input__select={"/x": "x y"}), base=dumps)
     with pytest.raises(UsageError, match="expected a string"):
         job_from_dict(base_job(input__select={"/x": 3}), base=dumps)
+
+
+# Inputs are told apart by file identity (device + inode), for every kind of job: a link
+# or another name of a listed file would be processed twice (in place: scaled twice).
+ALIASES = {
+    "symlink in a glob": ("run/*.h5", lambda d: (d / "run" / "latest.h5").symlink_to("snap_3.h5")),
+    "hard link in a glob": (
+        "run/*.h5",
+        lambda d: (d / "run" / "z.h5").hardlink_to(d / "run" / "snap_3.h5"),
+    ),
+    "dot-dot in a list": (
+        ["run/snap_3.h5", "run/x/../snap_3.h5"],
+        lambda d: (d / "run" / "x").mkdir(),
+    ),
+}
+KINDS = {
+    "in place": {"in_place": True},
+    "output pattern": {"path": "out/{stem}_clean.h5"},
+    "reduce only": {},
+}
+
+
+@pytest.mark.parametrize("alias", ALIASES, ids=str)
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+def test_two_names_of_one_input_are_refused_naming_both(tmp_path, alias, kind) -> None:
+    (tmp_path / "run").mkdir()
+    for i in (2, 3):
+        (tmp_path / "run" / f"snap_{i}.h5").write_bytes(b"")
+    pattern, make = ALIASES[alias]
+    make(tmp_path)
+    kernels = (
+        [{"name": "reduce", "op": "sum"}]
+        if kind == "reduce only"
+        else [{"name": "scale", "factor": 2}]
+    )
+    job = {"version": 1, "input": {"path": pattern}, "output": KINDS[kind], "kernels": kernels}
+    with pytest.raises(UsageError, match="are the same file") as info:
+        job_from_dict(job, base=tmp_path)
+    message = str(info.value)
+    assert "snap_3.h5" in message and (
+        "latest.h5" in message or "z.h5" in message or "x/../" in message
+    )
+    assert "\n" not in message
+
+
+def test_the_same_name_twice_is_one_input(tmp_path) -> None:
+    (tmp_path / "a.h5").write_bytes(b"")
+    job = {"version": 1, "input": {"path": ["a.h5", "*.h5"]}, "output": {"in_place": True}}
+    assert [f.input.name for f in job_from_dict(job, base=tmp_path).files] == ["a.h5"]
