@@ -24,6 +24,7 @@ from .decomposition import assign_files
 from .errors import collective_errors
 from .guard import guarded
 from .jobs import Job, JobFile, job_from_dict, load_job
+from .journal import check_free, work_folder
 from .kernels import Chain
 from .progress import Progress
 from .runner import Result, apply, inspect
@@ -91,6 +92,7 @@ def run(
     with collective_errors(comm, "check inputs"):
         if rank(comm) == 0:  # every input and output, before any file is written
             for i in todo:
+                _check_not_busy(job, job.files[i])
                 ranks = size(comm) if i in shared else 1
                 inspect(**_engine_arguments(job, job.files[i]), nranks=ranks)
     progress = Progress(sum(sizes[i] for i in todo), enabled=not quiet and rank(comm) == 0)
@@ -135,9 +137,24 @@ def _as_job(job: Job | Mapping[str, Any] | str | os.PathLike[str], overrides: Se
 
 
 def _identity(path: Path) -> str:
-    """Size and modification time of an input, as recorded in its output."""
+    """Size, modification and change times and inode of an input, as recorded in its output.
+
+    The change time and the inode tell a replacement with preserved times (``cp -p``,
+    ``rsync -t``) from the file the output was made of.
+    """
     stat = path.stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+
+
+def _check_not_busy(job: Job, file: JobFile) -> None:
+    """Refuse at once a file whose work folder another run holds (rank 0; reads the lock).
+
+    The run takes the lock itself later (:func:`h5par.journal.take`); this says so before
+    anything opens the file, which the running job may hold.
+    """
+    destination = file.input if job.in_place else file.output
+    if destination is not None:
+        check_free(work_folder(destination))
 
 
 def finished_file(job: Job, file: JobFile) -> bool:

@@ -35,7 +35,7 @@ from .faults import inject
 from .guard import collective_call
 from .halo import extend
 from .io import File, read_block, read_selected, transfer_plist, write_block
-from .journal import Journal, hold
+from .journal import Journal
 from .kernels import (
     AxisPartial,
     Broadcast,
@@ -85,29 +85,26 @@ class Record:
 
 def execute(work: Work, plan: Plan, comm: Comm) -> tuple[dict[str, dict[str, Any]], Record]:
     """Run the data pass of ``plan`` and put its output in place. Collective over comm."""
-    journal = open_journal(work, plan, comm)
-    lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-    if journal is not None and rank(comm) == 0:
-        lock = hold(journal.folder)  # rank 0 holds the work folder while the run works in it
-    try:
-        with lock:
+    journal, lock = open_journal(work, plan, comm)
+    with lock or contextlib.nullcontext():  # rank 0 holds the work folder until it is done
+        try:
             reductions, record = _data_phase(work, plan, journal, comm)
             with collective_errors(comm, "finalize"):
                 inject("finalize")  # the last point where any rank may still fail
             with collective_errors(comm, "finalize"):  # only rank 0 acts: no failure after it
                 if journal is not None and rank(comm) == 0:
                     finalize(work, plan, journal)
-    except StoppedError:
-        raise  # the work folder stays: the next run resumes from it
-    except Exception as exc:
-        note = None if journal is None else partly_updated(work, journal)
-        if note is None and journal is not None and rank(comm) == 0:
-            journal.remove()
-        if note is not None and isinstance(exc, H5ParError):
-            exc.args = (f"{exc}; {note}",)
-        elif note is not None:
-            raise H5ParError(f"{type(exc).__name__}: {exc}; {note}") from exc
-        raise
+        except StoppedError:
+            raise  # the work folder stays: the next run resumes from it
+        except Exception as exc:
+            note = None if journal is None else partly_updated(work, journal)
+            if note is None and journal is not None and rank(comm) == 0:
+                journal.remove()
+            if note is not None and isinstance(exc, H5ParError):
+                exc.args = (f"{exc}; {note}",)
+            elif note is not None:
+                raise H5ParError(f"{type(exc).__name__}: {exc}; {note}") from exc
+            raise
     return reductions, record
 
 

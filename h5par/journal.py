@@ -13,22 +13,38 @@ talks MPI or HDF5.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import datetime
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+import socket
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import UsageError
 from .kernels import Partial
 
-__all__ = ["Journal", "fingerprint", "hold", "in_use", "work_folder"]
+__all__ = [
+    "BusyError",
+    "Journal",
+    "Lock",
+    "Owner",
+    "canonical",
+    "check_free",
+    "fingerprint",
+    "holder",
+    "in_use",
+    "take",
+    "work_folder",
+]
 
 VERSION = 1
 OUTPUT = "output.h5"
@@ -46,39 +62,317 @@ def work_folder(destination: Path) -> Path:
 def fingerprint(parts: Mapping[str, Any]) -> str:
     """A digest of what determines the result: the job, the input, the unit sizes.
 
+    Only explicit values count (:func:`canonical`), never ``repr``: the same job gives the
+    same digest on one process and on N ranks, before and after pickling.
+
     >>> fingerprint({"a": 1}) == fingerprint({"a": 1}) != fingerprint({"a": 2})
     True
+    >>> import pickle
+    >>> dt = np.dtype("f8")
+    >>> fingerprint({"d": dt}) == fingerprint({"d": pickle.loads(pickle.dumps(dt))})
+    True
     """
-    text = json.dumps(parts, sort_keys=True, default=repr)
+    text = json.dumps(canonical(parts), sort_keys=True, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def in_use(folder: Path) -> bool:
-    """True when a running h5par holds the lock of work folder ``folder``.
+def canonical(value: Any) -> Any:
+    """``value`` as plain JSON data: the same for equal values, however they print.
 
-    File systems without locks (some NFS/Lustre mounts) answer False: nothing to check.
+    Dataclasses become their class name and ``init`` fields, dtypes their byte string
+    (``<f8``) with fields, subarrays and h5py's metadata, arrays and numpy scalars their
+    dtype and values, tuples and sets lists. Anything else is a TypeError: no ``repr`` fallback.
+
+    >>> canonical((np.float32(1.5), np.dtype(">i2"), slice(1, None), bytes([1])))
+    [{'array': {'dtype': '<f4'}, 'data': 1.5}, {'dtype': '>i2'}, {'slice': [1, None, None]}, {'bytes': '01'}]
     """
-    lock = folder / "lock"
-    if not lock.exists():
-        return False
-    with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic | np.ndarray):
+        return {"array": canonical(np.asarray(value).dtype), "data": canonical(value.tolist())}
+    if isinstance(value, np.dtype):
+        return _canonical_dtype(value)
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, slice):
+        return {"slice": canonical([value.start, value.stop, value.step])}
+    if value is Ellipsis:
+        return {"ellipsis": True}
+    if isinstance(value, type):
+        return {"type": f"{value.__module__}.{value.__qualname__}"}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {
+            f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
+        }
+        return {"class": type(value).__qualname__, **fields}
+    if isinstance(value, Mapping):
+        return [[canonical(k), canonical(v)] for k, v in _sorted(value.items())]
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return [canonical(v) for v in _sorted(value)]
+    raise TypeError(f"cannot fingerprint a {type(value).__qualname__}: {value!r}")
+
+
+def _sorted(items: Any) -> list[Any]:
+    """``items`` in the order of their canonical JSON text (mapping keys of any type)."""
+    return sorted(items, key=lambda item: json.dumps(canonical(item), sort_keys=True))
+
+
+def _canonical_dtype(dtype: np.dtype[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"dtype": dtype.str}
+    if dtype.names is not None:
+        fields = dtype.fields
+        assert fields is not None
+        out["fields"] = [[n, _canonical_dtype(fields[n][0]), fields[n][1]] for n in dtype.names]
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        out["subarray"] = [_canonical_dtype(base), list(shape)]
+    if dtype.metadata:  # h5py: enum members, vlen base, reference kind
+        out["metadata"] = canonical(dict(dtype.metadata))
+    return out
+
+
+#: The lock file of a work folder: rank 0 of the run working in it holds it (``flock``) and
+#: writes its owner record in it (JSON: host, pid, start time).
+LOCK = "lock"
+#: How often :func:`take` tries a lock held by another process (a probe holds it an instant).
+_TRIES = 20
+_HELD, _TAKEN, _NO_LOCKS = "held", "taken", "no locks"
+
+
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """Who holds a work folder: the owner record in its lock file.
+
+    Attributes
+    ----------
+    host : str
+        Host name of rank 0 of the run.
+    pid : int
+        Its process id on that host.
+    started : str
+        When it took the lock (UTC, ISO 8601).
+    """
+
+    host: str
+    pid: int
+    started: str
+
+    @classmethod
+    def me(cls) -> Owner:
+        """This process, now."""
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        return cls(socket.gethostname(), os.getpid(), now)
+
+    @property
+    def here(self) -> bool:
+        """True when the owner ran on this host."""
+        return self.host == socket.gethostname()
+
+    def alive(self) -> bool:
+        """False only when the owner is known to be gone: its host is this one, its pid not.
+
+        A process on another host cannot be checked from here: it counts as alive.
+        """
+        if not self.here:
             return True
-        except OSError:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
             return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
+        except PermissionError:
+            return True
+        return True
+
+    def describe(self, folder: Path) -> str:
+        """The owner and, on another host, how to clear its lock if it is gone (messages)."""
+        if not self.host:
+            return "it is taking or releasing the lock"
+        where = f"pid {self.pid} on {self.host} since {self.started}"
+        if self.here:
+            return where
+        return f"{where}; if it no longer runs there, delete {folder / LOCK} and rerun"
 
 
-@contextlib.contextmanager
-def hold(folder: Path) -> Iterator[None]:
-    """Hold the lock of work folder ``folder`` while a run works in it (see :func:`in_use`)."""
-    with open(folder / "lock", "a") as handle:
-        with contextlib.suppress(OSError):  # a rare race, or no locks here: in_use looked
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield
+class BusyError(UsageError):
+    """Another h5par run works in the work folder (exit status 2: this run wrote nothing)."""
+
+
+class Lock:
+    """The lock of a work folder, taken by :func:`take` and held until :meth:`release`.
+
+    While it is held, the lock file holds this process's :class:`Owner` record and, where
+    the file system supports it, an exclusive ``flock``.
+    """
+
+    def __init__(self, folder: Path, fd: int) -> None:
+        self.folder, self.fd = folder, fd
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Let go of the work folder; it is removed when nothing but the lock is left in it."""
+        if self.fd < 0:
+            return
+        try:
+            if _same_file(self.folder / LOCK, self.fd):
+                if [p.name for p in self.folder.iterdir()] == [LOCK]:
+                    (self.folder / LOCK).unlink()  # still locked: nobody takes it meanwhile
+                    self.folder.rmdir()
+                else:
+                    os.ftruncate(self.fd, 0)  # no owner: the next run takes over at once
+        except OSError:
+            pass  # the folder went (finalized or removed): nothing is left to clean
+        finally:
+            os.close(self.fd)  # releases the flock
+            self.fd = -1
+
+
+def take(folder: Path) -> Lock:
+    """Take the lock of work folder ``folder`` (created if missing) for this run (rank 0).
+
+    The lock is busy while another process holds its ``flock``, or while its owner record
+    names an owner that may be alive: one on another host (``flock`` is per host on some
+    file systems), or, where there is no ``flock``, a live process on this host. A lock
+    left by a run that died on this host is taken over.
+
+    Raises
+    ------
+    BusyError
+        Another run works in ``folder`` (the message names the folder and its owner).
+    UsageError
+        The lock cannot be taken (the folder cannot be created, the lock file not opened).
+    """
+    for _ in range(_TRIES):
+        fd = _open_lock(folder)
+        if fd is None:
+            continue  # the folder was removed meanwhile by the run that finished in it
+        try:
+            state = _flock(fd, folder)
+            if state != _HELD and _same_file(folder / LOCK, fd):
+                owner = _owner(fd)
+                if owner is not None and _busy_owner(owner, state):
+                    raise BusyError(_busy(folder, owner))
+                _write_owner(fd, Owner.me())
+                return Lock(folder, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # held (perhaps for an instant), or replaced meanwhile: try again
+        time.sleep(0.05)
+    raise BusyError(_busy(folder, holder(folder)))
+
+
+def holder(folder: Path) -> Owner | None:
+    """The owner of the lock of work folder ``folder``; None when no run holds it.
+
+    Changes nothing (the lock file is only read): ``h5par status`` asks this.
+    """
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        owner = _owner(fd)
+        try:
+            state = _TAKEN if _try(fd, fcntl.LOCK_SH) else _HELD
+        except OSError:
+            state = _NO_LOCKS
+        if state == _HELD:
+            return owner or Owner("", 0, "")  # taking or releasing it right now
+        return owner if owner is not None and _busy_owner(owner, state) else None
+    finally:
+        os.close(fd)
+
+
+def check_free(folder: Path) -> None:
+    """Raise :class:`BusyError` when a run holds the lock of work folder ``folder``."""
+    owner = holder(folder)
+    if owner is not None:
+        raise BusyError(_busy(folder, owner))
+
+
+def in_use(folder: Path) -> bool:
+    """True when a running h5par holds the lock of work folder ``folder`` (see :func:`take`)."""
+    return holder(folder) is not None
+
+
+def _busy_owner(owner: Owner, state: str) -> bool:
+    """Whether a recorded owner still counts, given what ``flock`` said about the lock."""
+    if state == _TAKEN:  # the flock was free: an owner on this host is dead
+        return not owner.here
+    return owner.alive()
+
+
+def _busy(folder: Path, owner: Owner | None) -> str:
+    who = "" if owner is None else f" ({owner.describe(folder)})"
+    return f"another h5par run is working in {folder}{who}: wait until it ends"
+
+
+def _open_lock(folder: Path) -> int | None:
+    """The lock file opened for writing, or None when the folder vanished meanwhile."""
+    try:
+        folder.mkdir(exist_ok=True)
+        return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        if folder.parent.is_dir():
+            return None
+        raise UsageError(f"output folder {str(folder.parent)!r} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from None
+
+
+def _try(fd: int, kind: int) -> bool:
+    """Try a ``flock`` of ``kind`` without waiting: False when another process holds it."""
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _flock(fd: int, folder: Path) -> str:
+    """The exclusive ``flock``: taken, held by another process, or no locks on this file system."""
+    try:
+        return _TAKEN if _try(fd, fcntl.LOCK_EX) else _HELD
+    except OSError as exc:
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            return _NO_LOCKS  # the owner record alone decides
+        raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from None
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    """True when ``path`` still names the file open as ``fd`` (not removed and re-created)."""
+    try:
+        here, there = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _owner(fd: int) -> Owner | None:
+    """The owner record in the lock file (None: empty, or not a record)."""
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"null")
+        if data is None:
+            return None
+        return Owner(str(data["host"]), int(data["pid"]), str(data["started"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _write_owner(fd: int, owner: Owner) -> None:
+    data = json.dumps(dataclasses.asdict(owner)).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    os.fsync(fd)
 
 
 def _key(path: str) -> str:
@@ -205,6 +499,16 @@ class Journal:
     def remove(self) -> None:
         """Delete the work folder and everything in it."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def clear(self) -> None:
+        """Delete everything in the work folder but its lock (a fresh start under the lock)."""
+        for entry in self.folder.iterdir():
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 def _partial(data: Any, i: int) -> Partial:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .batch import finished_file
 from .jobs import Job, JobFile
-from .journal import Journal, in_use, work_folder
+from .journal import Journal, holder, work_folder
 from .slurm import slurm_state
 
 __all__ = ["job_status"]
@@ -43,6 +43,9 @@ def _state(job: Job, file: JobFile) -> str:
         )
     done, total = journal.count()
     age = time.time() - (folder / "journal.json").stat().st_mtime
-    how = "running" if in_use(folder) else "stopped (rerun the job to resume)"
+    owner = holder(folder)
+    how = "stopped (rerun the job to resume)"
+    if owner is not None:
+        how = f"running ({owner.describe(folder)})"
     share = 100 * done / total if total else 100.0
     return f"{how}: {done} of {total} units done ({share:.0f}%), journal updated {age:.0f} s ago ({folder})"

@@ -9,8 +9,11 @@ the parts and the temporary output moved into place, the work folder removed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import h5py
@@ -20,7 +23,9 @@ from .errors import UsageError, collective_errors
 from .faults import inject
 from .hierarchy import build_output, reattach_scales
 from .io import open_input
-from .journal import Journal, fingerprint, in_use, work_folder
+from .journal import Journal, Lock, fingerprint, take, work_folder
+from .kernels import Chain
+from .kernels.user import PythonKernel
 from .subfiles import parts_folder, virtual_dataset
 from .targets import Plan, Target, Work, units
 
@@ -44,27 +49,44 @@ def partly_updated(work: Work, journal: Journal) -> str | None:
     )
 
 
-def open_journal(work: Work, plan: Plan, comm: Comm) -> Journal | None:
-    """Rank 0 resumes or starts the work folder; every rank gets the journal. Collective."""
+def open_journal(work: Work, plan: Plan, comm: Comm) -> tuple[Journal | None, Lock | None]:
+    """Rank 0 locks and resumes or starts the work folder; every rank gets the journal.
+
+    Returns the journal and, on rank 0, the work folder's lock, to be released once the
+    output is in place (or the run failed or stopped). Collective.
+    """
     if work.destination is None:
-        return None  # statistics only: nothing is written, a rerun starts over
-    journal = None
+        return None, None  # statistics only: nothing is written, a rerun starts over
+    journal, lock = None, None
     try:
         with collective_errors(comm, "create output"):
-            journal = _resume_or_start(work, plan) if rank(comm) == 0 else None
+            if rank(comm) == 0:
+                journal, lock = _resume_or_start(work, plan)
             inject("create")
     except Exception:
         if journal is not None and partly_updated(work, journal) is None:
             journal.remove()  # rank 0 started it, another rank failed
+        if lock is not None:
+            lock.release()
         raise
     journal = bcast(comm, journal)
     assert journal is not None
-    return journal
+    return journal, lock
 
 
-def _resume_or_start(work: Work, plan: Plan) -> Journal:
+def _resume_or_start(work: Work, plan: Plan) -> tuple[Journal, Lock]:
+    """Lock the work folder (refused while another run holds it), then resume or start."""
     assert work.destination is not None
     folder = work_folder(work.destination)
+    lock = take(folder)
+    try:
+        return _resume_or_start_locked(work, plan, folder), lock
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     stamp = _fingerprint(work, plan)
     old = Journal.load(folder)
     if old is not None and old.fingerprint == stamp and (work.in_place or _readable(old)):
@@ -72,20 +94,15 @@ def _resume_or_start(work: Work, plan: Plan) -> Journal:
     if work.in_place and old is not None and (old.count()[0] or old.staged):
         raise UsageError(
             f"{work.input} is partly updated by an unfinished in-place run of another job "
-            f"(journal in {folder}): rerun that job to finish it, or delete {folder} to keep "
-            "the partial update"
+            f"(or the job's kernel code, or the file, changed since; journal in {folder}): "
+            "rerun that job with the same code to finish it (deleting the journal leaves "
+            "the file half updated)"
         )
     if work.resume:
         why = "no earlier run was stopped" if old is None else "the job or the input changed"
         raise UsageError(f"--resume: nothing to resume for {work.destination} ({why})")
-    if in_use(folder):
-        raise UsageError(f"another h5par run is working in {folder}")
     journal = Journal(folder, stamp)
-    journal.remove()
-    try:
-        folder.mkdir()
-    except OSError as exc:
-        raise UsageError(f"output folder {str(folder.parent)!r} is not writable: {exc}") from None
+    journal.clear()
     journal.units = {
         t.path: len(units(t, work.chain_for(t), work.budget)) for t in all_targets(plan)
     }
@@ -93,28 +110,75 @@ def _resume_or_start(work: Work, plan: Plan) -> Journal:
         try:
             _create_output(work, plan, journal)
         except BaseException:
-            journal.remove()
+            journal.clear()
             raise
     journal.save()
     return journal
 
 
 def _fingerprint(work: Work, plan: Plan) -> str:
-    identity = {} if work.in_place else plan.identity  # an in-place run changes both
+    """The digest of everything the result depends on, as explicit values (no ``repr``)."""
     return fingerprint(
         {
             "input": str(work.input.resolve()),
-            "identity": identity,
+            "identity": _input_identity(work),
             "output": None if work.output is None else str(work.output.resolve()),
-            "chain": repr(work.chain),
+            "chain": work.chain,
+            "code": _kernel_code(work.chain),
             "budget": work.budget,
-            "options": repr(work.options),
+            "options": work.options,
             "driver": [work.driver, work.driver_options],
             "respect_fill_value": work.respect_fill_value,
-            "targets": repr(all_targets(plan)),
+            "targets": all_targets(plan),
             "parts": work.nranks if work.options.subfiled else None,
         }
     )
+
+
+def _input_identity(work: Work) -> dict[str, int]:
+    """What tells the input apart from a replacement (``cp -p``, ``rsync -t`` keep times).
+
+    A new output: size, modification and change times, inode. In place the run itself
+    changes the times: the inode only. Never the device number, which differs between
+    the nodes mounting one NFS file system.
+    """
+    try:
+        stat = os.stat(work.input)
+    except OSError:  # a family driver's member pattern
+        return {}
+    if work.in_place:
+        return {"inode": stat.st_ino}
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
+        "inode": stat.st_ino,
+    }
+
+
+def _kernel_code(chain: Chain) -> list[list[str | None]]:
+    """``[function, sha256 of its module's file]`` of each ``python`` kernel of ``chain``.
+
+    Editing a kernel's module between a stop and a resume changes the fingerprint: units
+    computed by the old code are not mixed with units of the new.
+    """
+    code: list[list[str | None]] = []
+    for kernel in chain.kernels:
+        if isinstance(kernel, PythonKernel):
+            module = sys.modules.get(kernel.function.partition(":")[0])
+            code.append([kernel.function, _file_digest(getattr(module, "__file__", None))])
+    return code
+
+
+def _file_digest(path: str | None) -> str | None:
+    if path is None:
+        return None  # a built-in module: it changes with Python only
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise UsageError(
+            f"kernel 'python': cannot read its module {path!r}: {exc.strerror}"
+        ) from None
 
 
 def all_targets(plan: Plan) -> list[Target]:

@@ -1,0 +1,117 @@
+"""Two runs of one job at once, for real: two ``mpirun -n 2`` processes on one work folder.
+
+The first run is slowed down (``kernel:*:delay=0.8`` per step); the second starts while the
+first works and must be refused at once with one line naming the work folder (exit 2,
+every rank), without touching the work folder: the first run ends as if alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+N = 32768  # float64 ones: 256 KiB, 16 units of 16 KiB under memory = 64KiB
+JOB = """version = 1
+[input]
+path = "data.h5"
+[output]
+{output}
+[[kernels]]
+name = "scale"
+factor = 2
+[run]
+memory = "64KiB"
+"""
+OUTPUTS = {"in place": ("in_place = true", "data.h5"), "new output": ('path = "out.h5"', "out.h5")}
+
+
+def command(*extra: str) -> list[str]:
+    return ["mpirun", "--oversubscribe", "-n", "2", sys.executable, "-c", WRAPPER, "run", *extra]
+
+
+def start(folder: Path, env: dict[str, str], delay: float) -> subprocess.Popen[str]:
+    """Start ``h5par run job.toml`` on 2 ranks, each step slowed by ``delay`` seconds."""
+    return subprocess.Popen(
+        command("job.toml", "--set", "run.file_parallel_below=0"),
+        cwd=folder,
+        env={**env, "H5PAR_FAULT": f"kernel:*:delay={delay}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
+    """Wait for ``proc``; on timeout kill its process group (mpirun and its ranks) and fail."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout} s\n{out}\n{err}")
+    return proc.returncode, out, err
+
+
+def wait_until_working(folder: Path, proc: subprocess.Popen[str], limit: float = 60) -> None:
+    """Return once the run has started its data pass (its journal exists)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (folder / "journal.json").is_file():
+            return
+        time.sleep(0.05)
+    code, out, err = finish(proc, 10)
+    pytest.fail(f"the first run never started working (exit {code})\n{out}\n{err}")
+
+
+def owner_record(folder: Path) -> dict:
+    """The owner record in the work folder's lock file ({} when there is none)."""
+    try:
+        return json.loads((folder / "lock").read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("output", OUTPUTS, ids=str)
+def test_a_second_run_of_a_running_job_is_refused_at_once(mpitools, tmp_path, output) -> None:
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"] = np.ones(N)
+    (tmp_path / "job.toml").write_text(JOB.format(output=OUTPUTS[output][0]))
+    destination = tmp_path / OUTPUTS[output][1]
+    folder = destination.parent / f".{destination.name}.h5par"
+    env = mpitools.mpi_env()
+    first = start(tmp_path, env, 0.8)
+    try:
+        wait_until_working(folder, first)
+        owner = owner_record(folder)
+        began = time.monotonic()
+        second = start(tmp_path, env, 0.3)
+        code, out, err = finish(second, 120)
+        seconds = time.monotonic() - began
+        assert first.poll() is None, "the first run ended before the second was refused"
+    finally:
+        first_code, first_out, first_err = finish(first, 180)
+    lines = [line for line in err.splitlines() if line.startswith("h5par:")]
+    assert code == 2 and out.count("EXIT 2") == 2, (code, out, err)
+    assert len(lines) == 1, err
+    assert folder.name in lines[0] and "another h5par run is working" in lines[0], lines[0]
+    assert owner and f"pid {owner['pid']} on {owner['host']}" in lines[0], (owner, lines[0])
+    assert first_code == 0 and first_out.count("EXIT 0") == 2, (first_out, first_err)
+    assert "resumed" not in first_out + out
+    print(f"[{output}] refused after {seconds:.1f} s: {lines[0]}")
+    with h5py.File(destination, "r") as f:
+        assert (f["x"][...] == 2.0).all()  # scaled once, by the first run alone
+    with h5py.File(tmp_path / "data.h5", "r") as f:
+        assert (f["x"][...] == (2.0 if output == "in place" else 1.0)).all()
+    assert not folder.exists()

@@ -1,0 +1,168 @@
+"""The work folder's lock and the journal's fingerprint (no MPI; other processes for real)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from h5par.errors import UsageError
+from h5par.jobs import job_from_dict
+from h5par.journal import LOCK, BusyError, fingerprint, holder, take
+from h5par.layout import OutputOptions
+from h5par.targets import Target
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from h5par.journal import take
+lock = take(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def holding(tmp_path):
+    """Start a process that takes the lock of a work folder and keeps it; yields it."""
+    folder = tmp_path / ".out.h5.h5par"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield folder, proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def record(folder: Path, host: str, pid: int) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / LOCK).write_text(json.dumps({"host": host, "pid": pid, "started": "then"}))
+
+
+def dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def test_a_lock_held_by_another_process_is_busy_and_names_it(holding) -> None:
+    folder, proc = holding
+    started = time.monotonic()
+    with pytest.raises(BusyError, match="another h5par run is working in") as info:
+        take(folder)
+    assert time.monotonic() - started < 5  # refused at once, not after a wait
+    message = str(info.value)
+    assert str(folder) in message and f"pid {proc.pid} on {socket.gethostname()}" in message
+    assert isinstance(info.value, UsageError) and "\n" not in message
+    owner = holder(folder)
+    assert owner is not None and owner.pid == proc.pid
+
+
+def test_the_lock_of_a_killed_run_on_this_host_is_taken_over(holding) -> None:
+    folder, proc = holding
+    (folder / "journal.json").write_text("{}")  # the killed run's progress stays
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert json.loads((folder / LOCK).read_text())["pid"] == proc.pid  # its record stays
+    assert holder(folder) is None
+    with take(folder):
+        assert json.loads((folder / LOCK).read_text())["pid"] == os.getpid()
+    assert (folder / "journal.json").is_file() and (folder / LOCK).read_text() == ""
+
+
+def test_a_record_of_a_dead_pid_on_this_host_is_stale(tmp_path) -> None:
+    folder = tmp_path / ".o.h5par"
+    record(folder, socket.gethostname(), dead_pid())
+    assert holder(folder) is None
+    take(folder).release()
+    assert not folder.exists()  # nothing but the lock was left: the folder goes too
+
+
+def test_a_record_from_another_host_is_busy_until_its_lock_file_is_deleted(tmp_path) -> None:
+    # That host's flock may be invisible here (per-host locks on NFS/Lustre mounts).
+    folder = tmp_path / ".o.h5par"
+    record(folder, "node-that-is-not-this-one", 4242)
+    with pytest.raises(BusyError) as info:
+        take(folder)
+    message = str(info.value)
+    assert "pid 4242 on node-that-is-not-this-one" in message
+    assert f"delete {folder / LOCK} and rerun" in message
+    assert holder(folder) is not None
+    (folder / LOCK).unlink()  # what the README says to do once that run is gone
+    take(folder).release()
+
+
+def test_a_lock_that_cannot_be_taken_is_an_error(tmp_path) -> None:
+    folder = tmp_path / ".o.h5par"
+    (folder / LOCK).mkdir(parents=True)  # not a file: it cannot be opened for writing
+    with pytest.raises(UsageError, match="cannot lock work folder"):
+        take(folder)
+    with pytest.raises(UsageError, match="does not exist"):
+        take(tmp_path / "missing" / ".o.h5par")
+
+
+def test_release_keeps_a_work_folder_with_progress_and_clears_the_owner(tmp_path) -> None:
+    folder = tmp_path / ".o.h5par"
+    lock = take(folder)
+    (folder / "journal.json").write_text("{}")
+    lock.release()
+    lock.release()  # twice is harmless
+    assert (folder / LOCK).read_text() == "" and holder(folder) is None
+
+
+# The fingerprint: explicit values only, the same before and after pickling (N ranks).
+
+
+def test_fingerprint_of_targets_survives_pickling(tmp_path) -> None:
+    # h5py's dtypes print as dtype('<f8') and, once pickled (N ranks), as dtype('float64').
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        f["f"], f["i"] = np.ones(3), np.ones(3, ">i4")
+        f["c"] = np.zeros(2, [("a", "<f4"), ("b", "u1", (2,))])
+        dtypes = [f[name].dtype for name in ("f", "i", "c")]
+    targets = [
+        Target("/x", (4, 3), dt, (4, 3), dt, (2, 3), {"chunks": (2, 3), "fillvalue": dt.type(0)})
+        for dt in dtypes[:2]
+    ]
+    targets.append(Target("/c", (5,), dtypes[2], (5,), dtypes[2], None, {}))
+    parts = {"targets": targets, "options": OutputOptions(chunks=[2, 3]), "budget": 1 << 20}
+    assert fingerprint(parts) == fingerprint(pickle.loads(pickle.dumps(parts)))
+    assert fingerprint(parts) != fingerprint({**parts, "budget": 1 << 21})
+
+
+def test_fingerprint_refuses_values_without_an_explicit_form() -> None:
+    with pytest.raises(TypeError, match="cannot fingerprint"):
+        fingerprint({"x": object()})
+
+
+def test_fingerprint_of_a_chain_is_its_parameters(tmp_path) -> None:
+    (tmp_path / "a.h5").write_bytes(b"")
+    kernels = [{"name": "clip", "min": 0.0}, {"name": "astype", "dtype": "float32"}]
+    job = job_from_dict(
+        {"input": {"path": "a.h5"}, "output": {"in_place": True}, "kernels": kernels}, tmp_path
+    )
+    from h5par.kernels import Chain
+
+    chain = Chain.from_specs(job.kernels)
+    assert fingerprint({"c": chain}) == fingerprint({"c": pickle.loads(pickle.dumps(chain))})
+    other = Chain.from_specs([{"name": "clip", "min": 1.0}, kernels[1]])
+    assert fingerprint({"c": chain}) != fingerprint({"c": other})
