@@ -101,6 +101,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     if work.resume:
         why = "no earlier run was stopped" if old is None else "the job or the input changed"
         raise UsageError(f"--resume: nothing to resume for {work.destination} ({why})")
+    _check_not_done_meanwhile(work)
     journal = Journal(folder, stamp)
     journal.clear()
     journal.units = {
@@ -114,6 +115,37 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
             raise
     journal.save()
     return journal
+
+
+def _check_not_done_meanwhile(work: Work) -> None:
+    """Refuse a fresh start, under the lock, when another run finished the output meanwhile.
+
+    The checks before the lock (output exists, file already done by this job) ran while that
+    run still worked; starting now would replace its output without ``overwrite`` or, in
+    place, apply the job a second time.
+    """
+    if work.overwrite:
+        return
+    if work.output is not None and work.output.exists():
+        raise UsageError(
+            f"output {str(work.output)!r} exists: another run finished it meanwhile (set "
+            "overwrite = true or pass --overwrite to replace it)"
+        )
+    digest = work.provenance.get("h5par_job_sha256")
+    if work.in_place and digest is not None and _job_digest(work) == digest:
+        raise UsageError(
+            f"{str(work.input)!r} was completed by another run of this job meanwhile "
+            "(nothing to do; set overwrite = true to apply the job again)"
+        )
+
+
+def _job_digest(work: Work) -> Any:
+    """The job digest an earlier h5par run recorded in the input (None if none)."""
+    try:
+        with h5py.File(work.input, "r") as f:
+            return f.attrs.get("h5par_job_sha256")
+    except OSError:
+        return None
 
 
 def _fingerprint(work: Work, plan: Plan) -> str:

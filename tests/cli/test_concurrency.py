@@ -115,3 +115,43 @@ def test_a_second_run_of_a_running_job_is_refused_at_once(mpitools, tmp_path, ou
     with h5py.File(tmp_path / "data.h5", "r") as f:
         assert (f["x"][...] == (2.0 if output == "in place" else 1.0)).all()
     assert not folder.exists()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("output", OUTPUTS, ids=str)
+def test_a_run_whose_checks_passed_before_another_finished_does_not_redo_it(
+    mpitools, tmp_path, output
+) -> None:
+    # B passes its checks first (nothing runs yet), then waits (inspect:*:delay, before it
+    # takes the lock) while A runs the whole job; B must not scale the file a second time
+    # or replace A's new output without overwrite.
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"] = np.ones(N)
+    (tmp_path / "job.toml").write_text(JOB.format(output=OUTPUTS[output][0]))
+    destination = tmp_path / OUTPUTS[output][1]
+    env = mpitools.mpi_env()
+    late = subprocess.Popen(
+        command("job.toml", "--set", "run.file_parallel_below=0"),
+        cwd=tmp_path,
+        env={**env, "H5PAR_FAULT": "inspect:*:delay=8"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(4)  # B is past its checks, in the delay
+        assert late.poll() is None
+        code, out, err = finish(start(tmp_path, env, 0.0), 120)
+        assert code == 0, out + err
+        assert late.poll() is None, "B ended before A finished: the case was not made"
+        finished = destination.stat().st_ino
+    finally:
+        late_code, late_out, late_err = finish(late, 120)
+    lines = [line for line in late_err.splitlines() if line.startswith("h5par:")]
+    assert late_code == 2 and len(lines) == 1, late_out + late_err
+    assert "meanwhile" in lines[0], lines[0]
+    with h5py.File(destination, "r") as f:
+        assert (f["x"][...] == 2.0).all()  # scaled once
+    assert destination.stat().st_ino == finished  # A's output, not replaced
+    assert not (destination.parent / f".{destination.name}.h5par").exists()
