@@ -61,7 +61,14 @@ from .targets import (
     read_bytes,
     units,
 )
-from .workfolder import PARTS, all_targets, finalize, open_journal, partly_updated
+from .workfolder import (
+    PARTS,
+    all_targets,
+    finalize,
+    left_as_is,
+    open_journal,
+    partly_updated,
+)
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -94,7 +101,11 @@ def execute(work: Work, plan: Plan, comm: Comm) -> tuple[dict[str, dict[str, Any
             with collective_errors(comm, "finalize"):  # only rank 0 acts: no failure after it
                 if journal is not None and rank(comm) == 0:
                     finalize(work, plan, journal)
-        except StoppedError:
+        except StoppedError:  # agreed by every rank, each has closed the file
+            if journal is not None and work.in_place:
+                allgather(comm, None)  # ... every rank: the file is as the run leaves it
+                if rank(comm) == 0:
+                    left_as_is(work, journal)
             raise  # the work folder stays: the next run resumes from it
         except Exception as exc:
             note = None if journal is None else partly_updated(work, journal)

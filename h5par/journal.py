@@ -397,6 +397,9 @@ class Journal:
         In-place runs: ``{dataset path: [unit, ...]}`` whose new data waits in ``redo/``.
     ranges : dict
         In-place runs: ``{dataset path: [[position, low, high], ...]}`` histogram ranges.
+    left : dict
+        In-place runs that stopped or failed: the file's size, times and inode as they left
+        it (a resume checks that nothing else changed it since).
     """
 
     folder: Path
@@ -405,6 +408,7 @@ class Journal:
     done: dict[str, list[list[int]]] = dataclasses.field(default_factory=dict)
     staged: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     ranges: dict[str, list[list[Any]]] = dataclasses.field(default_factory=dict)
+    left: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path) -> Journal | None:

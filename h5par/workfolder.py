@@ -9,6 +9,7 @@ the parts and the temporary output moved into place, the work folder removed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -32,7 +33,7 @@ from .targets import Plan, Target, Work, units
 if TYPE_CHECKING:
     from .comm import Comm
 
-__all__ = ["PARTS", "all_targets", "finalize", "open_journal", "partly_updated"]
+__all__ = ["PARTS", "all_targets", "finalize", "left_as_is", "open_journal", "partly_updated"]
 
 #: The work folder's subfolder of part files (subfiled output).
 PARTS = "parts"
@@ -90,7 +91,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     stamp = _fingerprint(work, plan)
     old = Journal.load(folder)
     if old is not None and old.fingerprint == stamp and (work.in_place or _readable(old)):
-        return old
+        return _resumed(work, old)
     if work.in_place and old is not None and (old.count()[0] or old.staged):
         raise UsageError(
             f"{work.input} is partly updated by an unfinished in-place run of another job "
@@ -115,6 +116,29 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
             raise
     journal.save()
     return journal
+
+
+def _resumed(work: Work, journal: Journal) -> Journal:
+    """The journal of a stopped run to resume, once its in-place file is known unchanged."""
+    if work.in_place and journal.left:
+        if journal.left != _stat_identity(work.input):
+            raise UsageError(
+                f"{work.input} was changed since its in-place run stopped (size, times or "
+                f"inode differ; journal in {journal.folder}): restore the file as that run "
+                "left it and rerun to finish; if you replaced it with unprocessed data on "
+                f"purpose, delete {journal.folder} to start over"
+            )
+        journal.left = {}  # this run changes the file: its own stop records it again
+        journal.save()
+    return journal
+
+
+def left_as_is(work: Work, journal: Journal) -> None:
+    """Record how a stopped in-place run leaves its file (rank 0, every rank closed it)."""
+    if work.in_place:
+        with contextlib.suppress(OSError):
+            journal.left = _stat_identity(work.input)
+            journal.save()
 
 
 def _check_not_done_meanwhile(work: Work) -> None:
@@ -174,12 +198,16 @@ def _input_identity(work: Work) -> dict[str, int]:
     changes the times: the inode only. Never the device number, which differs between
     the nodes mounting one NFS file system.
     """
+    identity = _stat_identity(work.input)
+    return {"inode": identity["inode"]} if work.in_place and identity else identity
+
+
+def _stat_identity(path: Path) -> dict[str, int]:
+    """Size, modification and change times and inode of ``path`` ({} if it is no file)."""
     try:
-        stat = os.stat(work.input)
+        stat = os.stat(path)
     except OSError:  # a family driver's member pattern
         return {}
-    if work.in_place:
-        return {"inode": stat.st_ino}
     return {
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,

@@ -187,3 +187,19 @@ def test_an_input_replaced_with_preserved_times_is_not_skipped_as_done(
     assert redone.returncode == 0, redone.stderr
     with h5py.File(tmp_path / "out.h5", "r") as f:
         assert f["x"][...].tobytes() == (new["x"] * 2).tobytes()
+
+
+@pytest.mark.parametrize("how", REPLACE)
+def test_an_in_place_input_replaced_after_a_stop_is_not_resumed(mpitools, tmp_path, how) -> None:
+    # The resume would skip the units done: the new file would be left half processed.
+    old, new = data(), {k: v[::-1].copy() for k, v in data().items()}
+    write_input(tmp_path, old)
+    (tmp_path / "job.toml").write_text(JOB.format(output=OUTPUTS["in place"]))
+    stop(mpitools, tmp_path)
+    replace_keeping_times(tmp_path / "in.h5", new, how)
+    replaced = (tmp_path / "in.h5").read_bytes()
+    refused = rerun(mpitools, tmp_path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    (line,) = h5par_lines(refused)
+    assert "changed since" in line or "the file, changed since" in line, line
+    assert (tmp_path / "in.h5").read_bytes() == replaced  # untouched
