@@ -99,6 +99,9 @@ def test_a_second_run_of_a_running_job_is_refused_at_once(mpitools, tmp_path, ou
         second = start(tmp_path, env, 0.3)
         code, out, err = finish(second, 120)
         seconds = time.monotonic() - began
+        status = mpitools.launch(
+            [sys.executable, "-m", "h5par", "status", "job.toml"], cwd=tmp_path, env=env, timeout=60
+        )
         assert first.poll() is None, "the first run ended before the second was refused"
     finally:
         first_code, first_out, first_err = finish(first, 180)
@@ -108,6 +111,7 @@ def test_a_second_run_of_a_running_job_is_refused_at_once(mpitools, tmp_path, ou
     assert folder.name in lines[0] and "another h5par run is working" in lines[0], lines[0]
     assert owner and f"pid {owner['pid']} on {owner['host']}" in lines[0], (owner, lines[0])
     assert first_code == 0 and first_out.count("EXIT 0") == 2, (first_out, first_err)
+    assert f"running (pid {owner['pid']} on {owner['host']}" in status.stdout, status
     assert "resumed" not in first_out + out
     print(f"[{output}] refused after {seconds:.1f} s: {lines[0]}")
     with h5py.File(destination, "r") as f:
