@@ -155,17 +155,35 @@ class Owner:
         Its process id on that host.
     started : str
         When it took the lock (UTC, ISO 8601).
+    slurm : str
+        Under SLURM, ``JOBID/RESTART`` (``SLURM_JOB_ID``, ``SLURM_RESTART_COUNT``), else "".
     """
 
     host: str
     pid: int
     started: str
+    slurm: str = ""
 
     @classmethod
     def me(cls) -> Owner:
         """This process, now."""
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        return cls(socket.gethostname(), os.getpid(), now)
+        job = os.environ.get("SLURM_JOB_ID", "")
+        slurm = f"{job}/{os.environ.get('SLURM_RESTART_COUNT', '0')}" if job else ""
+        return cls(socket.gethostname(), os.getpid(), now, slurm)
+
+    def superseded(self) -> bool:
+        """True when this process is a later run of the owner's SLURM job (requeued).
+
+        SLURM runs one incarnation of a job at a time: the owner died with its node.
+
+        >>> Owner("n1", 7, "t", "42/0").superseded()  # not under SLURM here
+        False
+        """
+        mine, theirs = Owner.me().slurm.split("/"), self.slurm.split("/")
+        if len(mine) != 2 or len(theirs) != 2 or mine[0] != theirs[0]:
+            return False
+        return theirs[1].isdigit() and mine[1].isdigit() and int(theirs[1]) < int(mine[1])
 
     @property
     def here(self) -> bool:
@@ -306,6 +324,8 @@ def in_use(folder: Path) -> bool:
 
 def _busy_owner(owner: Owner, state: str) -> bool:
     """Whether a recorded owner still counts, given what ``flock`` said about the lock."""
+    if owner.superseded():
+        return False
     if state == _TAKEN:  # the flock was free: an owner on this host is dead
         return not owner.here
     return owner.alive()
@@ -363,7 +383,8 @@ def _owner(fd: int) -> Owner | None:
         data = json.loads(os.pread(fd, 4096, 0) or b"null")
         if data is None:
             return None
-        return Owner(str(data["host"]), int(data["pid"]), str(data["started"]))
+        fields = (str(data["host"]), int(data["pid"]), str(data["started"]))
+        return Owner(*fields, str(data.get("slurm", "")))
     except (OSError, ValueError, TypeError, KeyError):
         return None
 

@@ -112,6 +112,29 @@ def test_a_record_from_another_host_is_busy_until_its_lock_file_is_deleted(tmp_p
     take(folder).release()
 
 
+@pytest.mark.parametrize(
+    ("job", "restart", "busy"),
+    [("77", "1", False), ("77", "0", True), ("78", "1", True), ("", "0", True)],
+    ids=["requeued", "another step of the same run", "another job", "not under SLURM"],
+)
+def test_a_requeued_slurm_job_takes_over_its_earlier_run_on_a_failed_node(
+    tmp_path, monkeypatch, job, restart, busy
+) -> None:
+    folder = tmp_path / ".o.h5par"
+    folder.mkdir()
+    (folder / LOCK).write_text(
+        json.dumps({"host": "failed-node", "pid": 9, "started": "then", "slurm": "77/0"})
+    )
+    monkeypatch.setenv("SLURM_JOB_ID", job)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", restart)
+    if busy:
+        with pytest.raises(BusyError, match="pid 9 on failed-node"):
+            take(folder)
+    else:
+        with take(folder):
+            assert json.loads((folder / LOCK).read_text())["slurm"] == "77/1"
+
+
 def test_a_lock_that_cannot_be_taken_is_an_error(tmp_path) -> None:
     folder = tmp_path / ".o.h5par"
     (folder / LOCK).mkdir(parents=True)  # not a file: it cannot be opened for writing
