@@ -83,14 +83,17 @@ def owner_record(folder: Path) -> dict:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("locking", ["HDF5 locking on", "HDF5_USE_FILE_LOCKING=FALSE"])
 @pytest.mark.parametrize("output", OUTPUTS, ids=str)
-def test_a_second_run_of_a_running_job_is_refused_at_once(mpitools, tmp_path, output) -> None:
+def test_a_second_run_of_a_running_job_is_refused_at_once(
+    mpitools, tmp_path, output, locking
+) -> None:
     with h5py.File(tmp_path / "data.h5", "w") as f:
         f["x"] = np.ones(N)
     (tmp_path / "job.toml").write_text(JOB.format(output=OUTPUTS[output][0]))
     destination = tmp_path / OUTPUTS[output][1]
     folder = destination.parent / f".{destination.name}.h5par"
-    env = mpitools.mpi_env()
+    env = mpitools.mpi_env({"HDF5_USE_FILE_LOCKING": "FALSE"} if "FALSE" in locking else None)
     first = start(tmp_path, env, 0.8)
     try:
         wait_until_working(folder, first)
@@ -113,7 +116,7 @@ def test_a_second_run_of_a_running_job_is_refused_at_once(mpitools, tmp_path, ou
     assert first_code == 0 and first_out.count("EXIT 0") == 2, (first_out, first_err)
     assert f"running (pid {owner['pid']} on {owner['host']}" in status.stdout, status
     assert "resumed" not in first_out + out
-    print(f"[{output}] refused after {seconds:.1f} s: {lines[0]}")
+    print(f"[{output}, {locking}] refused after {seconds:.1f} s: {lines[0]}")
     with h5py.File(destination, "r") as f:
         assert (f["x"][...] == 2.0).all()  # scaled once, by the first run alone
     with h5py.File(tmp_path / "data.h5", "r") as f:
@@ -159,3 +162,47 @@ def test_a_run_whose_checks_passed_before_another_finished_does_not_redo_it(
         assert (f["x"][...] == 2.0).all()  # scaled once
     assert destination.stat().st_ino == finished  # A's output, not replaced
     assert not (destination.parent / f".{destination.name}.h5par").exists()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("output", OUTPUTS, ids=str)
+def test_the_lock_itself_refuses_a_run_whose_checks_passed_before_the_other_started(
+    mpitools, tmp_path, output
+) -> None:
+    # B passes its checks while nothing runs, then waits (before it takes the lock) while A
+    # starts and takes it: B's own attempt to lock (rank 0, before resuming or starting)
+    # must refuse it, and A must end as if alone.
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"] = np.ones(N)
+    (tmp_path / "job.toml").write_text(JOB.format(output=OUTPUTS[output][0]))
+    destination = tmp_path / OUTPUTS[output][1]
+    folder = destination.parent / f".{destination.name}.h5par"
+    env = mpitools.mpi_env()
+    late = subprocess.Popen(
+        command("job.toml", "--set", "run.file_parallel_below=0"),
+        cwd=tmp_path,
+        env={**env, "H5PAR_FAULT": "inspect:*:delay=6"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(3)  # B is past its checks, in the delay
+        first = start(tmp_path, env, 0.8)
+        try:
+            wait_until_working(folder, first)
+            code, out, err = finish(late, 120)
+            assert first.poll() is None, "A ended before B tried the lock: the case was not made"
+        finally:
+            first_code, first_out, first_err = finish(first, 180)
+    finally:
+        if late.poll() is None:
+            finish(late, 60)
+    lines = [line for line in err.splitlines() if line.startswith("h5par:")]
+    assert code == 2 and out.count("EXIT 2") == 2 and len(lines) == 1, out + err
+    assert "another h5par run is working in" in lines[0] and "create output" in lines[0], lines
+    assert first_code == 0, first_out + first_err
+    with h5py.File(destination, "r") as f:
+        assert (f["x"][...] == 2.0).all()
+    assert not folder.exists()

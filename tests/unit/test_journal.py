@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -16,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
+from h5par import journal
 from h5par.errors import UsageError
 from h5par.jobs import job_from_dict
 from h5par.journal import LOCK, BusyError, fingerprint, holder, take
@@ -133,6 +135,25 @@ def test_a_requeued_slurm_job_takes_over_its_earlier_run_on_a_failed_node(
     else:
         with take(folder):
             assert json.loads((folder / LOCK).read_text())["slurm"] == "77/1"
+
+
+def test_without_flock_the_owner_record_alone_decides(tmp_path, monkeypatch) -> None:
+    # Some NFS/Lustre mounts answer every flock with ENOLCK: a live owner is still busy.
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(journal.fcntl, "flock", no_locks)
+    folder = tmp_path / ".o.h5par"
+    record(folder, socket.gethostname(), os.getppid())  # alive
+    with pytest.raises(BusyError, match=f"pid {os.getppid()}"):
+        take(folder)
+    assert holder(folder) is not None
+    record(folder, socket.gethostname(), dead_pid())
+    assert holder(folder) is None
+    with take(folder):
+        assert holder(folder) is not None  # now this process, alive
+        with pytest.raises(BusyError, match=f"pid {os.getpid()}"):
+            take(folder)
 
 
 def test_a_lock_that_cannot_be_taken_is_an_error(tmp_path) -> None:
