@@ -271,7 +271,7 @@ def take(folder: Path) -> Lock:
     for _ in range(_TRIES):
         fd = _open_lock(folder)
         if fd is None:
-            continue  # the folder was removed meanwhile by the run that finished in it
+            continue
         try:
             state = _flock(fd, folder)
             if state != _HELD and _same_file(folder / LOCK, fd):
@@ -285,7 +285,10 @@ def take(folder: Path) -> Lock:
             raise
         os.close(fd)  # held (perhaps for an instant), or replaced meanwhile: try again
         time.sleep(0.05)
-    raise BusyError(_busy(folder, holder(folder)))
+    owner = holder(folder)
+    if owner is None:  # never held: the folder keeps vanishing or the file cannot be kept
+        raise UsageError(f"cannot lock work folder {str(folder)!r}: it keeps changing")
+    raise BusyError(_busy(folder, owner))
 
 
 def holder(folder: Path) -> Owner | None:
@@ -340,11 +343,18 @@ def _open_lock(folder: Path) -> int | None:
     """The lock file opened for writing, or None when the folder vanished meanwhile."""
     try:
         folder.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        if not folder.parent.is_dir():
+            raise UsageError(f"output folder {str(folder.parent)!r} does not exist") from None
+        raise UsageError(f"output folder {str(folder.parent)!r} is not writable") from None
+    except OSError as exc:
+        raise UsageError(
+            f"output folder {str(folder.parent)!r} is not writable ({exc.strerror})"
+        ) from None
+    try:
         return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except FileNotFoundError:
-        if folder.parent.is_dir():
-            return None
-        raise UsageError(f"output folder {str(folder.parent)!r} does not exist") from None
+        return None  # the run that finished in it removed it: try again
     except OSError as exc:
         raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from None
 
