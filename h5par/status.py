@@ -44,8 +44,7 @@ def _state(job: Job, file: JobFile) -> str:
     done, total = journal.count()
     age = time.time() - (folder / "journal.json").stat().st_mtime
     owner = holder(folder)
-    how = "stopped (rerun the job to resume)"
-    if owner is not None:
-        how = f"running ({owner.describe(folder)})"
+    how = "stopped (rerun the job to resume)" if owner is None else "running"
+    where = folder if owner is None else f"{folder}; {owner.describe(folder)}"
     share = 100 * done / total if total else 100.0
-    return f"{how}: {done} of {total} units done ({share:.0f}%), journal updated {age:.0f} s ago ({folder})"
+    return f"{how}: {done} of {total} units done ({share:.0f}%), journal updated {age:.0f} s ago ({where})"

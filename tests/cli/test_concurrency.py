@@ -114,7 +114,8 @@ def test_a_second_run_of_a_running_job_is_refused_at_once(
     assert folder.name in lines[0] and "another h5par run is working" in lines[0], lines[0]
     assert owner and f"pid {owner['pid']} on {owner['host']}" in lines[0], (owner, lines[0])
     assert first_code == 0 and first_out.count("EXIT 0") == 2, (first_out, first_err)
-    assert f"running (pid {owner['pid']} on {owner['host']}" in status.stdout, status
+    assert "running: " in status.stdout, status
+    assert f"; pid {owner['pid']} on {owner['host']} since" in status.stdout, status
     assert "resumed" not in first_out + out
     print(f"[{output}, {locking}] refused after {seconds:.1f} s: {lines[0]}")
     with h5py.File(destination, "r") as f:
