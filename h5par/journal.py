@@ -7,8 +7,11 @@ combined statistics of finished units (``partials-*.npz``) and, for in-place run
 data of a block staged before it overwrites the old one (``redo/``), the broadcast source
 rows and the histogram ranges computed from the unmodified input.
 
-Only rank 0 writes the journal (atomically: a temporary file renamed over it). Nothing here
-talks MPI or HDF5.
+Only rank 0 writes the journal (atomically: a temporary file renamed over it). Rank 0 also
+holds the work folder's ``lock`` (:func:`take`) from before it resumes or starts a run until
+the output is in place: one run per work folder, on any node. The journal's
+:func:`fingerprint` holds explicit values only (:func:`canonical`). Nothing here talks MPI
+or HDF5.
 """
 
 from __future__ import annotations
