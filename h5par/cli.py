@@ -140,6 +140,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 def format_plan(entries: list[dict[str, Any]], nranks: int) -> str:
     """The text ``h5par plan`` prints."""
     lines = [f"plan for {nranks} rank(s): {len(entries)} file(s)"]
+    folders = list(dict.fromkeys(f for entry in entries for f in entry.get("new_folders", [])))
+    if folders:
+        lines.append(f"creates {len(folders)} output folder(s): {', '.join(folders)}")
     for entry in entries:
         lines.append(
             f"{entry['input']} -> {entry['output'] or '(statistics only)'}  [{entry['parallelism']}]"
