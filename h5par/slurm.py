@@ -51,8 +51,9 @@ _SHELL_SAFE = re.compile(r"[\w@%+=:,./-]+", re.ASCII)  # what shlex.quote leaves
 # Control characters (newline, CR, NUL, escapes...), format controls (bidi overrides),
 # undecodable bytes (surrogates) and line/paragraph separators: refused in every value.
 _UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-# sbatch reads `#SBATCH --key="value"` with its own quoting: a double quote or a backslash
-# cannot be carried, and % starts a filename pattern (--output).
+# sbatch reads `#SBATCH --key="value"` with its own quoting (src/sbatch/opt.c, _get_argument):
+# a double quote or a backslash cannot be carried, # is escaped (\#), and % starts a filename
+# pattern (--output).
 _NOT_IN_DIRECTIVES = '"\\%'
 
 
@@ -264,8 +265,8 @@ def _directive(key: str, value: str | int | None, placeholder: str = "") -> list
     bad = next((c for c in text if c in forbidden), None)
     if bad is not None:  # %j in --output is SLURM's job id, on purpose
         raise UsageError(f"#SBATCH --{key} {text!r}: sbatch cannot read a value with {bad!r} in it")
-    if not _SAFE_PATH.fullmatch(text):
-        text = '"' + text + '"'  # sbatch reads a quoted value with spaces (or #) as one
+    if not _SAFE_PATH.fullmatch(text):  # sbatch reads a quoted value with spaces as one;
+        text = '"' + text.replace("#", "\\#") + '"'  # older sbatch ends it at a bare #
     return [f"#SBATCH --{key}={text}"]
 
 

@@ -29,8 +29,8 @@ name = "clip"
 min = 0.0
 """
 # What sbatch reads after `#SBATCH --key=`: a bare word, or a double-quoted one without
-# the characters sbatch's own quoting would interpret (" and \).
-DIRECTIVE = re.compile(r'#SBATCH --[a-z-]+(?:=[A-Za-z0-9_./+@%:,=~-]+|="[^"\\]*")?')
+# the characters sbatch's own quoting would interpret (" and \; # escaped for old sbatch).
+DIRECTIVE = re.compile(r'#SBATCH --[a-z-]+(?:=[A-Za-z0-9_./+@%:,=~-]+|="(?:[^"\\#]|\\#)*")?')
 ODD = "d i r 's $(touch PWNED) ; `touch PWNED` & #x *"  # a folder name
 CONTROLS = ["\n", "\r", "\t", "\x1b[2J", "\x7f", "\u2028", "\u202e"]
 
@@ -119,8 +119,12 @@ def test_odd_paths_and_set_values_are_quoted_in_every_line(tmp_path, launcher) -
     assert all(line.startswith("#") or not line for line in lines[: directives[-1]])
     for i in directives:  # sbatch reads each as one option, up to the closing quote
         assert DIRECTIVE.fullmatch(lines[i]), lines[i]
-    assert f'#SBATCH --chdir="{folder}"' in lines
-    assert f'#SBATCH --output="{folder / (job.stem + "-%j.out")}"' in lines
+    quoted = {f'"{p}"'.replace("#", "\\#") for p in (folder, folder / (job.stem + "-%j.out"))}
+    assert {
+        line.split("=", 1)[1]
+        for line in lines
+        if line.startswith(("#SBATCH --chdir=", "#SBATCH --output="))
+    } == quoted
     bin_dir = fake_launcher(tmp_path / "bin")
     env = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin", ARGS_FILE=str(tmp_path / "args"))
     env["SLURM_JOB_ID"] = "1"
