@@ -133,3 +133,10 @@ def test_in_place_on_a_subfiled_file_at_2_ranks_says_what_works(run_mpi, work) -
     assert done.returncode == 0, done.stderr  # one rank can: HDF5 writes through the parts
     with h5py.File(work / "sub.h5") as f:
         assert (f["x"][...] == np.clip(np.arange(4000.0) - 2000, 0, None)).all()
+
+
+def test_plan_for_too_many_ranks_is_a_usage_error(run_python, work) -> None:
+    done = run_python(["-m", "h5par", "plan", str(job(work)), "--ranks", "100000000000"], cwd=work)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("h5par: error:")]
+    assert errors == ["h5par: error: --ranks 100000000000: expected 1..1048576 ranks"], done.stderr
