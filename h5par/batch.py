@@ -200,7 +200,8 @@ def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
     """What ``run`` would do on ``nranks`` ranks, without reading data (one process).
 
     One entry per input file: its output, the output folders that would be created
-    (``new_folders``), whether all ranks share it or one rank owns it, and per dataset each rank's region, steps under the memory budget and bytes.
+    (``new_folders``), whether all ranks share it or one rank owns it, and per dataset
+    each rank's region, steps under the memory budget and bytes.
     """
     sizes = [_size(f.input) for f in job.files]
     shared, own = assign_files(sizes, nranks, job.file_parallel_below)

@@ -31,7 +31,7 @@ LAYOUTS = ("single", "subfiled")
 AUTO_CHUNK_BYTES = 1 << 20
 #: ``create_dataset`` keywords that need a chunked layout.
 CHUNKED_KEYS = frozenset(
-    {
+    (
         "chunks",
         "maxshape",
         "compression",
@@ -39,7 +39,7 @@ CHUNKED_KEYS = frozenset(
         "shuffle",
         "fletcher32",
         "scaleoffset",
-    }
+    )
 )
 
 
