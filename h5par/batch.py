@@ -22,6 +22,7 @@ from . import __version__
 from .comm import allgather, bcast, private, rank, resolve_comm, self_comm, size
 from .decomposition import assign_files
 from .errors import collective_errors
+from .folders import new_folders
 from .guard import guarded
 from .jobs import Job, JobFile, job_from_dict, load_job
 from .journal import check_free, work_folder
@@ -165,9 +166,11 @@ def finished_file(job: Job, file: JobFile) -> bool:
     says ``overwrite``.
     """
     target = file.input if job.in_place else file.output
-    if job.overwrite or target is None or not target.is_file():
+    if job.overwrite or target is None:
         return False
     try:
+        if not target.is_file():  # OSError: a name too long, a folder we may not search
+            return False
         with h5py.File(target, "r") as f:
             if f.attrs.get("h5par_job_sha256") != job.sha256:
                 return False
@@ -181,6 +184,11 @@ def _skipped(job: Job, i: int) -> FileResult:
     output = file.input if job.in_place else file.output
     result = Result(str(output), [], {}, [], [], 0.0)  # no rank did anything
     return FileResult(i, str(file.input), [], result, skipped=True)
+
+
+def _new_folders(folder: Path) -> list[str]:
+    """The output folders a run would create for one file (``h5par plan`` lists them)."""
+    return [str(p) for p in new_folders(folder)]
 
 
 def _size(path: Path) -> int:
@@ -208,8 +216,9 @@ def _engine_arguments(job: Job, file: JobFile) -> dict[str, Any]:
 def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
     """What ``run`` would do on ``nranks`` ranks, without reading data (one process).
 
-    One entry per input file: its output, whether all ranks share it or one rank owns it,
-    and per dataset each rank's region, steps under the memory budget and bytes.
+    One entry per input file: its output, the output folders that would be created
+    (``new_folders``), whether all ranks share it or one rank owns it, and per dataset
+    each rank's region, steps under the memory budget and bytes.
     """
     sizes = [_size(f.input) for f in job.files]
     shared, own = assign_files(sizes, nranks, job.file_parallel_below)
@@ -223,6 +232,7 @@ def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
             {
                 "input": str(file.input),
                 "output": None if file.output is None else str(file.output),
+                "new_folders": [] if file.output is None else _new_folders(file.output.parent),
                 "bytes": sizes[file.index],
                 "parallelism": "dataset-level (all ranks)"
                 if file.index in shared

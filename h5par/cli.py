@@ -22,6 +22,7 @@ from .sizes import format_size
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
+MAX_PLAN_RANKS = 1 << 20  # `plan --ranks`: more would only exhaust memory listing shares
 
 
 def _rank() -> int:
@@ -140,6 +141,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 def format_plan(entries: list[dict[str, Any]], nranks: int) -> str:
     """The text ``h5par plan`` prints."""
     lines = [f"plan for {nranks} rank(s): {len(entries)} file(s)"]
+    folders = list(dict.fromkeys(f for entry in entries for f in entry.get("new_folders", [])))
+    if folders:
+        lines.append(f"creates {len(folders)} output folder(s): {', '.join(folders)}")
     for entry in entries:
         lines.append(
             f"{entry['input']} -> {entry['output'] or '(statistics only)'}  [{entry['parallelism']}]"
@@ -265,8 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "ranks", 0) is None:
         args.ranks = world()[1]
-    elif getattr(args, "ranks", 1) < 1:
-        build_parser().error(f"--ranks {args.ranks}: expected a positive number of ranks")
+    elif not 1 <= getattr(args, "ranks", 1) <= MAX_PLAN_RANKS:  # each rank's share is listed
+        build_parser().error(f"--ranks {args.ranks}: expected 1..{MAX_PLAN_RANKS} ranks")
     handler, _ = _COMMANDS[args.verb]
     # A full disk or a file-size limit must be an error HDF5 reports, not a silent death.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

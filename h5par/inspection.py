@@ -14,7 +14,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5z
+from h5py import h5t, h5z
 
 from .errors import H5ParError, UsageError
 from .hierarchy import dataset_paths, has_refs, missing_sources, source_layout
@@ -163,6 +163,14 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
         raise UsageError(
             f"dataset {dset.name}: in-place runs cannot change dtype or shape ({dtype}{list(shape)} → {out_dtype}{list(out_shape)}); write an output file"
         )
+    if job.in_place and dset.is_virtual and job.nranks > 1:
+        raise UsageError(
+            f"dataset {dset.name} is virtual (its data lives in other files, e.g. a subfiled "
+            f"output's parts): {job.nranks} ranks cannot update it in place (HDF5 cannot "
+            "write virtual datasets through MPI-IO); run on one rank, consolidate the file "
+            "first (h5par consolidate), or write an output file"
+        )
+    _check_opaque(dset)
     if h5py.check_vlen_dtype(dtype) is not None or dtype.hasobject:
         raise UsageError(
             f"dataset {dset.name}: variable-length data ({dtype}) cannot be written in parallel; unselect it (it is copied unchanged)"
@@ -219,6 +227,33 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
         dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill, select=select,
         axes=axes, virtual=dset.is_virtual,
     )  # fmt: skip
+
+
+def _check_opaque(dset: h5py.Dataset) -> None:
+    """Refuse a tagged opaque dataset (it is copied unchanged when not selected).
+
+    numpy sees raw bytes, and HDF5 converts only between opaque types of the same tag: with
+    a tag other than h5py's, no block of it can be read or written as numpy data.
+    """
+    ftype = dset.id.get_type()
+    opaque = _opaque_part(ftype)
+    if opaque is not None and h5t.find(ftype, h5t.py_create(dset.dtype)) is None:
+        tag = opaque.get_tag().decode(errors="replace")
+        raise UsageError(
+            f"dataset {dset.name} has an opaque type (tag {tag!r}): "
+            "h5par cannot process it; unselect it (input.datasets), and it is copied unchanged"
+        )
+
+
+def _opaque_part(ftype: Any) -> Any:
+    """The opaque type in ``ftype`` (itself, a compound member, an array's base), or None."""
+    kind = ftype.get_class()
+    if kind == h5t.OPAQUE:
+        return ftype
+    if kind == h5t.COMPOUND:
+        members = (_opaque_part(ftype.get_member_type(i)) for i in range(ftype.get_nmembers()))
+        return next((m for m in members if m is not None), None)
+    return _opaque_part(ftype.get_super()) if kind == h5t.ARRAY else None
 
 
 def _check_packed(job: Work, dset: h5py.Dataset) -> None:

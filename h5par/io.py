@@ -9,9 +9,10 @@ which HDF5 requires to be collective (:func:`transfer_plist`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -268,6 +269,19 @@ def _destination(
     return out
 
 
+@contextlib.contextmanager
+def _naming_read(dset: h5py.Dataset) -> Iterator[None]:
+    """Name the file and dataset when HDF5 refuses a read (a corrupt chunk, a filter).
+
+    One line, :class:`H5ParError` (exit status 1); HDF5's error stays its cause.
+    """
+    try:
+        yield
+    except OSError as exc:
+        name = str(dset.file.filename)
+        raise H5ParError(f"cannot read dataset {dset.name} of {name!r}: {exc}") from exc
+
+
 def read_block(
     dset: h5py.Dataset,
     index: Index | None,
@@ -284,7 +298,8 @@ def read_block(
     empty = index is None or 0 in shape
     into = _destination(dset, shape, empty, out)
     boxes = [] if index is None or empty else [index]
-    dset.id.read(_memory_space(shape, empty), _file_space(dset, boxes), into, dxpl=dxpl)
+    with _naming_read(dset):
+        dset.id.read(_memory_space(shape, empty), _file_space(dset, boxes), into, dxpl=dxpl)
     return np.empty(shape, dset.dtype) if empty else into
 
 
@@ -335,5 +350,6 @@ def read_selected(
         for i, (start, count, stride) in enumerate(slabs):
             op = h5s.SELECT_SET if i == 0 else h5s.SELECT_OR
             space.select_hyperslab(start, count, stride, op=op)
-    dset.id.read(_memory_space(shape, empty), space, into, dxpl=dxpl)
+    with _naming_read(dset):
+        dset.id.read(_memory_space(shape, empty), space, into, dxpl=dxpl)
     return np.empty(shape, dset.dtype) if empty else into

@@ -63,6 +63,9 @@ _TYPE_NAMES = {
     dict: "a table",
 }
 _PLACEHOLDERS = ("{stem}", "{name}", "{index}")
+#: How deeply a job may nest tables and arrays (its own keys need 3 levels).
+MAX_DEPTH = 32
+_TOO_DEEP = f"nests arrays or tables too deeply (valid: at most {MAX_DEPTH} levels)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +144,9 @@ def load_job(path: str | Path, overrides: Sequence[str] = ()) -> Job:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"job file {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
+        raise UsageError(f"job file {str(path)!r} {_TOO_DEEP}") from exc
+    _check_depth(data, f"job file {str(path)!r}")
     if overrides:
         data = apply_overrides(data, overrides)
         text = text + "\n# --set " + " --set ".join(overrides) + "\n"
@@ -164,11 +170,38 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if not sep or not key.strip():
             raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set input.path=run.h5")
         parts = key.strip().split(".")
+        try:
+            value = _toml_value(raw)
+        except RecursionError as exc:
+            raise UsageError(f"--set {key.strip()}=...: the value {_TOO_DEEP}") from exc
+        _check_depth(value, f"--set {key.strip()}=...: the value")
         node: Any = data
         for i, part in enumerate(parts[:-1]):
             node = _child(node, part, parts[i + 1], item)
-        _assign(node, parts[-1], _toml_value(raw), item)
+        _assign(node, parts[-1], value, item)
     return data
+
+
+def _check_depth(data: Any, what: str) -> None:
+    """Refuse tables and arrays nested deeper than :data:`MAX_DEPTH` (or cyclic ones).
+
+    Examples
+    --------
+    >>> _check_depth({"run": {"memory": "1GiB"}}, "job")
+    >>> _check_depth([[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]], "job")
+    Traceback (most recent call last):
+    ...
+    h5par.errors.UsageError: job nests arrays or tables too deeply (valid: at most 32 levels)
+    """
+    stack = [(data, 0)]
+    while stack:  # iterative: a deep structure must not exhaust Python's recursion limit
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise UsageError(f"{what} {_TOO_DEEP}")
+        if isinstance(node, Mapping):
+            stack += [(child, depth + 1) for child in node.values()]
+        elif isinstance(node, (list, tuple)):
+            stack += [(child, depth + 1) for child in node]
 
 
 def _toml_value(raw: str) -> Any:
@@ -203,6 +236,7 @@ def _list_index(node: list[Any], part: str, item: str) -> int:
 
 def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | None = None) -> Job:
     """Validate a job given as a dict (as TOML would give it); paths relative to ``base``."""
+    _check_depth(data, "job")
     _check_table("job", data, _TOP)
     if data.get("version", 1) != 1:
         raise UsageError(f"version = {data['version']!r} (valid: 1)")

@@ -2,7 +2,8 @@
 
 By default an output dataset keeps its input's chunks, filters and fill value; the job's
 ``[output]`` options change them. Every output element is written, so datasets are created
-with ``fill_time = "never"`` (writing fill values first would double the bytes, HDF5#2037).
+with ``fill_time = "never"`` (writing fill values first would double the bytes, HDF5#2037),
+except extendible ones: elements appended after a resize must read as the fill value.
 """
 
 from __future__ import annotations
@@ -16,11 +17,30 @@ import numpy as np
 from .errors import UsageError
 from .kernels.chain import convert_fill
 
-__all__ = ["OutputOptions", "SourceLayout", "auto_chunks", "dataset_options", "row_chunks"]
+__all__ = [
+    "CHUNKED_KEYS",
+    "OutputOptions",
+    "SourceLayout",
+    "auto_chunks",
+    "dataset_options",
+    "row_chunks",
+]
 
 COMPRESSIONS = ("keep", "gzip", "lzf", "none")
 LAYOUTS = ("single", "subfiled")
 AUTO_CHUNK_BYTES = 1 << 20
+#: ``create_dataset`` keywords that need a chunked layout.
+CHUNKED_KEYS = frozenset(
+    (
+        "chunks",
+        "maxshape",
+        "compression",
+        "compression_opts",
+        "shuffle",
+        "fletcher32",
+        "scaleoffset",
+    )
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +132,13 @@ def auto_chunks(
     (50, 60, 40)
     >>> auto_chunks((10,), 4)
     (10,)
+
+    An empty axis (one that may grow) counts as 1024 long, as in h5py's own guess:
+
+    >>> auto_chunks((0, 3), 8)
+    (1024, 3)
     """
-    chunk = [max(1, n) for n in shape]
+    chunk = [n or 1024 for n in shape]
     while math.prod(chunk) * itemsize > target and max(chunk) > 1:
         axis = chunk.index(max(chunk))
         chunk[axis] = -(-chunk[axis] // 2)
@@ -169,10 +194,12 @@ def dataset_options(
     fletcher32 = source.fletcher32 if options.fletcher32 is None else options.fletcher32
     filtered = compression is not None or shuffle or fletcher32
     chunks = _chunks(source, out_shape, out_dtype.itemsize, options, same_shape, filtered)
-    if chunks is not None and out_shape != () and 0 not in out_shape:
+    maxshape = source.maxshape if same_shape and source.maxshape is not None else out_shape
+    if chunks is not None and _chunkable(out_shape, maxshape):
         kwargs["chunks"] = chunks
-        if same_shape and source.maxshape is not None and source.maxshape != tuple(in_shape):
-            kwargs["maxshape"] = source.maxshape
+        if tuple(maxshape) != tuple(out_shape):
+            kwargs["maxshape"] = maxshape
+            del kwargs["fill_time"]  # what is appended later must read as the fill value
         if compression is not None:
             kwargs["compression"], kwargs["compression_opts"] = compression, opts
         if shuffle:
@@ -189,6 +216,20 @@ def dataset_options(
         if converted is not None:
             kwargs["fillvalue"] = converted
     return kwargs
+
+
+def _chunkable(shape: tuple[int, ...], maxshape: tuple[int | None, ...]) -> bool:
+    """True when HDF5 can chunk a dataset: not scalar, no axis fixed at length 0.
+
+    An empty axis that may grow (``maxshape`` None) keeps its chunks and filters, so an
+    appendable dataset stays appendable.
+
+    Examples
+    --------
+    >>> _chunkable((0, 3), (None, 3)), _chunkable((0, 3), (0, 3)), _chunkable((), ())
+    (True, False, False)
+    """
+    return shape != () and all(m is None or m > 0 for m in maxshape)
 
 
 def _compression(source: SourceLayout, options: OutputOptions) -> tuple[str | None, Any]:
@@ -220,7 +261,7 @@ def _chunks(
         raise UsageError(
             f"output chunks = {list(chunks)} has {len(chunks)} entries for a {len(shape)}-d dataset"
         )
-    return tuple(min(c, max(n, 1)) for c, n in zip(chunks, shape, strict=True))
+    return tuple(c if n == 0 else min(c, n) for c, n in zip(chunks, shape, strict=True))
 
 
 def _convert_fill(value: Any, dtype: np.dtype[Any]) -> Any:

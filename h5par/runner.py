@@ -24,6 +24,7 @@ from .comm import allgather, bcast, private, rank, resolve_comm, size
 from .errors import H5ParError, UsageError, collective_errors
 from .execute import execute
 from .faults import inject
+from .folders import check_output_folder, make_output_folder
 from .guard import DEFAULT_WATCHDOG, guarded
 from .inspection import inspect_input
 from .io import DRIVERS, SERIAL_H5PY_FIX
@@ -179,6 +180,8 @@ def apply(
         with collective_errors(comm, "inspect"):
             inject("inspect")
             plan = inspect_input(job) if rank(comm) == 0 else None
+            if rank(comm) == 0 and job.output is not None:
+                make_output_folder(job.output.parent)  # validated: before the data pass
         plan = bcast(comm, plan)
         assert plan is not None
         reductions, record = execute(job, plan, comm)
@@ -322,17 +325,8 @@ def _check_output(source: Path, target: Path, overwrite: bool) -> None:
         raise UsageError(
             f"output {str(target)!r} is the input: use in_place = true to write into it"
         )
-    if target.exists() and not overwrite:
+    if os.path.exists(target) and not overwrite:  # False, not OSError, for a name too long
         raise UsageError(
             f"output {str(target)!r} exists (set overwrite = true or pass --overwrite to replace it)"
         )
-    folder = target.parent
-    if not folder.is_dir():
-        raise UsageError(f"output folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):  # root too: read-only mounts, immutable folders
-        why = (
-            "a read-only file system"
-            if os.statvfs(folder).f_flag & os.ST_RDONLY
-            else "no permission to create files in it"
-        )
-        raise UsageError(f"output folder {str(folder)!r} is not writable ({why})")
+    check_output_folder(target.parent)  # missing folders are created after validation

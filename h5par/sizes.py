@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
-__all__ = ["format_size", "parse_size"]
+__all__ = ["MAX_SIZE", "format_size", "parse_size"]
 
 _UNITS = {
     "": 1,
@@ -22,7 +23,9 @@ _UNITS = {
     "TIB": 2**40,
     "TB": 10**12,
 }
-_PATTERN = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_PATTERN = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$", re.ASCII)
+#: The largest size: what a signed 64-bit byte count (off_t, numpy's intp) holds.
+MAX_SIZE = 2**63 - 1
 
 
 def parse_size(value: str | int) -> int:
@@ -38,6 +41,10 @@ def parse_size(value: str | int) -> int:
     True
     >>> parse_size("2GB")
     2000000000
+    >>> parse_size("1" + "0" * 400 + "MiB")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid size '100...00MiB': too large (valid: at most 8 EiB, 2**63 - 1 bytes)
     >>> parse_size("lots")
     Traceback (most recent call last):
     ...
@@ -48,7 +55,7 @@ def parse_size(value: str | int) -> int:
     if isinstance(value, int):
         if value <= 0:
             raise ValueError(f"invalid size {value!r}: expected a positive number of bytes")
-        return value
+        return _bounded(value, value)
     match = _PATTERN.match(str(value))
     unit = match.group(2).upper() if match else None
     if match is None or unit not in _UNITS:
@@ -56,9 +63,16 @@ def parse_size(value: str | int) -> int:
             f"invalid size {value!r}: expected a number with an optional unit "
             "(B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), e.g. '256MiB'"
         )
-    nbytes = int(float(match.group(1)) * _UNITS[unit])
+    nbytes = int(Decimal(match.group(1)) * _UNITS[unit])  # exact: no float overflow
     if nbytes <= 0:
         raise ValueError(f"invalid size {value!r}: expected a positive number of bytes")
+    return _bounded(nbytes, value)
+
+
+def _bounded(nbytes: int, value: str | int) -> int:
+    if nbytes > MAX_SIZE:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:6]}...{repr(value)[-6:]}"
+        raise ValueError(f"invalid size {shown}: too large (valid: at most 8 EiB, 2**63 - 1 bytes)")
     return nbytes
 
 

@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,7 +46,15 @@ _MAX_STOP_BEFORE = 65535  # SLURM's limit for --signal=...@SECONDS
 _TIMEOUT = 30.0  # seconds for one SLURM client command
 _NAME = re.compile(r"[A-Za-z0-9_.+@:-]+(,[A-Za-z0-9_.+@:-]+)*")
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_./+@%:,=~-]+")
-_TIME = re.compile(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)")
+_TIME = re.compile(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)", re.ASCII)
+_SHELL_SAFE = re.compile(r"[\w@%+=:,./-]+", re.ASCII)  # what shlex.quote leaves bare
+# Control characters (newline, CR, NUL, escapes...), format controls (bidi overrides),
+# undecodable bytes (surrogates) and line/paragraph separators: refused in every value.
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# sbatch reads `#SBATCH --key="value"` with its own quoting (src/sbatch/opt.c, _get_argument):
+# a double quote or a backslash cannot be carried, # is escaped (\#), and % starts a filename
+# pattern (--output).
+_NOT_IN_DIRECTIVES = '"\\%'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,9 +148,30 @@ def _count(flag: str, text: str | int | None, default: int | None) -> int | None
     if text is None:
         return default
     value = str(text).strip()
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise UsageError(f"{flag} {text!r}: expected a whole number of at least 1")
     return int(value)
+
+
+def _printable(what: str, text: str) -> str:
+    r"""``text``, or a UsageError if it holds a control character (newline, CR, NUL...).
+
+    Examples
+    --------
+    >>> _printable("--set", "run.memory=1GiB")
+    'run.memory=1GiB'
+    >>> _printable("job file", "/data/job\ntouch PWNED #.toml")
+    Traceback (most recent call last):
+    ...
+    h5par.errors.UsageError: job file '/data/job\ntouch PWNED #.toml' contains the control character '\n' (valid: printable characters; a batch script cannot carry it safely)
+    """
+    bad = next((c for c in text if unicodedata.category(c) in _UNSAFE), None)
+    if bad is not None:
+        raise UsageError(
+            f"{what} {text!r} contains the control character {bad!r} (valid: printable "
+            "characters; a batch script cannot carry it safely)"
+        )
+    return text
 
 
 def _name(flag: str, text: str | None) -> str | None:
@@ -203,11 +233,12 @@ def submit_options(
         )
     if launcher not in LAUNCHERS:
         raise UsageError(f"--launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
-    path = Path(job).resolve()
-    if any(c in str(path.parent) for c in '"%\n'):
+    path = Path(_printable("job file", str(job))).resolve()
+    _printable("job file", str(path))  # the folder too
+    if any(c in str(path) for c in _NOT_IN_DIRECTIVES):
         raise UsageError(
-            f"job folder {str(path.parent)!r}: #SBATCH lines cannot name a folder with a double "
-            "quote, % or a newline in it; move the job"
+            f"job file {str(path)!r}: #SBATCH lines (--chdir, --output) cannot name a path "
+            "with a double quote, a backslash or % in it; rename or move the job"
         )
     return BatchOptions(
         job=str(path),
@@ -218,28 +249,49 @@ def submit_options(
         account=_name("--account", account),
         launcher=launcher,
         stop_before=lead,
-        python=python,
+        python=_printable("python", python),
         output=str(path.parent / f"{path.stem}-%j.out"),
         name="h5par-" + re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
         chdir=str(path.parent),
-        run_args=tuple(run_args),
+        run_args=tuple(_printable("run argument", a) for a in run_args),
     )
 
 
 def _directive(key: str, value: str | int | None, placeholder: str = "") -> list[str]:
     if value is None:
         return [f"##SBATCH --{key}={placeholder}"] if placeholder else []
-    text = str(value)
-    if not _SAFE_PATH.fullmatch(text):
-        text = '"' + text + '"'  # sbatch reads a quoted value with spaces as one
+    text = _printable(f"#SBATCH --{key}", str(value))
+    forbidden = _NOT_IN_DIRECTIVES.replace("%", "") if key == "output" else _NOT_IN_DIRECTIVES
+    bad = next((c for c in text if c in forbidden), None)
+    if bad is not None:  # %j in --output is SLURM's job id, on purpose
+        raise UsageError(f"#SBATCH --{key} {text!r}: sbatch cannot read a value with {bad!r} in it")
+    if not _SAFE_PATH.fullmatch(text):  # sbatch reads a quoted value with spaces as one;
+        text = '"' + text.replace("#", "\\#") + '"'  # older sbatch ends it at a bare #
     return [f"#SBATCH --{key}={text}"]
 
 
 def _shell(value: str) -> str:
     """A shell word; ``$HOME/...`` stays expandable in templates."""
-    if value.startswith("$HOME/"):
-        return '"$HOME/' + value.removeprefix("$HOME/") + '"'
-    return shlex.quote(value)
+    rest = value.removeprefix("$HOME/")
+    if rest == value:
+        return shlex.quote(value)
+    return f'"$HOME/{rest}"' if _SHELL_SAFE.fullmatch(rest) else '"$HOME"/' + shlex.quote(rest)
+
+
+def _check_options(o: BatchOptions) -> None:
+    """Refuse options no batch script can carry: control characters, unknown launchers."""
+    for field in ("job", "time", "partition", "account", "python", "output", "name", "chdir"):
+        value = getattr(o, field)
+        if value is not None:
+            _printable(field, str(value))
+    for arg in o.run_args:
+        _printable("run argument", arg)
+    for field in ("nodes", "ntasks", "stop_before"):
+        value = getattr(o, field)
+        if value is not None and (type(value) is not int or value < 1):
+            raise UsageError(f"{field} = {value!r} (valid: a whole number of at least 1)")
+    if o.launcher not in LAUNCHERS:
+        raise UsageError(f"launcher {o.launcher!r} (valid: {', '.join(LAUNCHERS)})")
 
 
 def batch_script(options: BatchOptions) -> str:
@@ -252,6 +304,7 @@ def batch_script(options: BatchOptions) -> str:
     True
     """
     o = options
+    _check_options(o)
     change = "  # CHANGE: the job file" if o.template else ""
     multi = o.nodes > 1
     lines = ["#!/bin/bash"]

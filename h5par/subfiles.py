@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 
 from .decomposition import Index
-from .layout import row_chunks
+from .layout import CHUNKED_KEYS, row_chunks
 from .targets import Target, assign, output_boxes
 
 __all__ = [
@@ -122,4 +122,7 @@ def part_datasets(part: h5py.File, targets: Iterable[Target]) -> None:
         if "chunks" not in create and shape and 0 not in shape:
             create["chunks"] = row_chunks(shape, target.out_dtype.itemsize)  # only what is written
         create.pop("maxshape", None)
+        create["fill_time"] = "never"  # a part is written whole and never extended
+        if 0 in shape:  # HDF5 cannot chunk an axis fixed at length 0 (nothing is written)
+            create = {k: v for k, v in create.items() if k not in CHUNKED_KEYS}
         part.create_dataset(target.path, **create)

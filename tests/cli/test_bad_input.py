@@ -223,9 +223,9 @@ CASES: dict[str, Case] = {
         IN + '[output]\npath = "existing.h5"\n' + kernel('name = "abs"'),
         ("existing.h5' exists", "overwrite = true", "--overwrite"),
     ),
-    "output folder missing": Case(
-        IN + '[output]\npath = "nope/o.h5"\n' + kernel('name = "abs"'),
-        ("output folder", "nope' does not exist"),
+    "output folder under a file": Case(  # a missing folder is created, this one cannot be
+        IN + '[output]\npath = "in.h5/nope/o.h5"\n' + kernel('name = "abs"'),
+        ("output folder", "nope' cannot be created", "in.h5' is not a folder"),
     ),
     "output folder is /proc": Case(  # root may write anywhere, but not there
         IN + '[output]\npath = "/proc/o.h5"\n' + kernel('name = "abs"'),

@@ -513,3 +513,30 @@ def test_status_names_a_job_slurm_no_longer_knows(slurm, work) -> None:
     assert done.stdout.splitlines()[1].startswith("SLURM job 999999: no longer known to SLURM ("), (
         done.stdout
     )
+
+
+@pytest.mark.timeout(420)
+def test_a_job_in_an_odd_folder_runs_there_and_logs_next_to_it(slurm, work) -> None:
+    # Spaces, quotes, #, $() and backticks reach sbatch (#SBATCH --chdir/--output, quoted
+    # by its own rules) and bash (JOB=, RUN_ARGS=, shell-quoted): nothing runs but h5par.
+    folder = work / "odd 's $(touch PWNED) `touch PWNED` #x"
+    folder.mkdir()
+    shutil.copy(work / "in.h5", folder / "in.h5")
+    job = folder / "clip 's #1.toml"
+    job.write_text(JOB)
+    env = TOOLS.mpi_env({"SLURM_CONF": slurm.env["SLURM_CONF"]})
+    env["PATH"] = "/usr/bin:" + env.get("PATH", "")
+    env.pop("H5PAR_FAULT", None)
+    output = "out 's $(touch PWNED).h5"
+    args = ["submit", str(job), "--ntasks", "2", "--time", "00:10:00"]
+    done = h5par([*args, "--set", f"output.path={output}"], work, env)
+    assert done.returncode == 0, done.stderr
+    jobid = re.fullmatch(r"submitted SLURM job (\d+)", done.stdout.splitlines()[0])
+    assert jobid, done.stdout
+    fields = wait_for_end(jobid.group(1), slurm, timeout=120)
+    log = folder / f"{job.stem}-{jobid.group(1)}.out"
+    assert log.is_file(), (fields, sorted(p.name for p in folder.iterdir()))
+    assert fields["JobState"] == "COMPLETED" and fields["ExitCode"] == "0:0", log.read_text()
+    with h5py.File(work / "in.h5", "r") as f, h5py.File(folder / output, "r") as g:
+        assert g["x"][...].tobytes() == np.clip(f["x"][...], 0.0, None).tobytes()
+    assert not [p for p in work.rglob("*") if p.name == "PWNED"]
