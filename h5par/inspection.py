@@ -17,7 +17,7 @@ import numpy as np
 from h5py import h5z
 
 from .errors import H5ParError, UsageError
-from .hierarchy import dataset_paths, has_refs, missing_sources, source_layout
+from .hierarchy import dataset_paths, has_refs, kept_type, missing_sources, source_layout
 from .io import open_input
 from .kernels import Broadcast
 from .kernels.chain import convert_fill
@@ -110,6 +110,7 @@ def _parallel_copy(job: Work, dset: h5py.Dataset) -> Target | None:
     layout = source_layout(dset)
     shape = tuple(dset.shape)
     create = dataset_options(layout, shape, shape, dtype, OutputOptions(), False)
+    create.update(kept_type(dset, dtype))
     return Target(dset.name, shape, dtype, shape, dtype, layout.chunks, create, copy=True)
 
 
@@ -201,6 +202,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
         )
     except UsageError as exc:
         raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from None
+    create.update(kept_type(dset, out_dtype))
     lzf = create.get("compression") == "lzf" or (job.in_place and layout.compression == "lzf")
     if lzf and job.nranks > 1 and not job.options.subfiled:
         # Measured here: HDF5 1.10's collective filtered writes corrupt h5py's LZF chunks.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
-from h5py import h5fd, h5p, h5s
+from h5py import h5fd, h5p, h5s, h5t
 
 from .comm import mpi_comm, resolve_comm, size
 from .decomposition import Index, index_shape
@@ -30,6 +30,7 @@ __all__ = [
     "DRIVERS",
     "MODES",
     "File",
+    "memory_type",
     "open_error",
     "open_input",
     "read_block",
@@ -230,6 +231,72 @@ def transfer_plist(dset: h5py.Dataset) -> h5p.PropDXID | None:
     return dxpl
 
 
+def memory_type(dset: h5py.Dataset) -> h5t.TypeID | None:
+    """The HDF5 type blocks of ``dset`` are transferred in: its own type, or None (h5py's).
+
+    h5py would describe a block by ``py_create(dtype)``, which is a plain integer for an
+    enum or a bitfield, has no tag for an opaque type, and may pad strings differently:
+    HDF5 then converts every element, and a conversion turns a collective write of a
+    filtered dataset into an independent one, which HDF5 refuses. When numpy's dtype holds
+    exactly the bytes of the dataset's type (:func:`same_bytes`), the dataset's own type is
+    the memory type and nothing is converted; otherwise (references, variable-length data,
+    integers of unusual precision) h5py's type lets HDF5 convert.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> with File(os.path.join(tempfile.mkdtemp(), "a.h5"), "w") as f:
+    ...     e = f.create_dataset("e", (2,), dtype=h5py.enum_dtype({"A": 0, "B": 1}, "u1"))
+    ...     memory_type(e).get_class() == h5t.ENUM
+    True
+    """
+    ftype = dset.id.get_type()
+    return ftype if same_bytes(ftype, dset.dtype) else None
+
+
+def same_bytes(ftype: h5t.TypeID, dtype: np.dtype[Any]) -> bool:
+    """True when elements of HDF5 type ``ftype`` are stored exactly as numpy's ``dtype`` bytes."""
+    cls, size = ftype.get_class(), ftype.get_size()
+    if size != dtype.itemsize:
+        return False
+    if cls in (h5t.INTEGER, h5t.FLOAT):
+        return bool(ftype.equal(h5t.py_create(np.dtype(dtype.str))))
+    if cls == h5t.ENUM:  # numpy's bool is h5py's enum (FALSE = 0, TRUE = 1) of int8
+        return dtype.kind == "b" or same_bytes(ftype.get_super(), dtype)
+    if cls == h5t.BITFIELD:
+        order = h5t.ORDER_BE if dtype.byteorder == ">" else h5t.ORDER_LE
+        return dtype.kind == "u" and (size == 1 or ftype.get_order() == order)
+    if cls == h5t.OPAQUE:
+        return dtype.kind == "V" and dtype.fields is None and dtype.subdtype is None
+    if cls == h5t.STRING:
+        return dtype.kind == "S" and not ftype.is_variable_str()
+    if cls == h5t.ARRAY:
+        sub = dtype.subdtype
+        return (
+            sub is not None
+            and ftype.get_array_dims() == sub[1]
+            and same_bytes(ftype.get_super(), sub[0])
+        )
+    if cls == h5t.COMPOUND:
+        return _same_fields(ftype, dtype)
+    return False  # references, variable-length, time: h5py's memory form differs
+
+
+def _same_fields(ftype: Any, dtype: np.dtype[Any]) -> bool:
+    """Compound ``ftype`` and structured ``dtype``: the same members at the same offsets."""
+    names = dtype.names or ()
+    if ftype.get_nmembers() != len(names):
+        return False
+    for i, name in enumerate(names):
+        field, offset = dtype.fields[name][:2]  # type: ignore[index]
+        same_name = ftype.get_member_name(i) == name.encode()
+        if not same_name or ftype.get_member_offset(i) != offset:
+            return False
+        if not same_bytes(ftype.get_member_type(i), field):
+            return False
+    return True
+
+
 def _file_space(dset: h5py.Dataset, boxes: Sequence[Index]) -> h5s.SpaceID:
     space = dset.id.get_space()
     if not boxes:
@@ -284,7 +351,8 @@ def read_block(
     empty = index is None or 0 in shape
     into = _destination(dset, shape, empty, out)
     boxes = [] if index is None or empty else [index]
-    dset.id.read(_memory_space(shape, empty), _file_space(dset, boxes), into, dxpl=dxpl)
+    mspace, fspace = _memory_space(shape, empty), _file_space(dset, boxes)
+    dset.id.read(mspace, fspace, into, memory_type(dset), dxpl=dxpl)
     return np.empty(shape, dset.dtype) if empty else into
 
 
@@ -297,7 +365,9 @@ def write_block(
     """Write ``data`` (C order) into the union of ``boxes``; no boxes writes nothing.
 
     ``data`` must already have the dataset's dtype: a memory/file type mismatch would turn
-    collective I/O into independent I/O. Collective when ``dxpl`` is collective.
+    collective I/O into independent I/O; for the same reason the memory type is the
+    dataset's own when numpy's bytes are its bytes (:func:`memory_type`: enums, bitfields,
+    opaque data). Collective when ``dxpl`` is collective.
     """
     if data.dtype != dset.dtype:
         raise TypeError(f"block dtype {data.dtype} differs from dataset dtype {dset.dtype}")
@@ -307,6 +377,7 @@ def write_block(
         _memory_space(data.shape, empty),
         _file_space(dset, [] if empty else boxes),
         buffer,
+        memory_type(dset),
         dxpl=dxpl,
     )
 
@@ -335,5 +406,5 @@ def read_selected(
         for i, (start, count, stride) in enumerate(slabs):
             op = h5s.SELECT_SET if i == 0 else h5s.SELECT_OR
             space.select_hyperslab(start, count, stride, op=op)
-    dset.id.read(_memory_space(shape, empty), space, into, dxpl=dxpl)
+    dset.id.read(_memory_space(shape, empty), space, into, memory_type(dset), dxpl=dxpl)
     return np.empty(shape, dset.dtype) if empty else into

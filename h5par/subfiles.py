@@ -28,6 +28,7 @@ from typing import Any
 import h5py
 
 from .decomposition import Index
+from .hierarchy import create_dataset, create_type
 from .layout import row_chunks
 from .targets import Target, assign, output_boxes
 
@@ -92,7 +93,9 @@ def virtual_dataset(
 
     Each unit's output boxes map to the same boxes of the part owning the unit.
     """
-    layout = h5py.VirtualLayout(shape=target.out_shape, dtype=target.out_dtype)
+    kept = create_type(target.create)  # an HDF5 type the input kept, else the dtype
+    dtype = h5py.Datatype(kept) if isinstance(kept, h5py.h5t.TypeID) else target.out_dtype
+    layout = h5py.VirtualLayout(shape=target.out_shape, dtype=dtype)
     folder = parts_folder(output).name
     for rank, mine in enumerate(assign(range(len(blocks)), nparts)):
         boxes = merged(itertools.chain.from_iterable(output_boxes(target, blocks[u]) for u in mine))
@@ -122,4 +125,4 @@ def part_datasets(part: h5py.File, targets: Iterable[Target]) -> None:
         if "chunks" not in create and shape and 0 not in shape:
             create["chunks"] = row_chunks(shape, target.out_dtype.itemsize)  # only what is written
         create.pop("maxshape", None)
-        part.create_dataset(target.path, **create)
+        create_dataset(part, target.path, create)
