@@ -160,6 +160,8 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
         raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from None
     if job.chain:
         out_dtype = out_dtype.newbyteorder("=")
+    if job.in_place and out_dtype.newbyteorder("=") == dtype.newbyteorder("="):
+        out_dtype = dtype  # written back in the file's own byte order
     if job.in_place and (out_dtype != dtype or out_shape != shape):
         raise UsageError(
             f"dataset {dset.name}: in-place runs cannot change dtype or shape ({dtype}{list(shape)} → {out_dtype}{list(out_shape)}); write an output file"
