@@ -9,8 +9,10 @@ which HDF5 requires to be collective (:func:`transfer_plist`).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import resource
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ from h5py import h5fd, h5p, h5s, h5t
 from .comm import mpi_comm, resolve_comm, size
 from .decomposition import Index, index_shape
 from .errors import H5ParError, UsageError
+from .sizes import format_size
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -30,6 +33,7 @@ __all__ = [
     "DRIVERS",
     "MODES",
     "File",
+    "full_storage",
     "memory_type",
     "open_error",
     "open_input",
@@ -99,6 +103,51 @@ def open_error(path: str | os.PathLike[str], exc: OSError) -> H5ParError:
             f"{found[2]} (an interrupted copy or write?)"
         )
     return UsageError(f"cannot open {name!r} as HDF5, the file may be corrupt: {text}")
+
+
+#: errno values of a write that found its storage full, by what they mean.
+_FULL = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large",
+}
+#: A file system with less free space than this (or than the block) counts as full.
+_NEARLY_FULL = 1 << 20
+
+
+def full_storage(exc: OSError, path: Path, nbytes: int, total: int = 0) -> str | None:
+    """Why writing a block of ``nbytes`` into ``path`` failed with ``exc`` for lack of room.
+
+    None when nothing says so. h5py's error carries the errno of a failed POSIX write
+    (sec2 driver; HDF5's message says ``errno = 28`` too): ENOSPC, EDQUOT and EFBIG mean a
+    full disk, a quota or a file-size limit, any other errno something else. Through
+    MPI-IO there is no errno; then the file system's free space (less than the block, or
+    1 MiB) and the process's file-size limit (``ulimit -f``: below the file's size plus
+    the ``total`` bytes of the dataset written) tell.
+
+    Examples
+    --------
+    >>> full_storage(OSError(28, "Can't write data"), Path("."), 8)
+    'no space left on the device'
+    >>> full_storage(OSError("Can't write data (no write intent on file)"), Path("."), 8) is None
+    True
+    """
+    found = re.search(r"errno = (\d+)", str(exc))
+    code = exc.errno if exc.errno is not None else int(found[1]) if found else None
+    if code is not None:
+        return _FULL.get(code)
+    try:
+        room = os.statvfs(path.parent)
+        size = path.stat().st_size if path.exists() else 0
+    except OSError:
+        return None
+    free = room.f_bavail * room.f_frsize
+    if free < max(nbytes, _NEARLY_FULL):
+        return f"{format_size(free)} free on its file system"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and size + max(nbytes, total) > limit:
+        return f"file-size limit {format_size(limit)} (ulimit -f)"
+    return None
 
 
 def open_input(path: Path, driver: str, options: dict[str, Any]) -> h5py.File:
