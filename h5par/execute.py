@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -467,7 +468,9 @@ def _stage(sweep: _Sweep, i: int, u: int | None, out: np.ndarray) -> None:
             file = journal.redo_file(path, u)
             file.parent.mkdir(exist_ok=True)
             temp = file.with_suffix(".tmp.npy")
-            np.save(temp, out, allow_pickle=False)
+            with warnings.catch_warnings():  # an enum's members (dtype metadata) are not data
+                warnings.filterwarnings("ignore", "metadata on a dtype", UserWarning)
+                np.save(temp, out, allow_pickle=False)
             os.replace(temp, file)
     journal.staged[path] = sorted({*journal.staged.get(path, []), *sweep.step_units(i)})
     with collective_errors(sweep.comm, "journal"):

@@ -61,7 +61,7 @@ def inspect_input(job: Work) -> Plan:
                 others = [p for p in dataset_paths(src) if p not in processed]
                 copies = [_named(p, _parallel_copy, job, src) for p in others]
             except UsageError as exc:  # name the file: a job may have hundreds
-                raise UsageError(f"{str(job.input)!r}: {exc}") from None
+                raise UsageError(f"{str(job.input)!r}: {exc}") from exc
             order = bool(src.id.get_create_plist().get_link_creation_order())
             stat = os.stat(job.input) if job.input.is_file() else None
             identity = {} if stat is None else {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -157,7 +157,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
         fill = _fill_value(dset) if job.respect_fill_value else None
         out_dtype, out_shape = job.chain.check(dtype, shape, fill)
     except UsageError as exc:
-        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from None
+        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from exc
     if job.chain:
         out_dtype = out_dtype.newbyteorder("=")
     if job.in_place and out_dtype.newbyteorder("=") == dtype.newbyteorder("="):
@@ -203,7 +203,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
             layout, tuple(dset.shape), out_shape, out_dtype, job.options, out_dtype != dtype
         )
     except UsageError as exc:
-        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from None
+        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from exc
     create.update(kept_type(dset, out_dtype))
     lzf = create.get("compression") == "lzf" or (job.in_place and layout.compression == "lzf")
     if lzf and job.nranks > 1 and not job.options.subfiled:
