@@ -21,6 +21,7 @@ from .base import (
     converted,
     first_position,
     register,
+    representable,
     ufunc_out,
     unrepresentable,
 )
@@ -284,10 +285,12 @@ class Where(Kernel):
             where = np.zeros(x.shape, bool)
             where.flat[np.flatnonzero(mask)[first]] = True
             _, position = first_position(where, index)
+            value = values[first].item()
+            valid = representable(value, x.dtype) or "values of that dtype"
             raise KernelError(
-                f"where: value {values[first].item()!r} (of {self.value!r}) at index "
-                f"{position} cannot be represented in {x.dtype}; convert first (astype) "
-                "or change the value"
+                f"where: value {value!r} (of {self.value!r}) at index {position} cannot be "
+                f"represented in {x.dtype} (valid: {valid}); convert first (astype) or "
+                "change the value"
             )
         out[mask] = values
         return out
