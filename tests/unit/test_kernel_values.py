@@ -228,6 +228,16 @@ def test_fill_value_and_sentinel_must_fit_the_dtype() -> None:
         check({"name": "fill", "value": 2.5, "missing": -1}, "int16")
 
 
+def test_smooth_constant_mode_cval_must_fit_the_result_dtype() -> None:
+    spec = {"name": "smooth", "size": 3, "mode": "constant", "cval": 1e300}
+    with pytest.raises(
+        UsageError, match=r"kernel 'smooth': cval = 1e\+300 cannot be represented in float32"
+    ):
+        check(spec, "float32")
+    assert check(spec, "int16") == np.float64  # integers are smoothed in float64: it fits
+    assert check({**spec, "mode": "reflect"}, "float32") == np.float32  # cval unused
+
+
 # Item 10: an output fill value the dtype cannot hold.
 
 
