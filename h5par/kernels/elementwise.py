@@ -103,19 +103,30 @@ class Scale(Kernel):
         raises ``OverflowError`` otherwise); a float constant on floats must stay finite.
         """
         super().check(dtype, shape)
+        stage = dtype  # the product's dtype, to which the offset is added
         for key, value in (("factor", self.factor), ("offset", self.offset)):
             integral = isinstance(value, numbers.Integral)
-            if dtype.kind in "fc" or (dtype.kind in "iu" and integral):
+            if stage.kind in "fc" or (stage.kind in "iu" and integral):
                 hint = f"; a float {key} such as {float(value)!r} gives float64" if integral else ""
-                check_value(self.name, key, value, dtype, hint)
+                check_value(self.name, key, value, stage, hint)
+            if not integral and stage.kind in "iu":
+                stage = np.dtype(np.float64)  # a float promotes integers
 
     def result_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
         """Promotion of the dtype with the (weakly typed) Python numbers."""
         return self(np.zeros(1, dtype), (slice(0, 1),)).dtype
 
     def _integer_range(self, dtype: np.dtype[Any]) -> tuple[int, int] | None:
-        """The inputs whose ``x * factor + offset`` fits integer ``dtype``, or None: all do."""
-        factor, offset, info = int(self.factor), int(self.offset), np.iinfo(dtype)
+        """The inputs whose ``x * factor + offset`` fits integer ``dtype``, or None: all do.
+
+        A float offset is added to the integer product in float64: only the product counts.
+        """
+        integral = isinstance(self.offset, numbers.Integral)
+        factor, offset, info = (
+            int(self.factor),
+            int(self.offset) if integral else 0,
+            np.iinfo(dtype),
+        )
         if factor == 0:
             return None
         ends = sorted(((info.min - offset), (info.max - offset)), reverse=factor < 0)
@@ -126,21 +137,20 @@ class Scale(Kernel):
 
     def _check_overflow(self, x: np.ndarray, index: Index) -> None:
         """Integer results must fit the dtype (numpy's integer arithmetic would wrap)."""
-        constants = (self.factor, self.offset)  # floats give a float result: nothing wraps
-        if x.dtype.kind not in "iu" or x.size == 0:
-            return
-        if not all(isinstance(c, numbers.Integral) for c in constants):
+        factor: Any = self.factor  # a float factor gives a float product: nothing wraps
+        if x.dtype.kind not in "iu" or x.size == 0 or not isinstance(factor, numbers.Integral):
             return
         valid = self._integer_range(x.dtype)
         if valid is None or (valid[0] <= x.min() and x.max() <= valid[1]):
             return
         local, position = first_position((x < valid[0]) | (x > valid[1]), index)
-        value = int(x[local])
-        info = np.iinfo(x.dtype)
+        value, info = int(x[local]), np.iinfo(x.dtype)
+        given: Any = self.offset
+        offset = int(given) if isinstance(given, numbers.Integral) else 0
         raise KernelError(
-            f"scale: value {value} at index {position} gives {value * int(self.factor) + int(self.offset)}, "
-            f"which does not fit {x.dtype} ({info.min}..{info.max}); convert first (astype, "
-            "e.g. dtype = 'int64' or 'float64') or use a float factor"
+            f"scale: value {value} at index {position} gives {value * int(factor) + offset}, which "
+            f"does not fit {x.dtype} ({info.min}..{info.max}); convert first (astype, e.g. "
+            "dtype = 'int64' or 'float64') or use a float factor"
         )
 
     def __call__(self, x: np.ndarray, index: Index, scratch: Scratch | None = None) -> np.ndarray:

@@ -185,6 +185,18 @@ def test_scale_result_that_overflows_the_integer_dtype_is_a_kernel_error() -> No
     assert apply({"name": "scale", "factor": 3}, big).tolist() == [0, 3 * 2**61, -3 * 2**61]
 
 
+def test_scale_integer_product_that_overflows_before_a_float_offset_is_a_kernel_error() -> None:
+    with pytest.raises(
+        KernelError, match=r"value 100 at index \(1,\) gives 200, which does not fit int8"
+    ):
+        apply({"name": "scale", "factor": 2, "offset": 0.5}, np.array([3, 100], np.int8))
+    x = np.array([3, -60], np.int8)
+    got = apply({"name": "scale", "factor": 2, "offset": 0.5}, x)
+    assert got.dtype == np.float64 and got.tobytes() == (x * 2 + 0.5).tobytes()
+    spec = {"name": "scale", "factor": 2.5, "offset": 300}  # offset added in float64: fits
+    assert check(spec, "int8") == np.float64
+
+
 def test_abs_of_the_signed_minimum_is_a_kernel_error() -> None:
     with pytest.raises(
         KernelError, match=r"abs: value -128 at index \(1, 0\) has no absolute value in int8"
