@@ -121,6 +121,20 @@ def test_bitfield_opaque_and_compound_types_are_kept(real_data, tmp_path_factory
     on_rank0(check)
 
 
+def test_compounds_of_strings_recompressed_with_gzip(real_data, tmp_path_factory) -> None:
+    source = real_data / "hdf5-tools_tsaf.h5"  # SAF: big-endian compounds holding strings
+    out = shared_dir(tmp_path_factory, "saf") / "out.h5"
+    result = h5par.apply(source, out, options=h5par.OutputOptions(compression="gzip"))
+
+    def check() -> None:
+        with h5py.File(source) as f, h5py.File(out) as g:
+            for path in result.datasets:
+                assert g[path].id.get_type().equal(f[path].id.get_type()), path
+                assert raw(g[path]) == raw(f[path]), path
+
+    on_rank0(check)
+
+
 def big_endian_input(path: Path) -> np.ndarray:
     x = np.random.default_rng(16).normal(size=(64, 33)).astype(">f8")
     if comm.rank == 0:
