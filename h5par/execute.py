@@ -22,7 +22,9 @@ import contextlib
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import h5py
@@ -34,7 +36,7 @@ from .errors import H5ParError, Outcome, StoppedError, collective_errors
 from .faults import inject
 from .guard import collective_call
 from .halo import extend
-from .io import File, read_block, read_selected, transfer_plist, write_block
+from .io import File, full_storage, read_block, read_selected, transfer_plist, write_block
 from .journal import Journal
 from .kernels import (
     AxisPartial,
@@ -151,9 +153,13 @@ def _data_phase(
                 _pass(work, copy, chain, fin[copy.path], fout[copy.path], comm, journal, record)
             if work.in_place:
                 fin.attrs.update(work.provenance)  # collective: the same values on every rank
-        finally:
+        except BaseException:
             if fout is not None and fout is not fin:
-                fout.close()
+                with contextlib.suppress(Exception):  # report the first error, not the close's
+                    fout.close()
+            raise
+        if fout is not None and fout is not fin:
+            fout.close()
     return reductions, record
 
 
@@ -385,10 +391,11 @@ def _write(
             try:
                 with collective_call(sweep.comm) if dxpl is not None else contextlib.nullcontext():
                     write_block(dout, output_boxes(target, index), out, dxpl)
-            except OSError as exc:  # HDF5 does not say why: name the usual causes
+            except OSError as exc:  # name a full disk, quota or file-size limit if it is one
+                why = full_storage(exc, Path(dout.file.filename), out.nbytes, dout.nbytes)
+                hint = "" if why is None else f" (disk full, quota or file-size limit: {why})"
                 raise H5ParError(
-                    f"cannot write {target.path} of {sweep.work.destination}: {exc} (disk "
-                    "full, quota or file-size limit reached?)"
+                    f"cannot write {target.path} of {sweep.work.destination}: {exc}{hint}"
                 ) from exc
         inject("write")
     return agreed
@@ -469,7 +476,9 @@ def _stage(sweep: _Sweep, i: int, u: int | None, out: np.ndarray) -> None:
             file = journal.redo_file(path, u)
             file.parent.mkdir(exist_ok=True)
             temp = file.with_suffix(".tmp.npy")
-            np.save(temp, out, allow_pickle=False)
+            with warnings.catch_warnings():  # an enum's members (dtype metadata) are not data
+                warnings.filterwarnings("ignore", "metadata on a dtype", UserWarning)
+                np.save(temp, out, allow_pickle=False)
             os.replace(temp, file)
     journal.staged[path] = sorted({*journal.staged.get(path, []), *sweep.step_units(i)})
     with collective_errors(sweep.comm, "journal"):

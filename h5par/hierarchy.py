@@ -20,16 +20,19 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5l, h5o, h5p, h5r, h5s
+from h5py import h5a, h5d, h5l, h5o, h5p, h5r, h5s, h5t
 
 from .errors import H5ParError, UsageError
+from .io import same_bytes
 from .layout import SourceLayout
 
 __all__ = [
     "build_output",
     "copy_attrs",
+    "create_type",
     "dataset_paths",
     "has_refs",
+    "kept_type",
     "link_names",
     "object_key",
     "source_layout",
@@ -104,6 +107,36 @@ def source_layout(dset: h5py.Dataset) -> SourceLayout:
         scaleoffset=dset.scaleoffset,
         fillvalue=dset.fillvalue if user_fill else None,
     )
+
+
+def kept_type(dset: h5py.Dataset, out_dtype: np.dtype[Any]) -> dict[str, bytes]:
+    """``{"hdf5_type": ...}`` when an output of ``out_dtype`` keeps ``dset``'s own HDF5 type.
+
+    h5py creates a dataset of a numpy dtype with ``py_create(dtype)``: a bitfield would
+    become an integer, an opaque type would lose its tag, a string its padding. An output
+    with the input's dtype whose bytes numpy holds exactly (:func:`h5par.io.same_bytes`)
+    keeps the input's type, encoded (the plan is pickled and fingerprinted); empty when
+    h5py would create that type anyway. :func:`create_type` decodes it.
+    """
+    ftype = dset.id.get_type()
+    if out_dtype != dset.dtype or not same_bytes(ftype, out_dtype):
+        return {}
+    if ftype.equal(h5t.py_create(out_dtype, logical=True)):
+        return {}
+    return {"hdf5_type": ftype.encode()}
+
+
+def create_type(create: Mapping[str, Any]) -> Any:
+    """The type to create a dataset of ``create`` with: its kept HDF5 type, else its dtype."""
+    encoded = create.get("hdf5_type")
+    return create["dtype"] if encoded is None else h5t.decode(encoded)
+
+
+def create_dataset(group: h5py.Group, name: str, create: Mapping[str, Any]) -> h5py.Dataset:
+    """``group.create_dataset(name, **create)`` in the type :func:`create_type` gives."""
+    kwargs = {k: v for k, v in create.items() if k != "hdf5_type"}
+    kwargs["dtype"] = create_type(create)
+    return group.create_dataset(name, **kwargs)
 
 
 def _source_file(dset: h5py.Dataset, name: str) -> Path:
@@ -183,7 +216,7 @@ def _create(dst: h5py.Group, name: str, create: Mapping[str, Any]) -> None:
     if "virtual" in create:
         dst.create_virtual_dataset(name, create["virtual"], fillvalue=create.get("fillvalue"))
     else:
-        dst.create_dataset(name, **create)
+        create_dataset(dst, name, create)
 
 
 def _copy_object(src: h5py.Group, dst: h5py.Group, name: str, path: str, external: bool) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from h5py import h5t, h5z
 
 from .errors import H5ParError, UsageError
-from .hierarchy import dataset_paths, has_refs, missing_sources, source_layout
+from .hierarchy import dataset_paths, has_refs, kept_type, missing_sources, source_layout
 from .io import open_input
 from .kernels import Broadcast
 from .kernels.chain import convert_fill
@@ -61,7 +61,7 @@ def inspect_input(job: Work) -> Plan:
                 others = [p for p in dataset_paths(src) if p not in processed]
                 copies = [_named(p, _parallel_copy, job, src) for p in others]
             except UsageError as exc:  # name the file: a job may have hundreds
-                raise UsageError(f"{str(job.input)!r}: {exc}") from None
+                raise UsageError(f"{str(job.input)!r}: {exc}") from exc
             order = bool(src.id.get_create_plist().get_link_creation_order())
             stat = os.stat(job.input) if job.input.is_file() else None
             identity = {} if stat is None else {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -110,6 +110,7 @@ def _parallel_copy(job: Work, dset: h5py.Dataset) -> Target | None:
     layout = source_layout(dset)
     shape = tuple(dset.shape)
     create = dataset_options(layout, shape, shape, dtype, OutputOptions(), False)
+    create.update(kept_type(dset, dtype))
     return Target(dset.name, shape, dtype, shape, dtype, layout.chunks, create, copy=True)
 
 
@@ -156,9 +157,11 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
         fill = _fill_value(dset) if job.respect_fill_value else None
         out_dtype, out_shape = job.chain.check(dtype, shape, fill)
     except UsageError as exc:
-        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from None
+        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from exc
     if job.chain:
         out_dtype = out_dtype.newbyteorder("=")
+    if job.in_place and out_dtype.newbyteorder("=") == dtype.newbyteorder("="):
+        out_dtype = dtype  # written back in the file's own byte order
     if job.in_place and (out_dtype != dtype or out_shape != shape):
         raise UsageError(
             f"dataset {dset.name}: in-place runs cannot change dtype or shape ({dtype}{list(shape)} → {out_dtype}{list(out_shape)}); write an output file"
@@ -208,7 +211,8 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
             layout, tuple(dset.shape), out_shape, out_dtype, job.options, out_dtype != dtype
         )
     except UsageError as exc:
-        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from None
+        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from exc
+    create.update(kept_type(dset, out_dtype))
     lzf = create.get("compression") == "lzf" or (job.in_place and layout.compression == "lzf")
     if lzf and job.nranks > 1 and not job.options.subfiled:
         # Measured here: HDF5 1.10's collective filtered writes corrupt h5py's LZF chunks.

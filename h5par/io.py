@@ -10,19 +10,22 @@ which HDF5 requires to be collective (:func:`transfer_plist`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import resource
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
-from h5py import h5fd, h5p, h5s
+from h5py import h5fd, h5p, h5s, h5t
 
 from .comm import mpi_comm, resolve_comm, size
 from .decomposition import Index, index_shape
 from .errors import H5ParError, UsageError
+from .sizes import format_size
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -31,6 +34,8 @@ __all__ = [
     "DRIVERS",
     "MODES",
     "File",
+    "full_storage",
+    "memory_type",
     "open_error",
     "open_input",
     "read_block",
@@ -99,6 +104,51 @@ def open_error(path: str | os.PathLike[str], exc: OSError) -> H5ParError:
             f"{found[2]} (an interrupted copy or write?)"
         )
     return UsageError(f"cannot open {name!r} as HDF5, the file may be corrupt: {text}")
+
+
+#: errno values of a write that found its storage full, by what they mean.
+_FULL = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large",
+}
+#: A file system with less free space than this (or than the block) counts as full.
+_NEARLY_FULL = 1 << 20
+
+
+def full_storage(exc: OSError, path: Path, nbytes: int, total: int = 0) -> str | None:
+    """Why writing a block of ``nbytes`` into ``path`` failed with ``exc`` for lack of room.
+
+    None when nothing says so. h5py's error carries the errno of a failed POSIX write
+    (sec2 driver; HDF5's message says ``errno = 28`` too): ENOSPC, EDQUOT and EFBIG mean a
+    full disk, a quota or a file-size limit, any other errno something else. Through
+    MPI-IO there is no errno; then the file system's free space (less than the block, or
+    1 MiB) and the process's file-size limit (``ulimit -f``: below the file's size plus
+    the ``total`` bytes of the dataset written) tell.
+
+    Examples
+    --------
+    >>> full_storage(OSError(28, "Can't write data"), Path("."), 8)
+    'no space left on the device'
+    >>> full_storage(OSError("Can't write data (no write intent on file)"), Path("."), 8) is None
+    True
+    """
+    found = re.search(r"errno = (\d+)", str(exc))
+    code = exc.errno if exc.errno is not None else int(found[1]) if found else None
+    if code is not None:
+        return _FULL.get(code)
+    try:
+        room = os.statvfs(path.parent)
+        size = path.stat().st_size if path.exists() else 0
+    except OSError:
+        return None
+    free = room.f_bavail * room.f_frsize
+    if free < max(nbytes, _NEARLY_FULL):
+        return f"{format_size(free)} free on its file system"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and size + max(nbytes, total) > limit:
+        return f"file-size limit {format_size(limit)} (ulimit -f)"
+    return None
 
 
 def open_input(path: Path, driver: str, options: dict[str, Any]) -> h5py.File:
@@ -231,6 +281,72 @@ def transfer_plist(dset: h5py.Dataset) -> h5p.PropDXID | None:
     return dxpl
 
 
+def memory_type(dset: h5py.Dataset) -> h5t.TypeID | None:
+    """The HDF5 type blocks of ``dset`` are transferred in: its own type, or None (h5py's).
+
+    h5py would describe a block by ``py_create(dtype)``, which is a plain integer for an
+    enum or a bitfield, has no tag for an opaque type, and may pad strings differently:
+    HDF5 then converts every element, and a conversion turns a collective write of a
+    filtered dataset into an independent one, which HDF5 refuses. When numpy's dtype holds
+    exactly the bytes of the dataset's type (:func:`same_bytes`), the dataset's own type is
+    the memory type and nothing is converted; otherwise (references, variable-length data,
+    integers of unusual precision) h5py's type lets HDF5 convert.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> with File(os.path.join(tempfile.mkdtemp(), "a.h5"), "w") as f:
+    ...     e = f.create_dataset("e", (2,), dtype=h5py.enum_dtype({"A": 0, "B": 1}, "u1"))
+    ...     memory_type(e).get_class() == h5t.ENUM
+    True
+    """
+    ftype = dset.id.get_type()
+    return ftype if same_bytes(ftype, dset.dtype) else None
+
+
+def same_bytes(ftype: h5t.TypeID, dtype: np.dtype[Any]) -> bool:
+    """True when elements of HDF5 type ``ftype`` are stored exactly as numpy's ``dtype`` bytes."""
+    cls, size = ftype.get_class(), ftype.get_size()
+    if size != dtype.itemsize:
+        return False
+    if cls in (h5t.INTEGER, h5t.FLOAT):
+        return bool(ftype.equal(h5t.py_create(np.dtype(dtype.str))))
+    if cls == h5t.ENUM:  # numpy's bool is h5py's enum (FALSE = 0, TRUE = 1) of int8
+        return dtype.kind == "b" or same_bytes(ftype.get_super(), dtype)
+    if cls == h5t.BITFIELD:
+        order = h5t.ORDER_BE if dtype.byteorder == ">" else h5t.ORDER_LE
+        return dtype.kind == "u" and (size == 1 or ftype.get_order() == order)
+    if cls == h5t.OPAQUE:
+        return dtype.kind == "V" and dtype.fields is None and dtype.subdtype is None
+    if cls == h5t.STRING:
+        return dtype.kind == "S" and not ftype.is_variable_str()
+    if cls == h5t.ARRAY:
+        sub = dtype.subdtype
+        return (
+            sub is not None
+            and ftype.get_array_dims() == sub[1]
+            and same_bytes(ftype.get_super(), sub[0])
+        )
+    if cls == h5t.COMPOUND:
+        return _same_fields(ftype, dtype)
+    return False  # references, variable-length, time: h5py's memory form differs
+
+
+def _same_fields(ftype: Any, dtype: np.dtype[Any]) -> bool:
+    """Compound ``ftype`` and structured ``dtype``: the same members at the same offsets."""
+    names = dtype.names or ()
+    if ftype.get_nmembers() != len(names):
+        return False
+    for i, name in enumerate(names):
+        field, offset = dtype.fields[name][:2]  # type: ignore[index]
+        same_name = ftype.get_member_name(i) == name.encode()
+        if not same_name or ftype.get_member_offset(i) != offset:
+            return False
+        if not same_bytes(ftype.get_member_type(i), field):
+            return False
+    return True
+
+
 def _file_space(dset: h5py.Dataset, boxes: Sequence[Index]) -> h5s.SpaceID:
     space = dset.id.get_space()
     if not boxes:
@@ -298,8 +414,9 @@ def read_block(
     empty = index is None or 0 in shape
     into = _destination(dset, shape, empty, out)
     boxes = [] if index is None or empty else [index]
+    mspace, fspace = _memory_space(shape, empty), _file_space(dset, boxes)
     with _naming_read(dset):
-        dset.id.read(_memory_space(shape, empty), _file_space(dset, boxes), into, dxpl=dxpl)
+        dset.id.read(mspace, fspace, into, memory_type(dset), dxpl=dxpl)
     return np.empty(shape, dset.dtype) if empty else into
 
 
@@ -312,7 +429,9 @@ def write_block(
     """Write ``data`` (C order) into the union of ``boxes``; no boxes writes nothing.
 
     ``data`` must already have the dataset's dtype: a memory/file type mismatch would turn
-    collective I/O into independent I/O. Collective when ``dxpl`` is collective.
+    collective I/O into independent I/O; for the same reason the memory type is the
+    dataset's own when numpy's bytes are its bytes (:func:`memory_type`: enums, bitfields,
+    opaque data). Collective when ``dxpl`` is collective.
     """
     if data.dtype != dset.dtype:
         raise TypeError(f"block dtype {data.dtype} differs from dataset dtype {dset.dtype}")
@@ -322,6 +441,7 @@ def write_block(
         _memory_space(data.shape, empty),
         _file_space(dset, [] if empty else boxes),
         buffer,
+        memory_type(dset),
         dxpl=dxpl,
     )
 
@@ -351,5 +471,5 @@ def read_selected(
             op = h5s.SELECT_SET if i == 0 else h5s.SELECT_OR
             space.select_hyperslab(start, count, stride, op=op)
     with _naming_read(dset):
-        dset.id.read(_memory_space(shape, empty), space, into, dxpl=dxpl)
+        dset.id.read(_memory_space(shape, empty), space, into, memory_type(dset), dxpl=dxpl)
     return np.empty(shape, dset.dtype) if empty else into

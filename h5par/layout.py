@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
-from .kernels.chain import convert_fill
+from .kernels.base import representable
 
 __all__ = [
     "CHUNKED_KEYS",
@@ -212,7 +212,7 @@ def dataset_options(
             kwargs["scaleoffset"] = source.scaleoffset
     fill = source.fillvalue if options.fillvalue is None else options.fillvalue
     if fill is not None:
-        converted = _convert_fill(fill, out_dtype)
+        converted = _convert_fill(fill, out_dtype, chosen=options.fillvalue is not None)
         if converted is not None:
             kwargs["fillvalue"] = converted
     return kwargs
@@ -264,11 +264,38 @@ def _chunks(
     return tuple(c if n == 0 else min(c, n) for c, n in zip(chunks, shape, strict=True))
 
 
-def _convert_fill(value: Any, dtype: np.dtype[Any]) -> Any:
-    """The fill value in ``dtype``, or None if it does not survive the conversion."""
-    if dtype.kind not in "biufc":
-        return value if np.asarray(value).dtype == dtype else None
-    try:
-        return convert_fill(value, dtype)
-    except UsageError:
-        return None
+def _convert_fill(value: Any, dtype: np.dtype[Any], chosen: bool = False) -> Any:
+    """The fill value in ``dtype``; None when the input's does not survive the conversion.
+
+    A fill value the job ``chosen`` that ``dtype`` cannot hold is a :class:`UsageError`:
+
+    >>> _convert_fill(-9999.0, np.dtype("u1"), chosen=True)
+    Traceback (most recent call last):
+    ...
+    h5par.errors.UsageError: output fillvalue = -9999.0 cannot be represented in uint8 (valid: whole numbers 0..255)
+    >>> _convert_fill(-9999.0, np.dtype("u1")) is None, _convert_fill(0.1, np.dtype("f4"))
+    (True, np.float32(0.1))
+    """
+    valid = _fill_problem(value, dtype)
+    if valid is None:
+        if dtype.kind not in "biufc" or dtype.fields is not None:
+            return value
+        with np.errstate(all="ignore"):
+            return np.asarray(value).astype(dtype)[()]
+    if chosen:
+        raise UsageError(
+            f"output fillvalue = {value!r} cannot be represented in {dtype} (valid: {valid})"
+        )
+    return None
+
+
+def _fill_problem(value: Any, dtype: np.dtype[Any]) -> str | None:
+    """None when ``value`` can be a fill value of ``dtype``, else what can."""
+    given = np.asarray(value)
+    if dtype.kind not in "biufc" or dtype.fields is not None:
+        return None if given.dtype == dtype else f"values of {dtype} itself"
+    if isinstance(value, bool) or given.ndim or given.dtype.kind not in "biufc":
+        return "a number"
+    if given.dtype.kind == "c" and dtype.kind != "c":
+        return "a real number"
+    return representable(given[()], dtype)

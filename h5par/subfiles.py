@@ -28,6 +28,7 @@ from typing import Any
 import h5py
 
 from .decomposition import Index
+from .hierarchy import create_dataset, create_type
 from .layout import CHUNKED_KEYS, row_chunks
 from .targets import Target, assign, output_boxes
 
@@ -92,7 +93,9 @@ def virtual_dataset(
 
     Each unit's output boxes map to the same boxes of the part owning the unit.
     """
-    layout = h5py.VirtualLayout(shape=target.out_shape, dtype=target.out_dtype)
+    kept = create_type(target.create)  # an HDF5 type the input kept, else the dtype
+    dtype = h5py.Datatype(kept) if isinstance(kept, h5py.h5t.TypeID) else target.out_dtype
+    layout = h5py.VirtualLayout(shape=target.out_shape, dtype=dtype)
     folder = parts_folder(output).name
     for rank, mine in enumerate(assign(range(len(blocks)), nparts)):
         boxes = merged(itertools.chain.from_iterable(output_boxes(target, blocks[u]) for u in mine))
@@ -125,4 +128,4 @@ def part_datasets(part: h5py.File, targets: Iterable[Target]) -> None:
         create["fill_time"] = "never"  # a part is written whole and never extended
         if 0 in shape:  # HDF5 cannot chunk an axis fixed at length 0 (nothing is written)
             create = {k: v for k, v in create.items() if k not in CHUNKED_KEYS}
-        part.create_dataset(target.path, **create)
+        create_dataset(part, target.path, create)

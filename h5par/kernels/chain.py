@@ -111,7 +111,12 @@ class Chain:
                 if fill is not None:
                     fill = convert_fill(fill, dtype)
             except UsageError as exc:
-                raise UsageError(f"kernel #{position}: {exc}") from None
+                raise UsageError(f"kernel #{position}: {exc}") from exc
+            except (TypeError, ValueError, ArithmeticError) as exc:  # numpy refused a parameter
+                raise UsageError(
+                    f"kernel #{position} ({kernel.name}): cannot process {dtype} data with "
+                    f"these parameters ({type(exc).__name__}: {exc})"
+                ) from exc
         return dtype, shape
 
     def dtype_at(self, position: int, dtype: np.dtype[Any]) -> np.dtype[Any]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from h5par.errors import UsageError
 
-__all__ = ["Expression", "compile_expression"]
+__all__ = ["MAX_DEPTH", "Expression", "compile_expression", "uses_x"]
 
 Expression = Callable[[np.ndarray], Any]
 
@@ -45,6 +45,10 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
 _FUNCTIONS: dict[str, Callable[[Any], Any]] = {"abs": np.abs, "isnan": np.isnan}
 _CONSTANTS = {"nan": float("nan"), "inf": float("inf")}
 _VALID = "numbers, x, nan, inf, + - * /, abs(), isnan(), < <= > >= == !=, &, |, ~, ( )"
+#: Deepest nesting of operations an expression may have (evaluation recurses once per level).
+MAX_DEPTH = 100
+#: Characters of an expression quoted in an error message.
+_SHOWN = 80
 
 
 def compile_expression(text: str) -> Expression:
@@ -68,11 +72,41 @@ def compile_expression(text: str) -> Expression:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise _fail(text, f"syntax error ({exc.msg})") from None
+    except (RecursionError, MemoryError) as exc:  # Python's parser gives up on deep nesting
+        raise _fail(text, f"nested deeper than {MAX_DEPTH} levels") from exc
+    if _depth(tree.body) > MAX_DEPTH:
+        raise _fail(text, f"nested deeper than {MAX_DEPTH} levels")
     return _compile(tree.body, text)
 
 
+def uses_x(text: str) -> bool:
+    """True when the expression ``text`` (already compiled once) refers to ``x``.
+
+    >>> uses_x("-1 * x"), uses_x("nan")
+    (True, False)
+    """
+    tree = ast.parse(text.strip(), mode="eval")
+    return any(isinstance(n, ast.Name) and n.id == "x" for n in ast.walk(tree))
+
+
+def _depth(root: ast.AST) -> int:
+    """How deeply ``root``'s operations nest (without recursion: the tree may be very deep).
+
+    >>> _depth(ast.parse("-(x + 1) * 2", mode="eval").body)
+    4
+    """
+    deepest, todo = 0, [(root, 1)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        children = ast.iter_child_nodes(node)
+        todo.extend((c, depth + 1) for c in children if isinstance(c, ast.expr))
+    return deepest
+
+
 def _fail(text: str, what: str) -> UsageError:
-    return UsageError(f"expression {text!r}: {what} (valid: {_VALID})")
+    shown = text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
+    return UsageError(f"expression {shown!r}: {what} (valid: {_VALID})")
 
 
 def _compile(node: ast.AST, text: str) -> Expression:

@@ -18,7 +18,16 @@ import numpy as np
 from h5par.decomposition import Index
 from h5par.errors import UsageError
 
-from .base import Kernel, Scratch, as_number, axes_of, check_axis_param, register, ufunc_out
+from .base import (
+    Kernel,
+    Scratch,
+    as_number,
+    axes_of,
+    check_axis_param,
+    check_value,
+    register,
+    ufunc_out,
+)
 
 __all__ = ["MODES", "Gradient", "MovingMean", "Smooth"]
 
@@ -68,9 +77,11 @@ class _Filter(Kernel):
         raise NotImplementedError
 
     def check(self, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
-        """The axes must exist."""
+        """The axes must exist; a ``cval`` used must be a value of the result's dtype."""
         super().check(dtype, shape)
         self.filter_axes(len(shape))
+        if self.mode == "constant":
+            check_value(self.name, "cval", self.cval, self.result_dtype(dtype))
 
     @property
     def has_halo(self) -> bool:

@@ -51,13 +51,27 @@ def import_function(spec: str) -> Callable[[np.ndarray], Any]:
     return func
 
 
+def _same_values(got: np.dtype[Any], expected: np.dtype[Any]) -> bool:
+    """True when ``got`` holds the values of ``expected``: the same kind and size.
+
+    Byte order does not count (numpy's ufuncs return native results for big-endian input);
+    the block is converted to the output's byte order when it is written.
+
+    >>> _same_values(np.dtype("<f8"), np.dtype(">f8")), _same_values(np.dtype("f4"), np.dtype("f8"))
+    (True, False)
+    """
+    same = got.kind == expected.kind and got.itemsize == expected.itemsize
+    return same and got.fields is None and expected.fields is None
+
+
 @register
 @dataclasses.dataclass(frozen=True)
 class PythonKernel(Kernel):
     """Apply ``function`` (``"package.module:function"``) to each block.
 
     The function takes a numpy block and returns an array of the same shape, of the input's
-    dtype or of ``dtype`` when given. It must be pure: it sees one block at a time, never
+    dtype or of ``dtype`` when given (in either byte order: a big-endian block may give a
+    native result). It must be pure: it sees one block at a time, never
     the whole dataset, and must not keep a reference to the block or to its result: the
     runner reads the next block into the same memory. A function that needs neighbours (a
     stencil) asks for ``halo``: one number for every axis or one per axis. It then receives
@@ -127,7 +141,7 @@ class PythonKernel(Kernel):
                 f"python kernel {self.function}: returned shape {out.shape} for a block of "
                 f"shape {x.shape} (it must keep the shape)"
             )
-        if out.dtype != expected:
+        if not _same_values(out.dtype, expected):
             raise KernelError(
                 f"python kernel {self.function}: returned dtype {out.dtype}, expected "
                 f"{expected} (declare it with dtype = '{out.dtype}')"
