@@ -18,7 +18,7 @@ from h5py import h5t, h5z
 
 from .errors import H5ParError, UsageError
 from .hierarchy import dataset_paths, has_refs, kept_type, missing_sources, source_layout
-from .io import open_input
+from .io import memory_type, open_input
 from .kernels import Broadcast
 from .kernels.chain import convert_fill
 from .layout import OutputOptions, dataset_options
@@ -237,11 +237,13 @@ def _check_opaque(dset: h5py.Dataset) -> None:
     """Refuse a tagged opaque dataset (it is copied unchanged when not selected).
 
     numpy sees raw bytes, and HDF5 converts only between opaque types of the same tag: with
-    a tag other than h5py's, no block of it can be read or written as numpy data.
+    a tag other than h5py's, blocks move only in the dataset's own type
+    (:func:`h5par.io.memory_type`), which needs numpy's dtype to hold its bytes exactly.
     """
     ftype = dset.id.get_type()
     opaque = _opaque_part(ftype)
-    if opaque is not None and h5t.find(ftype, h5t.py_create(dset.dtype)) is None:
+    convertible = memory_type(dset) is not None or h5t.find(ftype, h5t.py_create(dset.dtype))
+    if opaque is not None and not convertible:
         tag = opaque.get_tag().decode(errors="replace")
         raise UsageError(
             f"dataset {dset.name} has an opaque type (tag {tag!r}): "
