@@ -190,7 +190,7 @@ def test_the_lock_itself_refuses_a_run_whose_checks_passed_before_the_other_star
     )
     try:
         time.sleep(3)  # B is past its checks, in the delay
-        first = start(tmp_path, env, 0.8)
+        first = start(tmp_path, env, 2.0)  # 16 s of steps: still working when B tries, under load
         try:
             wait_until_working(folder, first)
             code, out, err = finish(late, 120)
