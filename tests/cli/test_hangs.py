@@ -1,0 +1,93 @@
+"""Rank-0-only actions, slow ranks next to failing ones, and long copies (``h5par run``).
+
+Every case runs the real command line under mpirun and checks that the job ends with the
+error that caused it, every rank exits with the same status, and no work folder is left.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+#: Each rank prints its own exit status, so that a test sees every rank's, not mpirun's.
+WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+
+JOB = """version = 1
+[input]
+path = "in.h5"
+[output]
+path = "out.h5"
+[[kernels]]
+{kernel}
+[run]
+memory = "{memory}"
+file_parallel_below = 0
+watchdog = {watchdog}
+"""
+
+
+def job(folder: Path, kernel: str, watchdog: float = 600, memory: str = "64KiB") -> None:
+    (folder / "job.toml").write_text(JOB.format(kernel=kernel, watchdog=watchdog, memory=memory))
+
+
+def run(
+    mpitools, folder: Path, nranks: int, *extra: str, fault: str | None = None, timeout=120
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``h5par run job.toml`` on ``nranks`` ranks: the result and the seconds it took."""
+    cmd = ["mpirun", "--oversubscribe", "-n", str(nranks), sys.executable, "-c", WRAPPER]
+    env = mpitools.mpi_env({"H5PAR_FAULT": fault} if fault else None)
+    start = time.monotonic()
+    result = mpitools.launch(
+        [*cmd, "run", "job.toml", *extra], cwd=folder, env=env, timeout=timeout
+    )
+    return result, time.monotonic() - start
+
+
+def statuses(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """Every rank's exit status (lines of several ranks may run together)."""
+    return sorted(re.findall(r"EXIT \d+", result.stdout))
+
+
+def errors(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("h5par:")]
+
+
+def left(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def corrupt_first_chunk(path: Path, name: str) -> None:
+    """Overwrite the stored bytes of chunk 0 of dataset ``name`` (gzip cannot inflate them)."""
+    with h5py.File(path, "r") as f:
+        info = f[name].id.get_chunk_info(0)
+    with open(path, "r+b") as raw:
+        raw.seek(info.byte_offset)
+        raw.write(b"\xff" * info.size)
+
+
+@pytest.mark.parametrize("nranks", [2, 3])
+def test_an_unreadable_broadcast_source_ends_at_once_with_the_read_error(
+    mpitools, tmp_path, nranks
+) -> None:
+    # Rank 0 reads the source slice alone: its read error must be agreed on, not leave the
+    # other ranks waiting in the broadcast until the watchdog.
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        f.create_dataset("x", data=np.ones((64, 32)), chunks=(8, 32), compression="gzip")
+    corrupt_first_chunk(tmp_path / "in.h5", "x")
+    job(tmp_path, 'name = "broadcast"\nindex = 0')
+    result, seconds = run(mpitools, tmp_path, nranks, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert statuses(result) == ["EXIT 1"] * nranks
+    (line,) = errors(result)
+    assert "broadcast source of /x" in line and "rank 0 of" in line
+    assert "inflate() failed" in line, line
+    assert "made no progress" not in result.stderr and "Traceback" not in result.stderr
+    assert seconds < 30
+    assert left(tmp_path) == ["in.h5", "job.toml"]
