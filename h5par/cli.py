@@ -57,9 +57,15 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .batch import run
+    from .comm import resolve_comm
+    from .errors import collective_errors
     from .guard import stop_signals
-    from .report import summary_text, write_report
+    from .report import check_report, summary_text, write_report
 
+    comm = resolve_comm()
+    with collective_errors(comm, "validate"):  # like outputs: before any work, on every rank
+        if args.report and comm.Get_rank() == 0:
+            check_report(args.report)
     with stop_signals():
         result = run(
             args.job,
@@ -67,11 +73,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             quiet=getattr(args, "quiet", False),
             resume=args.resume,
+            comm=comm,
         )
-    if _rank() == 0:
-        print(summary_text(result), flush=True)
-        if args.report:
-            write_report(result, args.report)
+    with collective_errors(comm, "report"):  # rank 0 writes: every rank ends as it does
+        if comm.Get_rank() == 0:
+            print(summary_text(result), flush=True)
+            if args.report:
+                write_report(result, args.report)
     return EXIT_OK
 
 
@@ -270,6 +278,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler, _ = _COMMANDS[args.verb]
     # A full disk or a file-size limit must be an error HDF5 reports, not a silent death.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    status = _dispatch(handler, args)
+    return _rank0_status(status) if args.verb in _RANK0_VERBS else status
+
+
+#: Verbs only rank 0 carries out: the other ranks exit with rank 0's status.
+_RANK0_VERBS = ("ls", "plan", "status", "submit")
+
+
+def _rank0_status(status: int) -> int:
+    """Rank 0's exit status, on every rank of a job launched with several (collective)."""
+    if world()[1] == 1:
+        return status
+    from .comm import bcast, resolve_comm
+
+    return bcast(resolve_comm(), status)
+
+
+def _dispatch(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run the verb's handler; every failure ends in one line and its exit status."""
     try:
         return handler(args)
     except H5ParError as exc:

@@ -91,3 +91,42 @@ def test_an_unreadable_broadcast_source_ends_at_once_with_the_read_error(
     assert "made no progress" not in result.stderr and "Traceback" not in result.stderr
     assert seconds < 30
     assert left(tmp_path) == ["in.h5", "job.toml"]
+
+
+def small_input(folder: Path) -> None:
+    with h5py.File(folder / "in.h5", "w") as f:
+        f["x"] = np.arange(4096.0).reshape(64, 64)
+
+
+@pytest.mark.parametrize("report", ["missing/report.json", "."], ids=["no folder", "a folder"])
+def test_an_unwritable_report_is_a_usage_error_before_any_work(mpitools, tmp_path, report) -> None:
+    small_input(tmp_path)
+    job(tmp_path, 'name = "scale"\nfactor = 2')
+    result, _ = run(mpitools, tmp_path, 2, "--report", report, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert statuses(result) == ["EXIT 2"] * 2
+    (line,) = errors(result)
+    assert line.startswith(f"h5par: error: --report {report!r} cannot be written ("), line
+    assert left(tmp_path) == ["in.h5", "job.toml"]  # nothing written, no work folder
+
+
+def test_a_report_is_written_once_and_every_rank_succeeds(mpitools, tmp_path) -> None:
+    small_input(tmp_path)
+    job(tmp_path, 'name = "scale"\nfactor = 2')
+    result, _ = run(mpitools, tmp_path, 2, "--report", "report.json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert statuses(result) == ["EXIT 0"] * 2
+    assert '"ranks": 2' in (tmp_path / "report.json").read_text()
+
+
+@pytest.mark.parametrize("verb", ["plan", "status"])
+def test_a_verb_only_rank_0_carries_out_ends_with_its_status_on_every_rank(
+    mpitools, tmp_path, verb
+) -> None:
+    small_input(tmp_path)
+    job(tmp_path, 'name = "scale"\nfactor = 2\nnot_a_parameter = 1')
+    cmd = ["mpirun", "--oversubscribe", "-n", "2", sys.executable, "-c", WRAPPER, verb, "job.toml"]
+    result = mpitools.launch(cmd, cwd=tmp_path, env=mpitools.mpi_env(), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert statuses(result) == ["EXIT 2"] * 2
+    assert len(errors(result)) == 1
