@@ -31,7 +31,17 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from .comm import abort, key, notices_possible, read_notices, release, world
+from .comm import (
+    abort,
+    answer_pings,
+    ask_alive,
+    key,
+    notices_possible,
+    read_notices,
+    release,
+    release_noticed,
+    world,
+)
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -43,6 +53,7 @@ __all__ = [
     "collective_call",
     "give_up",
     "guarded",
+    "others_working",
     "patience",
     "stop_signal",
     "stop_signals",
@@ -73,6 +84,7 @@ class _State:
 
 
 _state = _State()
+_armed = threading.Lock()  # held while the watchdog thread calls MPI: never after guarded()
 
 
 def beat(phase: str) -> None:
@@ -113,12 +125,40 @@ def collective_call(comm: Comm) -> Iterator[None]:
 
 
 def patience(failed: bool) -> float | None:
-    """Seconds an agreement waits for the other ranks (None: forever, no watchdog)."""
+    """Seconds an agreement waits before it asks the ranks not there yet (None: forever).
+
+    A failed rank waits like any other: the ranks it waits for tell it to end the job when
+    they cannot come (a release). Without threads that may call MPI (no notices, no
+    questions), it waits only until just before a stuck rank's own watchdog would fire.
+    """
     if _state.seconds is None:
         return None
-    if failed:  # before the watchdog of a rank stuck in the call it left would fire
+    if failed and not notices_possible():
         return min(_state.seconds / 2, FAILED_PATIENCE)
     return _state.seconds + _GRACE
+
+
+def others_working(channel: Comm) -> bool:
+    """True when a rank of ``channel`` that has not arrived is still making progress.
+
+    Asked by a rank whose agreement has waited its patience: such a rank (working, and
+    its last beat is recent by its own watchdog's measure) will arrive; a rank that does
+    not answer, or only ranks that wait or are stuck, will not.
+    """
+    if not notices_possible():
+        return False
+    answers = ask_alive(channel, _GRACE)
+    return answers is not None and any(working for working, *_ in answers)
+
+
+def _answer() -> None:
+    """Answer the other ranks' questions (:func:`others_working`) while the watchdog is armed."""
+    with _armed:
+        seconds = _state.seconds
+        if seconds is None or not notices_possible():
+            return
+        idle = time.monotonic() - _state.last
+        answer_pings((not _state.waits and idle <= seconds, _state.phase, idle))
 
 
 def give_up(message: str) -> NoReturn:
@@ -144,13 +184,15 @@ def guarded(seconds: float | None) -> Iterator[None]:
     try:
         yield
     finally:
-        _state.seconds = None
+        with _armed:  # the watchdog thread leaves MPI alone from here on (MPI_Finalize)
+            _state.seconds = None
 
 
 def _watch() -> None:
     while True:
         seconds = _state.seconds
         time.sleep(0.2 if seconds is None else min(1.0, seconds / 10))
+        _answer()
         if seconds is None or _state.seconds is None or _state.waits:
             continue
         inside = _state.inside
@@ -170,7 +212,8 @@ def _release_if_left(comm: Comm, number: int) -> None:
     """Release the first failed rank that never entered collective call ``number``."""
     for source, (_, entered) in _notices(comm):
         if entered < number:
-            release(comm, source)
+            rank = _state.where.partition(" of ")[0]
+            release(comm, source, f"{rank} is inside a collective call it left")
             _state.released = True
             return
 
@@ -186,7 +229,10 @@ def _stuck(seconds: float, idle: float) -> None:
         )
     now = time.monotonic()
     if _state.noticed is None:
-        _state.noticed = now  # the failed rank ends the job within its patience
+        _state.noticed = now  # the failed rank ends the job at once, with its message
+        if not _state.released:
+            release_noticed(f"{_state.where} made no progress for {idle:.0f} s ({_state.phase})")
+            _state.released = True
     elif now - _state.noticed > FAILED_PATIENCE + _GRACE:
         give_up(f"{notices[0][1][0]}; that rank did not end the job ({_state.where} did)")
 

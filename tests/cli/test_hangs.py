@@ -130,3 +130,43 @@ def test_a_verb_only_rank_0_carries_out_ends_with_its_status_on_every_rank(
     assert result.returncode == 2, result.stderr
     assert statuses(result) == ["EXIT 2"] * 2
     assert len(errors(result)) == 1
+
+
+def gzip_input(folder: Path) -> None:
+    with h5py.File(folder / "in.h5", "w") as f:
+        f.create_dataset("x", data=np.ones((256, 64)), chunks=(16, 64), compression="gzip")
+
+
+@pytest.mark.parametrize("nranks", [2, 3])
+def test_a_failed_rank_waits_for_a_rank_that_is_merely_computing(mpitools, tmp_path, nranks):
+    # Rank 0 computes for 15 s (longer than a failed rank's old patience of 10 s); the
+    # failed rank must wait for it to arrive and the job end with the agreed error.
+    gzip_input(tmp_path)
+    job(tmp_path, 'name = "scale"\nfactor = 2', watchdog=60)
+    fault = f"kernel:0:delay=15,kernel:{nranks - 1}:raise"
+    result, seconds = run(mpitools, tmp_path, nranks, fault=fault, timeout=90)
+    assert result.returncode == 1, result.stderr
+    assert statuses(result) == ["EXIT 1"] * nranks  # an agreed error, not MPI_Abort
+    (line,) = errors(result)
+    assert f"injected fault at kernel on rank {nranks - 1}" in line
+    assert f"rank {nranks - 1} of {nranks}" in line and "aborting" not in line
+    assert 15 < seconds < 45
+    assert left(tmp_path) == ["in.h5", "job.toml"]
+
+
+def test_waiting_ranks_wait_for_a_rank_still_processing_its_own_files(mpitools, tmp_path):
+    # File-level parallelism: rank 1's file is done at once, rank 0's takes 12 s of beating
+    # steps; rank 1 waits in an agreement longer than watchdog + 5 s, and must not give up.
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["x"] = np.ones((512, 64))
+    with h5py.File(tmp_path / "b.h5", "w") as f:
+        f["x"] = np.ones((8, 8))
+    job(tmp_path, 'name = "scale"\nfactor = 2', watchdog=3, memory="16KiB")
+    text = (tmp_path / "job.toml").read_text().replace('"in.h5"', '["a.h5", "b.h5"]')
+    text = text.replace('"out.h5"', '"{stem}_out.h5"').replace("file_parallel_below = 0", "")
+    (tmp_path / "job.toml").write_text(text + "file_parallel_below = 1000000000\n")
+    result, seconds = run(mpitools, tmp_path, 2, fault="kernel:0:delay=0.8", timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert statuses(result) == ["EXIT 0"] * 2
+    assert seconds > 8  # longer than rank 1's patience (watchdog + 5 s): it asked, and waited
+    assert left(tmp_path) == ["a.h5", "a_out.h5", "b.h5", "b_out.h5", "job.toml"]
