@@ -4,16 +4,17 @@
   advances; a rank that makes no progress for ``watchdog`` seconds while *working* (not
   waiting for the others) is blocked — in I/O, in a user kernel, on a dead file system —
   and the watchdog ends the whole job with a message naming that rank.
-- **Agreements** wait for the other ranks with a patience (:func:`patience`): a healthy rank
-  gives the stuck rank's own watchdog time to speak first, then aborts; a rank that has
-  failed waits a few seconds only, because the others may be inside a collective HDF5 call
-  they can never leave.
+- **Agreements** wait for the other ranks with a patience (:func:`patience`), then ask the
+  ranks not there yet whether they are still working (:func:`others_working`, answered by
+  their watchdog threads) and wait on while one is: a healthy rank first gives a stuck
+  rank's own watchdog time to speak; a rank that has failed asks after a few seconds,
+  because the others may be inside a collective HDF5 call they can never leave.
 - **Failure notices**: a rank that failed posts its message to every other rank before it
   waits (:func:`h5par.errors.collective_errors`). The job always ends with that message,
   printed by the failed rank: a watchdog that finds its rank stuck reads the notices first
-  and leaves the word to the failed rank (it speaks itself only if that rank never does),
-  and a rank inside a :func:`collective_call` the failed rank never entered — which it can
-  never leave — releases the failed rank from its wait at once.
+  and releases the failed rank from its wait (it speaks itself only if that rank never
+  does), and a rank inside a :func:`collective_call` the failed rank never entered — which
+  it can never leave — releases the failed rank at once.
 - **SIGTERM / SIGUSR1** (SLURM's time limit, ``scancel``, ``--signal``) only set a flag;
   the data pass stops at the next block boundary, records its progress and exits 75.
 """
@@ -127,13 +128,13 @@ def collective_call(comm: Comm) -> Iterator[None]:
 def patience(failed: bool) -> float | None:
     """Seconds an agreement waits before it asks the ranks not there yet (None: forever).
 
-    A failed rank waits like any other: the ranks it waits for tell it to end the job when
-    they cannot come (a release). Without threads that may call MPI (no notices, no
-    questions), it waits only until just before a stuck rank's own watchdog would fire.
+    Then it waits on as long as one of them is making progress (:func:`others_working`).
+    A failed rank asks early, before the watchdog of a rank stuck in a call it left would
+    fire; a healthy rank gives a stuck rank's own watchdog time to speak first.
     """
     if _state.seconds is None:
         return None
-    if failed and not notices_possible():
+    if failed:
         return min(_state.seconds / 2, FAILED_PATIENCE)
     return _state.seconds + _GRACE
 
