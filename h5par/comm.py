@@ -272,11 +272,25 @@ def allgather_within(
             if until is not None and until():
                 return None  # the caller aborts the job: the request dies with it
             if time.monotonic() > deadline:
-                if alive is None or not alive():
+                if (alive is None or not alive()) and not _settles(request, _SETTLE):
                     return None
                 deadline = time.monotonic() + patience
             time.sleep(_POLL)
     return allgather(comm, value)
+
+
+#: Seconds a barrier may take to complete once every rank has arrived (the last just now).
+_SETTLE = 2.0
+
+
+def _settles(request: Any, seconds: float) -> bool:
+    """True when ``request`` completes within ``seconds`` (polled)."""
+    deadline = time.monotonic() + seconds
+    while not request.Test():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_POLL)
+    return True
 
 
 # Failure notices. A rank that failed tells every other rank so before it waits in an

@@ -170,3 +170,34 @@ def test_waiting_ranks_wait_for_a_rank_still_processing_its_own_files(mpitools, 
     assert statuses(result) == ["EXIT 0"] * 2
     assert seconds > 8  # longer than rank 1's patience (watchdog + 5 s): it asked, and waited
     assert left(tmp_path) == ["a.h5", "a_out.h5", "b.h5", "b_out.h5", "job.toml"]
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["one big dataset", "many datasets"])
+def test_a_copy_longer_than_the_watchdog_is_progress(mpitools, tmp_path, many) -> None:
+    # Rank 0 copies the untouched datasets into the new output alone, slowed down to 0.3 s
+    # per chunk of a big LZF dataset or per small dataset (10 s in all, watchdog 3 s): it
+    # beats as it copies, and rank 1, waiting longer than watchdog + 5 s, waits on.
+    rng = np.random.default_rng(1)
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        f["x"] = np.ones((64, 64))
+        if many:
+            for i in range(32):
+                f[f"keep/d{i}"] = rng.random(100)
+        else:  # random doubles do not compress: 33 stored chunks, over 16 MiB
+            f.create_dataset(
+                "keep", data=rng.random((2100, 1024)), chunks=(64, 1024), compression="lzf"
+            )
+    job(tmp_path, 'name = "scale"\nfactor = 2', watchdog=3)
+    text = (tmp_path / "job.toml").read_text()
+    (tmp_path / "job.toml").write_text(
+        text.replace('path = "in.h5"', 'path = "in.h5"\ndatasets = ["/x"]')
+    )
+    result, seconds = run(mpitools, tmp_path, 2, fault="copy:0:delay=0.3", timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert statuses(result) == ["EXIT 0"] * 2
+    assert seconds > 8
+    with h5py.File(tmp_path / "in.h5") as f, h5py.File(tmp_path / "out.h5") as g:
+        names = [f"keep/d{i}" for i in range(32)] if many else ["keep"]
+        assert all(f[n][...].tobytes() == g[n][...].tobytes() for n in names)
+        assert [g[n].compression for n in names] == [f[n].compression for n in names]
+    assert left(tmp_path) == ["in.h5", "job.toml", "out.h5"]
