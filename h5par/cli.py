@@ -28,12 +28,21 @@ def _rank() -> int:
     return world()[0]
 
 
+def _print_once(text: str) -> None:
+    """Print ``text`` from rank 0, in an agreement: a failure ends every rank alike."""
+    from .comm import resolve_comm
+    from .errors import collective_errors
+
+    comm = resolve_comm()
+    with collective_errors(comm, "output"):
+        if comm.Get_rank() == 0:
+            print(text, flush=True)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from .info import environment, format_environment
 
-    env = environment()
-    if _rank() == 0:
-        print(format_environment(env), flush=True)
+    _print_once(format_environment(environment()))
     return EXIT_OK
 
 
@@ -41,9 +50,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .report import summary_text
 
-    result = run_demo(args.dir)
-    if _rank() == 0:
-        print(summary_text(result), flush=True)
+    _print_once(summary_text(run_demo(args.dir)))
     return EXIT_OK
 
 
@@ -90,13 +97,11 @@ def _cmd_consolidate(args: argparse.Namespace) -> int:
 
     with stop_signals():
         result = consolidate(args.master, args.out, overwrite=args.overwrite, memory=args.memory)
-    if _rank() == 0:
-        print(
-            f"h5par consolidate: {args.master} -> {args.out}: {len(result.datasets)} dataset(s), "
-            f"{format_size(sum(result.bytes_written))} written by {len(result.bytes_written)} "
-            f"rank(s) in {result.seconds:.2f} s",
-            flush=True,
-        )
+    _print_once(
+        f"h5par consolidate: {args.master} -> {args.out}: {len(result.datasets)} dataset(s), "
+        f"{format_size(sum(result.bytes_written))} written by {len(result.bytes_written)} "
+        f"rank(s) in {result.seconds:.2f} s"
+    )
     return EXIT_OK
 
 

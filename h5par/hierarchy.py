@@ -5,7 +5,8 @@ other rank involved, nothing can diverge. The output mirrors the input's paths i
 
 1. groups, links and objects: untouched datasets and named datatypes are copied with HDF5's
    object copy *without attributes* (HDF5 1.10's cross-file copy crashes on attributes that
-   hold references, e.g. netCDF-4 ``DIMENSION_LIST``), processed datasets are created empty;
+   hold references, e.g. netCDF-4 ``DIMENSION_LIST``) — big chunked datasets by their stored
+   chunks, so that the copy beats the watchdog —, processed datasets are created empty;
 2. attributes of every object, and datasets holding references, are copied with each
    object or region reference remapped to the same path in the output, so dimension scales,
    ``REFERENCE_LIST`` and region references stay valid.
