@@ -17,6 +17,7 @@ import numpy as np
 from h5py import h5z
 
 from .errors import H5ParError, UsageError
+from .guard import beat
 from .hierarchy import dataset_paths, has_refs, missing_sources, source_layout
 from .io import open_input
 from .kernels import Broadcast
@@ -114,7 +115,11 @@ def _parallel_copy(job: Work, dset: h5py.Dataset) -> Target | None:
 
 
 def _named(path: str, plan: Any, job: Work, src: h5py.File) -> Target | None:
-    """``plan(job, src[path])``, with HDF5's refusals turned into errors naming the dataset."""
+    """``plan(job, src[path])``, with HDF5's refusals turned into errors naming the dataset.
+
+    Each dataset inspected is progress for the watchdog (a file may hold thousands).
+    """
+    beat(f"inspecting {path}")
     try:
         result: Target | None = plan(job, src[path])
     except UsageError:
