@@ -201,3 +201,17 @@ def test_a_copy_longer_than_the_watchdog_is_progress(mpitools, tmp_path, many) -
         assert all(f[n][...].tobytes() == g[n][...].tobytes() for n in names)
         assert [g[n].compression for n in names] == [f[n].compression for n in names]
     assert left(tmp_path) == ["in.h5", "job.toml", "out.h5"]
+
+
+def test_a_failed_rank_the_others_cannot_answer_ends_the_job_soon(mpitools, tmp_path) -> None:
+    # Rank 1 fails before the collective open of the input; rank 0, inside it, holds the
+    # interpreter and cannot answer the failed rank's question: the job ends well before
+    # the watchdog (60 s), with rank 1's message.
+    gzip_input(tmp_path)
+    job(tmp_path, 'name = "scale"\nfactor = 2', watchdog=60)
+    result, seconds = run(mpitools, tmp_path, 2, fault="open:1:raise", timeout=90)
+    assert result.returncode == 1, result.stderr
+    (line,) = errors(result)
+    assert "injected fault at open on rank 1 [open, rank 1 of 2" in line
+    assert line.endswith("; aborting the job") and "made no progress" not in result.stderr
+    assert seconds < 30
