@@ -86,11 +86,11 @@ class Record:
 def execute(work: Work, plan: Plan, comm: Comm) -> tuple[dict[str, dict[str, Any]], Record]:
     """Run the data pass of ``plan`` and put its output in place. Collective over comm."""
     journal = open_journal(work, plan, comm)
+    lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if journal is not None and rank(comm) == 0:
+        lock = hold(journal.folder)  # rank 0 holds the work folder while the run works in it
     try:
-        with contextlib.ExitStack() as lock:
-            with collective_errors(comm, "lock work folder"):  # a refused lock is agreed on
-                if journal is not None and rank(comm) == 0:  # held while the run works in it
-                    lock.enter_context(hold(journal.folder))
+        with lock:
             reductions, record = _data_phase(work, plan, journal, comm)
             with collective_errors(comm, "finalize"):
                 inject("finalize")  # the last point where any rank may still fail

@@ -23,11 +23,10 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5l, h5o, h5p, h5r, h5s, h5z
+from h5py import h5a, h5d, h5l, h5o, h5p, h5r, h5s
 
+from . import faults, guard
 from .errors import H5ParError, UsageError
-from .faults import inject
-from .guard import beat
 from .layout import SourceLayout
 
 __all__ = [
@@ -202,8 +201,8 @@ def _copy_object(src: h5py.Group, dst: h5py.Group, name: str, path: str, externa
     watchdog (:func:`h5par.guard.beat`): HDF5's object copy is one call that holds the
     interpreter, so a big dataset is copied by its stored chunks instead.
     """
-    beat(f"copying {path}")
-    inject("copy")
+    guard.beat(f"copying {path}")
+    faults.inject("copy")
     try:
         if external:
             _copy_external(src, name, dst)
@@ -230,7 +229,7 @@ def _chunkwise(obj: Any) -> bool:
         return False
     dcpl = obj.id.get_create_plist()
     filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
-    return all(h5z.filter_avail(f) for f in filters) and _chunk_offsets(obj) is not None
+    return all(h5py.h5z.filter_avail(f) for f in filters) and _chunk_offsets(obj) is not None
 
 
 def _chunk_offsets(dset: h5py.Dataset) -> Iterator[tuple[int, ...]] | None:
@@ -255,8 +254,8 @@ def _copy_chunks(src: h5py.Dataset, dst: h5py.Group, name: str, path: str) -> No
     for offset in offsets:
         mask, data = src.id.read_direct_chunk(offset)
         new.write_direct_chunk(offset, data, mask)
-        beat(f"copying {path}")
-        inject("copy")
+        guard.beat(f"copying {path}")
+        faults.inject("copy")
 
 
 def _copy_link(src: h5py.Group, dst: h5py.Group, name: str, path: str, kind: int) -> None:

@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 from h5py import h5z
 
+from . import guard
 from .errors import H5ParError, UsageError
-from .guard import beat
 from .hierarchy import dataset_paths, has_refs, missing_sources, source_layout
 from .io import open_input
 from .kernels import Broadcast
@@ -119,7 +119,7 @@ def _named(path: str, plan: Any, job: Work, src: h5py.File) -> Target | None:
 
     Each dataset inspected is progress for the watchdog (a file may hold thousands).
     """
-    beat(f"inspecting {path}")
+    guard.beat(f"inspecting {path}")
     try:
         result: Target | None = plan(job, src[path])
     except UsageError:
