@@ -125,9 +125,10 @@ def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Itera
     The agreement waits with a patience (:func:`h5par.guard.patience`), then on as long as a
     rank not there yet is making progress (:func:`h5par.guard.others_working`): when a rank
     never arrives — blocked, dead, or left inside a collective HDF5 call by a rank that
-    failed — the job is aborted with one message instead of hanging. A failing rank first posts its
-    message to the others (a failure notice, see :mod:`h5par.guard`), so that the job ends
-    with it, and ends early when a rank tells it back it is inside a collective call it left.
+    failed — the job is aborted with one message instead of hanging. A failing rank first
+    posts its message to the others (a failure notice, see :mod:`h5par.guard`), so that the
+    job ends with it, and ends early when a rank tells it back that it cannot come (it is
+    inside a collective call the failing rank left, or stuck).
 
     Parameters
     ----------
