@@ -29,12 +29,21 @@ def _rank() -> int:
     return world()[0]
 
 
+def _print_once(text: str) -> None:
+    """Print ``text`` from rank 0, in an agreement: a failure ends every rank alike."""
+    from .comm import resolve_comm
+    from .errors import collective_errors
+
+    comm = resolve_comm()
+    with collective_errors(comm, "output"):
+        if comm.Get_rank() == 0:
+            print(text, flush=True)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from .info import environment, format_environment
 
-    env = environment()
-    if _rank() == 0:
-        print(format_environment(env), flush=True)
+    _print_once(format_environment(environment()))
     return EXIT_OK
 
 
@@ -42,9 +51,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .report import summary_text
 
-    result = run_demo(args.dir)
-    if _rank() == 0:
-        print(summary_text(result), flush=True)
+    _print_once(summary_text(run_demo(args.dir)))
     return EXIT_OK
 
 
@@ -58,9 +65,15 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .batch import run
+    from .comm import resolve_comm
+    from .errors import collective_errors
     from .guard import stop_signals
-    from .report import summary_text, write_report
+    from .report import check_report, summary_text, write_report
 
+    comm = resolve_comm()
+    with collective_errors(comm, "validate"):  # like outputs: before any work, on every rank
+        if args.report and comm.Get_rank() == 0:
+            check_report(args.report)
     with stop_signals():
         result = run(
             args.job,
@@ -68,11 +81,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             quiet=getattr(args, "quiet", False),
             resume=args.resume,
+            comm=comm,
         )
-    if _rank() == 0:
-        print(summary_text(result), flush=True)
-        if args.report:
-            write_report(result, args.report)
+    with collective_errors(comm, "report"):  # rank 0 writes: every rank ends as it does
+        if comm.Get_rank() == 0:
+            print(summary_text(result), flush=True)
+            if args.report:
+                write_report(result, args.report)
     return EXIT_OK
 
 
@@ -83,13 +98,11 @@ def _cmd_consolidate(args: argparse.Namespace) -> int:
 
     with stop_signals():
         result = consolidate(args.master, args.out, overwrite=args.overwrite, memory=args.memory)
-    if _rank() == 0:
-        print(
-            f"h5par consolidate: {args.master} -> {args.out}: {len(result.datasets)} dataset(s), "
-            f"{format_size(sum(result.bytes_written))} written by {len(result.bytes_written)} "
-            f"rank(s) in {result.seconds:.2f} s",
-            flush=True,
-        )
+    _print_once(
+        f"h5par consolidate: {args.master} -> {args.out}: {len(result.datasets)} dataset(s), "
+        f"{format_size(sum(result.bytes_written))} written by {len(result.bytes_written)} "
+        f"rank(s) in {result.seconds:.2f} s"
+    )
     return EXIT_OK
 
 
@@ -274,6 +287,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler, _ = _COMMANDS[args.verb]
     # A full disk or a file-size limit must be an error HDF5 reports, not a silent death.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    status = _dispatch(handler, args)
+    return _rank0_status(status) if args.verb in _RANK0_VERBS else status
+
+
+#: Verbs only rank 0 carries out: the other ranks exit with rank 0's status.
+_RANK0_VERBS = ("ls", "plan", "status", "submit")
+
+
+def _rank0_status(status: int) -> int:
+    """Rank 0's exit status, on every rank of a job launched with several (collective)."""
+    if world()[1] == 1:
+        return status
+    from .comm import bcast, resolve_comm
+
+    return bcast(resolve_comm(), status)
+
+
+def _dispatch(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run the verb's handler; every failure ends in one line and its exit status."""
     try:
         return handler(args)
     except H5ParError as exc:

@@ -31,6 +31,8 @@ __all__ = [
     "abort",
     "allgather",
     "allgather_within",
+    "answer_pings",
+    "ask_alive",
     "bcast",
     "bcast_array",
     "key",
@@ -41,6 +43,7 @@ __all__ = [
     "rank",
     "read_notices",
     "release",
+    "release_noticed",
     "released",
     "resolve_comm",
     "self_comm",
@@ -251,22 +254,43 @@ def allgather_within(
     value: T,
     patience: float | None,
     until: Callable[[], bool] | None = None,
+    alive: Callable[[], bool] | None = None,
 ) -> list[T] | None:
     """:func:`allgather`, or None when some rank has not arrived after ``patience`` seconds.
 
     Collective over comm. The ranks first meet in a non-blocking barrier polled until the
     deadline, so a rank that never comes (blocked, dead, stuck in another collective call)
     cannot keep this one waiting forever. ``patience=None`` waits as long as it takes;
-    ``until`` (polled with the barrier) ends the wait early when it returns True.
+    ``until`` (polled with the barrier) ends the wait early when it returns True; ``alive``,
+    asked at each deadline, grants another ``patience`` seconds when it returns True (the
+    ranks not here yet are still making progress).
     """
     if patience is not None:
         request = comm.Ibarrier()
         deadline = time.monotonic() + patience
         while not request.Test():
-            if time.monotonic() > deadline or (until is not None and until()):
+            if until is not None and until():
                 return None  # the caller aborts the job: the request dies with it
+            if time.monotonic() > deadline:
+                if (alive is None or not alive()) and not _settles(request, _SETTLE):
+                    return None
+                deadline = time.monotonic() + patience
             time.sleep(_POLL)
     return allgather(comm, value)
+
+
+#: Seconds a barrier may take to complete once every rank has arrived (the last just now).
+_SETTLE = 2.0
+
+
+def _settles(request: Any, seconds: float) -> bool:
+    """True when ``request`` completes within ``seconds`` (polled)."""
+    deadline = time.monotonic() + seconds
+    while not request.Test():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_POLL)
+    return True
 
 
 # Failure notices. A rank that failed tells every other rank so before it waits in an
@@ -277,7 +301,9 @@ def allgather_within(
 # by the watchdog thread as well as the main thread, hence MPI_THREAD_MULTIPLE and a lock.
 
 _NOTICE = 1  # tag of a notice: any picklable value from the failed rank
-_RELEASE = 2  # tag of a release: an empty message to the failed rank
+_RELEASE = 2  # tag of a release: why, as a string, to the failed rank
+_PING = 3  # tag of a question from a rank tired of waiting: are you still working?
+_PONG = 4  # tag of the answer, sent by the asked rank's watchdog thread
 _LOCK = threading.Lock()
 _RECEIVED: dict[tuple[int, int], Any] = {}  # (communicator key, source) -> notice
 _RELEASES: list[MPI.Request] = []  # never completed: the job is aborted right after
@@ -339,23 +365,85 @@ def read_notices(comm: Comm | None = None) -> list[tuple[int, Any]]:
     return sorted(found, key=lambda pair: pair[0])
 
 
-def release(comm: Comm, dest: int) -> None:
-    """Tell rank ``dest``, which failed, that this rank is inside a collective call it left."""
+_RELEASED: dict[int, tuple[int, str]] = {}  # channel key -> (source, reason) of a release
+
+
+def release(comm: Comm, dest: int, reason: str) -> None:
+    """Tell rank ``dest``, which failed, to end the job now: ``reason`` says why.
+
+    Sent by a rank that will not come to the agreement the failed rank waits in: it is
+    inside a collective call the failed rank left, or its watchdog found it stuck.
+    """
     channel = _PRIVATE.get(key(comm))
     if channel is not None and not isinstance(channel, OneProcess):
-        _RELEASES.append(channel.isend(None, dest=dest, tag=_RELEASE))
+        _RELEASES.append(channel.isend(reason, dest=dest, tag=_RELEASE))
 
 
-def released(channel: Comm) -> int | None:
-    """The rank that sent this rank a release on ``channel``, if any (see :func:`release`)."""
+def release_noticed(reason: str) -> None:
+    """:func:`release` every rank whose failure notice this rank has received."""
+    channels = {key(c): c for c in _PRIVATE.values() if not isinstance(c, OneProcess)}
+    with _LOCK:
+        sources = list(_RECEIVED)
+    for number, source in sources:
+        if number in channels:
+            _RELEASES.append(channels[number].isend(reason, dest=source, tag=_RELEASE))
+
+
+def released(channel: Comm) -> tuple[int, str] | None:
+    """(rank, reason) of a release sent to this rank on ``channel``, if any (:func:`release`)."""
     if isinstance(channel, OneProcess):
         return None
+    number = key(channel)
+    if number not in _RELEASED:
+        from mpi4py import MPI
+
+        status = MPI.Status()
+        message = channel.improbe(tag=_RELEASE, status=status)
+        if message is None:
+            return None
+        _RELEASED[number] = (int(status.Get_source()), str(message.recv()))
+    return _RELEASED[number]
+
+
+def ask_alive(channel: Comm, timeout: float) -> list[Any] | None:
+    """Ask every other rank of ``channel`` how it is doing; None when one does not answer.
+
+    The answers come from the other ranks' watchdog threads (:func:`answer_pings`), in rank
+    order. A rank that does not answer within ``timeout`` seconds cannot run its watchdog
+    either (dead, or blocked in a call that never lets go); the caller aborts the job.
+    """
+    if isinstance(channel, OneProcess):
+        return []
+    from mpi4py import MPI
+
+    me = channel.Get_rank()
+    others = [r for r in range(channel.Get_size()) if r != me]
+    pings = [channel.isend(None, dest=r, tag=_PING) for r in others]
+    answers: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout
+    while len(answers) < len(others):
+        for r in others:
+            message = None if r in answers else channel.improbe(source=r, tag=_PONG)
+            if message is not None:
+                answers[r] = message.recv()
+        if len(answers) < len(others) and time.monotonic() > deadline:
+            return None  # the caller aborts the job: the requests die with it
+        time.sleep(_POLL)
+    MPI.Request.waitall(pings)
+    return [answers[r] for r in others]
+
+
+def answer_pings(answer: Any) -> None:
+    """Answer every question :func:`ask_alive` sent this rank with ``answer`` (watchdog thread)."""
     from mpi4py import MPI
 
     status = MPI.Status()
-    if channel.iprobe(tag=_RELEASE, status=status):
-        return int(status.Get_source())
-    return None
+    for channel in list(_PRIVATE.values()):
+        if isinstance(channel, OneProcess):
+            continue
+        while (message := channel.improbe(tag=_PING, status=status)) is not None:
+            message.recv()
+            channel.send(answer, dest=status.Get_source(), tag=_PONG)  # small: never blocks
 
 
 def abort(status: int) -> NoReturn:

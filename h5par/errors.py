@@ -21,7 +21,7 @@ from .comm import (
     released,
     settle_notices,
 )
-from .guard import beat, calls, give_up, patience, stop_signal, waiting
+from .guard import beat, calls, give_up, others_working, patience, stop_signal, waiting
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -122,11 +122,13 @@ def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Itera
     one rank, or ``comm=None``, the exception propagates unchanged. The block itself must
     not call collective operations that a failing rank could skip.
 
-    The agreement waits with a patience (:func:`h5par.guard.patience`): when a rank never
-    arrives — blocked, dead, or left inside a collective HDF5 call by a rank that failed —
-    the job is aborted with one message instead of hanging. A failing rank first posts its
-    message to the others (a failure notice, see :mod:`h5par.guard`), so that the job ends
-    with it, and ends early when a rank tells it back it is inside a collective call it left.
+    The agreement waits with a patience (:func:`h5par.guard.patience`), then on as long as a
+    rank not there yet is making progress (:func:`h5par.guard.others_working`): when a rank
+    never arrives — blocked, dead, or left inside a collective HDF5 call by a rank that
+    failed — the job is aborted with one message instead of hanging. A failing rank first
+    posts its message to the others (a failure notice, see :mod:`h5par.guard`), so that the
+    job ends with it, and ends early when a rank tells it back that it cannot come (it is
+    inside a collective call the failing rank left, or stuck).
 
     Parameters
     ----------
@@ -160,8 +162,11 @@ def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Itera
     channel = private(comm)
     sent = _notify(comm, channel, phase, mine, wait)
     until = (lambda: released(channel) is not None) if sent else None
+    alive = (lambda: others_working(channel)) if notices_possible() else None
     with waiting():
-        gathered = allgather_within(channel, (mine, stop_signal(), due, bool(sent)), wait, until)
+        gathered = allgather_within(
+            channel, (mine, stop_signal(), due, bool(sent)), wait, until, alive
+        )
     if gathered is None:
         _abandon(comm, channel, phase, mine, wait)
     noticed = [g[0][0] for g in gathered if g[3] and g[0][0] != comm.Get_rank()]
@@ -202,8 +207,8 @@ def _abandon(comm: Comm, channel: Comm, phase: str, mine: Any, wait: float | Non
         )
     blocked = released(channel)
     if blocked is not None:
-        give_up(f"{mine[2]} [{phase}, {where}]; rank {blocked} is inside a collective call it left")
+        give_up(f"{mine[2]} [{phase}, {where}]; {blocked[1]}")
     give_up(
-        f"{mine[2]} [{phase}, {where}]; the other ranks did not respond within {wait:.0f} s "
-        "(they are inside a collective call it left)"
+        f"{mine[2]} [{phase}, {where}]; the other ranks did not come within {wait:.0f} s and "
+        "are not making progress (inside a collective call it left, or blocked)"
     )

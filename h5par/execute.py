@@ -253,7 +253,8 @@ class _Sweep:
                 # a part file holds, and where any dataset's storage lies (HDF5 allocates
                 # it at the first write, under mpio when the dataset is opened, and keeps
                 # that in its cache).
-                dout.file.flush()
+                with _collective_if(dout.file.driver == "mpio", self.comm):
+                    dout.file.flush()
                 self.flushed = True
         if self.parts:  # the same on every rank: the chain has reducers
             gathered = allgather(self.comm, self.pending_parts)
@@ -270,6 +271,11 @@ class _Sweep:
                 for u in self.pending:
                     self.journal.redo_file(self.target.path, u).unlink(missing_ok=True)
         self.pending, self.last = [], time.monotonic()
+
+
+def _collective_if(collective: bool, comm: Comm) -> contextlib.AbstractContextManager[None]:
+    """Mark a call as collective (:func:`h5par.guard.collective_call`) when it is one."""
+    return collective_call(comm) if collective else contextlib.nullcontext()
 
 
 def _pass(
@@ -389,7 +395,7 @@ def _write(
             if dxpl is not None:
                 inject("collective-write")  # the other ranks are in the call by now
             try:
-                with collective_call(sweep.comm) if dxpl is not None else contextlib.nullcontext():
+                with _collective_if(dxpl is not None, sweep.comm):
                     write_block(dout, output_boxes(target, index), out, dxpl)
             except OSError as exc:  # name a full disk, quota or file-size limit if it is one
                 why = full_storage(exc, Path(dout.file.filename), out.nbytes, dout.nbytes)
@@ -551,9 +557,9 @@ def _broadcast_source(
     me = rank(comm)
     kept = None if keep is None else keep.source_file(target.path, position)
     fresh = kept is None or not kept.exists()
-    raw = _read(target, din, index if me == 0 and fresh else None)
     source = np.empty(shape, dtype)
-    with collective_errors(comm, f"broadcast source of {target.path}"):
+    with collective_errors(comm, f"broadcast source of {target.path}"):  # rank 0's read too
+        raw = _read(target, din, index if me == 0 and fresh else None)
         if me == 0 and not fresh:
             assert kept is not None
             source[...] = np.load(kept, allow_pickle=False)

@@ -4,7 +4,8 @@ Set ``H5PAR_FAULT`` to one or more comma-separated ``POINT:RANK:ACTION[:NTH]``:
 
 - ``POINT``: one of :data:`POINTS` (``collective-write`` is inside a collective write,
   reached only on writes of filtered datasets under mpio: the other ranks are already in
-  HDF5's collective call when it fires; ``write`` is right after every write);
+  HDF5's collective call when it fires; ``write`` is right after every write; ``copy`` at
+  every object, and every chunk of a big dataset, rank 0 copies into a new output);
 - ``RANK``: a rank of the job's communicator, or ``*`` for every rank;
 - ``ACTION``: ``raise`` (an :class:`InjectedFaultError`), ``kill`` (SIGKILL itself), ``block``
   (sleep forever, as a rank stuck in I/O would), ``term`` / ``usr1`` (send itself that
@@ -21,7 +22,7 @@ Examples
 >>> parse("nowhere:0:raise")
 Traceback (most recent call last):
 ...
-ValueError: H5PAR_FAULT point 'nowhere' (valid: validate, inspect, create, open, read, kernel, write, collective-write, checkpoint, finalize)
+ValueError: H5PAR_FAULT point 'nowhere' (valid: validate, inspect, create, open, read, kernel, write, collective-write, checkpoint, finalize, copy)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ POINTS = (
     "collective-write",
     "checkpoint",
     "finalize",
+    "copy",
 )
 _ACTIONS = ("raise", "kill", "block", "term", "usr1", "delay")
 

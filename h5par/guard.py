@@ -4,16 +4,17 @@
   advances; a rank that makes no progress for ``watchdog`` seconds while *working* (not
   waiting for the others) is blocked — in I/O, in a user kernel, on a dead file system —
   and the watchdog ends the whole job with a message naming that rank.
-- **Agreements** wait for the other ranks with a patience (:func:`patience`): a healthy rank
-  gives the stuck rank's own watchdog time to speak first, then aborts; a rank that has
-  failed waits a few seconds only, because the others may be inside a collective HDF5 call
-  they can never leave.
+- **Agreements** wait for the other ranks with a patience (:func:`patience`), then ask the
+  ranks not there yet whether they are still working (:func:`others_working`, answered by
+  their watchdog threads) and wait on while one is: a healthy rank first gives a stuck
+  rank's own watchdog time to speak; a rank that has failed asks after a few seconds,
+  because the others may be inside a collective HDF5 call they can never leave.
 - **Failure notices**: a rank that failed posts its message to every other rank before it
   waits (:func:`h5par.errors.collective_errors`). The job always ends with that message,
   printed by the failed rank: a watchdog that finds its rank stuck reads the notices first
-  and leaves the word to the failed rank (it speaks itself only if that rank never does),
-  and a rank inside a :func:`collective_call` the failed rank never entered — which it can
-  never leave — releases the failed rank from its wait at once.
+  and releases the failed rank from its wait (it speaks itself only if that rank never
+  does), and a rank inside a :func:`collective_call` the failed rank never entered — which
+  it can never leave — releases the failed rank at once.
 - **SIGTERM / SIGUSR1** (SLURM's time limit, ``scancel``, ``--signal``) only set a flag;
   the data pass stops at the next block boundary, records its progress and exits 75.
 """
@@ -31,7 +32,17 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
-from .comm import abort, key, notices_possible, read_notices, release, world
+from .comm import (
+    abort,
+    answer_pings,
+    ask_alive,
+    key,
+    notices_possible,
+    read_notices,
+    release,
+    release_noticed,
+    world,
+)
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -43,6 +54,7 @@ __all__ = [
     "collective_call",
     "give_up",
     "guarded",
+    "others_working",
     "patience",
     "stop_signal",
     "stop_signals",
@@ -73,6 +85,7 @@ class _State:
 
 
 _state = _State()
+_armed = threading.Lock()  # held while the watchdog thread calls MPI: never after guarded()
 
 
 def beat(phase: str) -> None:
@@ -113,12 +126,40 @@ def collective_call(comm: Comm) -> Iterator[None]:
 
 
 def patience(failed: bool) -> float | None:
-    """Seconds an agreement waits for the other ranks (None: forever, no watchdog)."""
+    """Seconds an agreement waits before it asks the ranks not there yet (None: forever).
+
+    Then it waits on as long as one of them is making progress (:func:`others_working`).
+    A failed rank asks early, before the watchdog of a rank stuck in a call it left would
+    fire; a healthy rank gives a stuck rank's own watchdog time to speak first.
+    """
     if _state.seconds is None:
         return None
-    if failed:  # before the watchdog of a rank stuck in the call it left would fire
+    if failed:
         return min(_state.seconds / 2, FAILED_PATIENCE)
     return _state.seconds + _GRACE
+
+
+def others_working(channel: Comm) -> bool:
+    """True when a rank of ``channel`` that has not arrived is still making progress.
+
+    Asked by a rank whose agreement has waited its patience: such a rank (working, and
+    its last beat is recent by its own watchdog's measure) will arrive; a rank that does
+    not answer, or only ranks that wait or are stuck, will not.
+    """
+    if not notices_possible():
+        return False
+    answers = ask_alive(channel, _GRACE)
+    return answers is not None and any(working for working, *_ in answers)
+
+
+def _answer() -> None:
+    """Answer the other ranks' questions (:func:`others_working`) while the watchdog is armed."""
+    with _armed:
+        seconds = _state.seconds
+        if seconds is None or not notices_possible():
+            return
+        idle = time.monotonic() - _state.last
+        answer_pings((not _state.waits and idle <= seconds, _state.phase, idle))
 
 
 def give_up(message: str) -> NoReturn:
@@ -144,13 +185,15 @@ def guarded(seconds: float | None) -> Iterator[None]:
     try:
         yield
     finally:
-        _state.seconds = None
+        with _armed:  # the watchdog thread leaves MPI alone from here on (MPI_Finalize)
+            _state.seconds = None
 
 
 def _watch() -> None:
     while True:
         seconds = _state.seconds
         time.sleep(0.2 if seconds is None else min(1.0, seconds / 10))
+        _answer()
         if seconds is None or _state.seconds is None or _state.waits:
             continue
         inside = _state.inside
@@ -170,7 +213,8 @@ def _release_if_left(comm: Comm, number: int) -> None:
     """Release the first failed rank that never entered collective call ``number``."""
     for source, (_, entered) in _notices(comm):
         if entered < number:
-            release(comm, source)
+            rank = _state.where.partition(" of ")[0]
+            release(comm, source, f"{rank} is inside a collective call it left")
             _state.released = True
             return
 
@@ -186,7 +230,10 @@ def _stuck(seconds: float, idle: float) -> None:
         )
     now = time.monotonic()
     if _state.noticed is None:
-        _state.noticed = now  # the failed rank ends the job within its patience
+        _state.noticed = now  # the failed rank ends the job at once, with its message
+        if not _state.released:
+            release_noticed(f"{_state.where} made no progress for {idle:.0f} s ({_state.phase})")
+            _state.released = True
     elif now - _state.noticed > FAILED_PATIENCE + _GRACE:
         give_up(f"{notices[0][1][0]}; that rank did not end the job ({_state.where} did)")
 

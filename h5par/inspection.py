@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 from h5py import h5t, h5z
 
+from . import guard
 from .errors import H5ParError, UsageError
 from .hierarchy import dataset_paths, has_refs, kept_type, missing_sources, source_layout
 from .io import memory_type, open_input
@@ -115,7 +116,11 @@ def _parallel_copy(job: Work, dset: h5py.Dataset) -> Target | None:
 
 
 def _named(path: str, plan: Any, job: Work, src: h5py.File) -> Target | None:
-    """``plan(job, src[path])``, with HDF5's refusals turned into errors naming the dataset."""
+    """``plan(job, src[path])``, with HDF5's refusals turned into errors naming the dataset.
+
+    Each dataset inspected is progress for the watchdog (a file may hold thousands).
+    """
+    guard.beat(f"inspecting {path}")
     try:
         result: Target | None = plan(job, src[path])
     except UsageError:

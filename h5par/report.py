@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from pathlib import Path
 from typing import Any
 
 from .batch import JobResult
+from .errors import UsageError
 from .sizes import format_size
 
-__all__ = ["report_dict", "summary_text", "write_report"]
+__all__ = ["check_report", "report_dict", "summary_text", "write_report"]
 
 
 def _per_rank(result: JobResult, field: str) -> list[float]:
@@ -106,6 +108,31 @@ def _short(value: Any) -> str:
     if isinstance(value, dict):  # a histogram
         return f"histogram({len(value['counts'])} bins)"
     return str(value)
+
+
+def check_report(path: str) -> None:
+    """Refuse a ``--report`` path that cannot be written, before any work (rank 0).
+
+    The file is opened for appending (an existing report is not changed; a new one is
+    removed again), so read-only mounts, missing folders and directories are found here.
+
+    Raises
+    ------
+    UsageError
+        The path cannot be written, with the system's reason.
+    """
+    target = Path(path)
+    existed = target.exists()
+    try:
+        with open(target, "a"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"--report {path!r} cannot be written ({exc.strerror or exc}); give a file in a "
+            "writable folder"
+        ) from None
+    if not existed:
+        target.unlink()
 
 
 def write_report(result: JobResult, path: str) -> None:

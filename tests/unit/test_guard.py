@@ -25,7 +25,8 @@ def watchdog(monkeypatch):
         raise GaveUpError(message)
 
     monkeypatch.setattr(guard, "_notices", lambda comm=None: list(posted))
-    monkeypatch.setattr(guard, "release", lambda comm, dest: released.append(dest))
+    monkeypatch.setattr(guard, "release", lambda comm, dest, reason: released.append(dest))
+    monkeypatch.setattr(guard, "release_noticed", lambda reason: released.append(reason))
     monkeypatch.setattr(guard, "give_up", give_up)
     monkeypatch.setattr(guard, "key", id)
     monkeypatch.setattr(guard, "_state", guard._State(seconds=4.0, where="rank 0 of 2 on h"))
@@ -38,10 +39,11 @@ def test_without_a_notice_a_stuck_rank_names_itself(watchdog) -> None:
 
 
 def test_with_a_notice_a_stuck_rank_leaves_the_word_to_the_failed_rank(watchdog) -> None:
-    posted, _ = watchdog
+    posted, released = watchdog
     posted.append(NOTICE)
-    guard._stuck(4.0, 5.0)  # silent: the failed rank ends the job
+    guard._stuck(4.0, 5.0)  # silent: it tells the failed rank to end the job, saying why
     guard._stuck(4.0, 6.0)
+    assert released == ["rank 0 of 2 on h made no progress for 5 s (starting)"]
     guard._state.noticed = time.monotonic() - guard.FAILED_PATIENCE - guard._GRACE - 1
     with pytest.raises(GaveUpError, match=r"^boom \[writing /x, rank 1 of 2 on host\]; that rank"):
         guard._stuck(4.0, 30.0)
