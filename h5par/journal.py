@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,6 +48,7 @@ __all__ = [
     "in_use",
     "take",
     "work_folder",
+    "work_folder_of",
 ]
 
 VERSION = 1
@@ -60,6 +62,18 @@ def work_folder(destination: Path) -> Path:
     PosixPath('/data/.clean.h5.h5par')
     """
     return destination.parent / f".{destination.name}.h5par"
+
+
+def work_folder_of(destination: Path, in_place: bool) -> Path:
+    """The work folder of a run writing ``destination``, in place or into a new output.
+
+    In place the file is written through a symbolic link: the work folder (and its lock)
+    is the one of the file the link names, so that two runs reaching one file under two
+    names never work in it at once. A new output replaces the name itself (a link too).
+    """
+    if in_place and destination.is_symlink():
+        return work_folder(Path(os.path.realpath(destination)))
+    return work_folder(destination)
 
 
 def fingerprint(parts: Mapping[str, Any]) -> str:
@@ -344,6 +358,7 @@ def _busy(folder: Path, owner: Owner | None) -> str:
 
 def _open_lock(folder: Path) -> int | None:
     """The lock file opened for writing, or None when the folder vanished meanwhile."""
+    _check_real_folder(folder)
     try:
         folder.mkdir(exist_ok=True)
     except FileNotFoundError:
@@ -360,6 +375,24 @@ def _open_lock(folder: Path) -> int | None:
         return None  # the run that finished in it removed it: try again
     except OSError as exc:
         raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from None
+
+
+def _check_real_folder(folder: Path) -> None:
+    """Refuse a work folder that is a link or no folder: h5par empties and removes it.
+
+    A link to a scratch folder would have its other files deleted at a fresh start (and
+    the output could not be renamed across file systems).
+    """
+    try:
+        mode = os.lstat(folder).st_mode
+    except OSError:
+        return  # missing: created next
+    if not stat.S_ISDIR(mode):
+        what = "a symbolic link" if stat.S_ISLNK(mode) else "not a folder"
+        raise UsageError(
+            f"work folder {str(folder)!r} is {what} (valid: a folder h5par creates itself "
+            "next to the output; move it away and rerun)"
+        )
 
 
 def _try(fd: int, kind: int) -> bool:

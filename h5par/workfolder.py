@@ -24,7 +24,7 @@ from .errors import UsageError, collective_errors
 from .faults import inject
 from .hierarchy import build_output, reattach_scales
 from .io import open_input
-from .journal import Journal, Lock, fingerprint, take, work_folder
+from .journal import Journal, Lock, fingerprint, take, work_folder_of
 from .kernels import Chain
 from .kernels.user import PythonKernel
 from .subfiles import parts_folder, virtual_dataset
@@ -78,7 +78,7 @@ def open_journal(work: Work, plan: Plan, comm: Comm) -> tuple[Journal | None, Lo
 def _resume_or_start(work: Work, plan: Plan) -> tuple[Journal, Lock]:
     """Lock the work folder (refused while another run holds it), then resume or start."""
     assert work.destination is not None
-    folder = work_folder(work.destination)
+    folder = work_folder_of(work.destination, work.in_place)
     lock = take(folder)
     try:
         return _resume_or_start_locked(work, plan, folder), lock
