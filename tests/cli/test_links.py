@@ -78,3 +78,25 @@ def test_an_in_place_run_through_a_link_is_refused_while_the_file_is_worked_on(
     with h5py.File(tmp_path / "data.h5", "r") as f:
         assert (f["x"][...] == 2.0).all()  # scaled once: the second run never wrote
     assert not (tmp_path / ".link.h5.h5par").exists()
+
+
+@pytest.mark.timeout(120)
+def test_a_busy_file_whose_name_holds_a_newline_is_refused_in_one_line(mpitools, tmp_path) -> None:
+    from h5par.journal import take
+
+    name = "snap\nrun 1 ü.h5"
+    with h5py.File(tmp_path / name, "w") as f:
+        f["x"] = np.ones(8)
+    (tmp_path / "job.toml").write_text(JOB.format(path="snap*.h5"))
+    with take(tmp_path / f".{name}.h5par"):  # another run holds its work folder
+        done = mpitools.launch(
+            [sys.executable, "-c", WRAPPER, "run", "job.toml"],
+            cwd=tmp_path,
+            env=mpitools.mpi_env(),
+            timeout=60,
+        )
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "another h5par run is working in" in lines[0] and "snap\\nrun 1" in lines[0], lines
+    with h5py.File(tmp_path / name, "r") as f:
+        assert (f["x"][...] == 1.0).all()
