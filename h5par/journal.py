@@ -467,6 +467,9 @@ class Journal:
     left : dict
         In-place runs that stopped or failed: the file's size, times and inode as they left
         it (a resume checks that nothing else changed it since).
+    read : dict
+        Runs writing a new output: the input's size, times and inode when the run started
+        (finalize refuses an input another process wrote meanwhile).
     """
 
     folder: Path
@@ -476,6 +479,7 @@ class Journal:
     staged: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     ranges: dict[str, list[list[Any]]] = dataclasses.field(default_factory=dict)
     left: dict[str, int] = dataclasses.field(default_factory=dict)
+    read: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path) -> Journal | None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 
 from .comm import bcast, rank
-from .errors import UsageError, collective_errors
+from .errors import H5ParError, UsageError, collective_errors
 from .faults import inject
 from .hierarchy import build_output, reattach_scales
 from .io import open_input
@@ -105,6 +105,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     _check_not_done_meanwhile(work)
     journal = Journal(folder, stamp)
     journal.clear()
+    journal.read = {} if work.in_place else _stat_identity(work.input)
     journal.units = {
         t.path: len(units(t, work.chain_for(t), work.budget)) for t in all_targets(plan)
     }
@@ -302,6 +303,7 @@ def _kept_axes(target: Target) -> list[tuple[int, int]]:
 def finalize(work: Work, plan: Plan, journal: Journal) -> None:
     """Put the output (and its parts) in place and remove the work folder (rank 0)."""
     if work.output is not None:
+        _check_input_unchanged(work, journal)
         if work.options.subfiled:  # the parts first: the output names them
             parts = parts_folder(work.output)
             shutil.rmtree(parts, ignore_errors=True)
@@ -311,3 +313,16 @@ def finalize(work: Work, plan: Plan, journal: Journal) -> None:
                 dst.write(src.read(plan.userblock))
         os.replace(journal.output, work.output)
     journal.remove()
+
+
+def _check_input_unchanged(work: Work, journal: Journal) -> None:
+    """Refuse to publish an output whose input another process wrote while it was read.
+
+    An in-place run of another job on the input, say: the output would mix old and new data.
+    """
+    if journal.read and _stat_identity(work.input) != journal.read:
+        raise H5ParError(
+            f"input {str(work.input)!r} changed while this run read it (size, times or inode "
+            "differ from when it started; another process wrote it?): the output would mix "
+            "old and new data and is not written; rerun once nothing else writes the input"
+        )
