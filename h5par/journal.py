@@ -366,6 +366,11 @@ def _open_lock(folder: Path) -> int | None:
             raise UsageError(f"output folder {str(folder.parent)!r} does not exist") from None
         raise UsageError(f"output folder {str(folder.parent)!r} is not writable") from None
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise UsageError(
+                f"work folder {str(folder)!r}: name too long (valid: a file name of at most "
+                f"{_name_max(folder.parent) - len('..h5par')} bytes, the work folder adds 7)"
+            ) from None
         raise UsageError(
             f"output folder {str(folder.parent)!r} is not writable ({exc.strerror})"
         ) from None
@@ -375,6 +380,14 @@ def _open_lock(folder: Path) -> int | None:
         return None  # the run that finished in it removed it: try again
     except OSError as exc:
         raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from None
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name ``folder``'s file system allows (255 where it cannot be asked)."""
+    try:
+        return os.statvfs(folder).f_namemax
+    except OSError:
+        return 255
 
 
 def _check_real_folder(folder: Path) -> None:

@@ -265,3 +265,13 @@ def test_status_says_running_while_a_run_holds_the_lock_before_its_journal(tmp_p
     assert "running: starting" in line and f"pid {os.getpid()} on " in line, line
     (line,) = job_status(job)
     assert line.endswith(": not started"), line
+
+
+def test_a_work_folder_name_too_long_names_the_work_folder_not_the_output_folder(
+    tmp_path,
+) -> None:
+    # A 253-byte file name is legal; its work folder's (260 bytes) is not: the message said
+    # "output folder '.' is not writable (File name too long)".
+    folder = journal.work_folder(tmp_path / ("a" * 250 + ".h5"))
+    with pytest.raises(UsageError, match=r"work folder .*: name too long .* at most 248 bytes"):
+        take(folder)
