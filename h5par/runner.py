@@ -325,6 +325,8 @@ def _check_output(source: Path, target: Path, overwrite: bool) -> None:
         raise UsageError(
             f"output {str(target)!r} is the input: use in_place = true to write into it"
         )
+    if os.path.isdir(target):  # os.replace cannot put the finished output there
+        raise UsageError(f"output {str(target)!r} is a folder (valid: the path of a file)")
     if os.path.exists(target) and not overwrite:  # False, not OSError, for a name too long
         raise UsageError(
             f"output {str(target)!r} exists (set overwrite = true or pass --overwrite to replace it)"
