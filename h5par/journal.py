@@ -314,7 +314,7 @@ def holder(folder: Path) -> Owner | None:
     Changes nothing (the lock file is only read): ``h5par status`` asks this.
     """
     try:
-        fd = os.open(folder / LOCK, os.O_RDONLY)
+        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
@@ -375,7 +375,7 @@ def _open_lock(folder: Path) -> int | None:
             f"output folder {str(folder.parent)!r} is not writable ({exc.strerror})"
         ) from None
     try:
-        return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except FileNotFoundError:
         return None  # the run that finished in it removed it: try again
     except OSError as exc:

@@ -275,3 +275,14 @@ def test_a_work_folder_name_too_long_names_the_work_folder_not_the_output_folder
     folder = journal.work_folder(tmp_path / ("a" * 250 + ".h5"))
     with pytest.raises(UsageError, match=r"work folder .*: name too long .* at most 248 bytes"):
         take(folder)
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_kept(tmp_path) -> None:
+    # The owner record was written through the link: the file it named was truncated.
+    (tmp_path / "precious.txt").write_text("mine")
+    folder = tmp_path / ".out.h5.h5par"
+    folder.mkdir()
+    (folder / LOCK).symlink_to(tmp_path / "precious.txt")
+    with pytest.raises(UsageError, match=r"cannot lock work folder"):
+        take(folder)
+    assert (tmp_path / "precious.txt").read_text() == "mine"
