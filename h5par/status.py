@@ -22,7 +22,8 @@ def job_status(job: Job, path: str | Path | None = None) -> list[str]:
     lines = []
     for file in job.files:
         destination = file.input if job.in_place else file.output
-        lines.append(f"{file.input} -> {destination or '(statistics only)'}: {_state(job, file)}")
+        line = f"{file.input} -> {destination or '(statistics only)'}: {_state(job, file)}"
+        lines.append(line.replace("\r", "\\r").replace("\n", "\\n"))  # names may hold them
     slurm = None if path is None else slurm_state(path)
     return lines if slurm is None else [*lines, slurm]
 

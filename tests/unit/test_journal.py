@@ -286,3 +286,22 @@ def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_kept(tmp_
     with pytest.raises(UsageError, match=r"cannot lock work folder"):
         take(folder)
     assert (tmp_path / "precious.txt").read_text() == "mine"
+
+
+def test_status_gives_one_line_per_file_whatever_its_name_holds(tmp_path) -> None:
+    from h5par.status import job_status
+
+    for name in ("a\nb.h5", "c\rd.h5"):
+        with h5py.File(tmp_path / name, "w") as f:
+            f["x"] = np.ones(8)
+    job = job_from_dict(
+        {
+            "version": 1,
+            "input": {"path": str(tmp_path / "*.h5")},
+            "output": {"path": str(tmp_path / "out" / "{stem}_c.h5")},
+            "kernels": [{"name": "scale", "factor": 2}],
+        }
+    )
+    lines = job_status(job)
+    assert len("\n".join(lines).splitlines()) == 2, lines
+    assert lines[0].endswith("a\\nb_c.h5: not started"), lines
