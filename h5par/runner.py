@@ -32,6 +32,7 @@ from .kernels import Chain, Kernel
 from .layout import OutputOptions
 from .sizes import parse_size
 from .slicing import checked
+from .subfiles import parts_folder
 from .targets import Target, Work
 
 if TYPE_CHECKING:
@@ -297,6 +298,8 @@ def _validate(
         )
     if target is not None:
         _check_output(source, target, overwrite)
+        if options.subfiled:
+            _check_parts(parts_folder(target), overwrite)
     writes = in_place or target is not None
     if writes and nranks > 1 and not h5py.get_config().mpi and not options.subfiled:
         raise H5ParError(SERIAL_H5PY_FIX.format(n=nranks))
@@ -332,3 +335,14 @@ def _check_output(source: Path, target: Path, overwrite: bool) -> None:
             f"output {str(target)!r} exists (set overwrite = true or pass --overwrite to replace it)"
         )
     check_output_folder(target.parent)  # missing folders are created after validation
+
+
+def _check_parts(parts: Path, overwrite: bool) -> None:
+    """A subfiled output's parts folder is replaced at the end: only a folder, with overwrite."""
+    if os.path.lexists(parts) and (os.path.islink(parts) or not os.path.isdir(parts)):
+        raise UsageError(f"output parts folder {str(parts)!r} exists and is not a folder")
+    if os.path.lexists(parts) and not overwrite:
+        raise UsageError(
+            f"output parts folder {str(parts)!r} exists (set overwrite = true or pass "
+            "--overwrite to replace it)"
+        )

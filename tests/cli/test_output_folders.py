@@ -126,3 +126,21 @@ def test_an_output_that_is_a_folder_is_refused_before_any_work(work, mpitools, v
     ], done.stderr
     assert sorted(p.name for p in (work / "clean" / "sub").iterdir()) == ["in1_clean.h5"]
     assert (work / "clean" / "sub" / "in1_clean.h5" / "keep").read_text() == "mine"
+
+
+@pytest.mark.timeout(120)
+def test_an_existing_parts_folder_is_kept_without_overwrite(work, mpitools) -> None:
+    # out.h5 missing, out.h5.parts/ present: finalize removed the folder and its files.
+    for name in ("in1.h5", "in2.h5"):
+        (work / name).unlink()
+    parts = work / "clean" / "sub" / "in0_clean.h5.parts"
+    parts.mkdir(parents=True)
+    (parts / "notes.txt").write_text("mine")
+    args = ["run", "job.toml", "--set", "output.layout='subfiled'"]
+    args += ["--set", "run.file_parallel_below=0"]
+    done = mpitools.launch(h5par_command(2, args), cwd=work, env=mpitools.mpi_env())
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    (line,) = errors(done.stderr)
+    assert "output parts folder 'clean/sub/in0_clean.h5.parts' exists" in line, done.stderr
+    assert sorted(p.name for p in parts.iterdir()) == ["notes.txt"]
+    assert not (work / "clean" / "sub" / "in0_clean.h5").exists()
