@@ -212,3 +212,12 @@ def test_an_existing_file_whose_name_looks_like_a_glob_is_that_file(tmp_path) ->
     assert [f.input.name for f in job_from_dict(spec, base=tmp_path).files] == ["snap[1].h5"]
     (tmp_path / "snap[1].h5").unlink()  # no such file: a glob again
     assert [f.input.name for f in job_from_dict(spec, base=tmp_path).files] == ["snap1.h5"]
+
+
+def test_a_dataset_pattern_naming_an_existing_dataset_is_that_dataset() -> None:
+    # "/x[1]" was only a glob: it chose /x1 (changed in place) and never /x[1] itself.
+    from h5par.selection import select_paths
+
+    assert select_paths(["/x1", "/x[1]"], ["/x[1]"]) == ["/x[1]"]
+    assert select_paths(["/x1", "/x[1]"], ["x[1]"]) == ["/x[1]"]
+    assert select_paths(["/x1", "/x2"], ["/x[1]"]) == ["/x1"]  # no such dataset: a glob
