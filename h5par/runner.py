@@ -34,6 +34,7 @@ from .sizes import parse_size
 from .slicing import checked
 from .subfiles import parts_folder
 from .targets import Target, Work
+from .workfolder import check_input_settled
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -180,6 +181,8 @@ def apply(
             )
         with collective_errors(comm, "inspect"):
             inject("inspect")
+            if rank(comm) == 0:
+                check_input_settled(job)  # not half updated by an in-place run
             plan = inspect_input(job) if rank(comm) == 0 else None
             if rank(comm) == 0 and job.output is not None:
                 make_output_folder(job.output.parent)  # validated: before the data pass

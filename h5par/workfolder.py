@@ -24,7 +24,7 @@ from .errors import H5ParError, UsageError, collective_errors
 from .faults import inject
 from .hierarchy import build_output, reattach_scales
 from .io import open_input
-from .journal import Journal, Lock, fingerprint, take, work_folder_of
+from .journal import BusyError, Journal, Lock, fingerprint, holder, take, work_folder_of
 from .kernels import Chain
 from .kernels.user import PythonKernel
 from .subfiles import parts_folder, virtual_dataset
@@ -33,7 +33,15 @@ from .targets import Plan, Target, Work, units
 if TYPE_CHECKING:
     from .comm import Comm
 
-__all__ = ["PARTS", "all_targets", "finalize", "left_as_is", "open_journal", "partly_updated"]
+__all__ = [
+    "PARTS",
+    "all_targets",
+    "check_input_settled",
+    "finalize",
+    "left_as_is",
+    "open_journal",
+    "partly_updated",
+]
 
 #: The work folder's subfolder of part files (subfiled output).
 PARTS = "parts"
@@ -325,4 +333,27 @@ def _check_input_unchanged(work: Work, journal: Journal) -> None:
             f"input {str(work.input)!r} changed while this run read it (size, times or inode "
             "differ from when it started; another process wrote it?): the output would mix "
             "old and new data and is not written; rerun once nothing else writes the input"
+        )
+
+
+def check_input_settled(work: Work) -> None:
+    """Refuse to read an input an in-place run is changing or left partly updated (rank 0).
+
+    The output would silently mix the old and the new data of its units.
+    """
+    if work.in_place or not work.input.is_file():
+        return
+    folder = work_folder_of(work.input, True)
+    owner = holder(folder)
+    if owner is not None:
+        raise BusyError(
+            f"input {str(work.input)!r} is being changed in place by another h5par run "
+            f"({owner.describe(folder)}): wait until it ends"
+        )
+    journal = Journal.load(folder)
+    if journal is not None and (journal.count()[0] or journal.staged):
+        done, total = journal.count()
+        raise UsageError(
+            f"input {str(work.input)!r} is partly updated by a stopped in-place run ({done} of "
+            f"{total} units; journal in {str(folder)!r}): rerun that job to finish it first"
         )

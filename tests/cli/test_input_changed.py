@@ -75,3 +75,40 @@ def test_an_output_is_not_published_when_its_input_was_written_meanwhile(
     assert not (tmp_path / ".out.h5.h5par").exists()
     with h5py.File(tmp_path / "data.h5", "r") as f:
         assert (f["x"][...] == 2.0).all()
+
+
+@pytest.mark.timeout(300)
+def test_an_input_left_partly_updated_by_a_stopped_in_place_run_is_not_read(
+    mpitools, tmp_path
+) -> None:
+    # A stopped in-place run leaves units old and new; another job reading the file made an
+    # output of that mix (exit 0).
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"] = np.ones(32768)
+    (tmp_path / "copy.toml").write_text(JOB.format(output='path = "out.h5"'))
+    (tmp_path / "inplace.toml").write_text(JOB.format(output="in_place = true"))
+    env = mpitools.mpi_env()
+    stop = mpitools.launch(
+        [*MPIRUN, sys.executable, "-c", WRAPPER, "run", "inplace.toml"],
+        cwd=tmp_path,
+        env={**env, "H5PAR_FAULT": "write:0:term:3"},
+    )
+    assert "EXIT 75" in stop.stdout, (stop.stdout, stop.stderr)
+    for ranks in ([], MPIRUN):
+        read = mpitools.launch(
+            [*ranks, sys.executable, "-c", WRAPPER, "run", "copy.toml"], cwd=tmp_path, env=env
+        )
+        lines = [line for line in read.stderr.splitlines() if line.startswith("h5par:")]
+        assert read.returncode == 2 and len(lines) == 1, (read.stdout, read.stderr)
+        assert "is partly updated by a stopped in-place run" in lines[0], lines
+        assert not (tmp_path / "out.h5").exists()
+    done = mpitools.launch(
+        [sys.executable, "-c", WRAPPER, "run", "inplace.toml"], cwd=tmp_path, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    read = mpitools.launch(
+        [sys.executable, "-c", WRAPPER, "run", "copy.toml"], cwd=tmp_path, env=env
+    )
+    assert read.returncode == 0, read.stderr
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert (f["x"][...] == 4.0).all()
