@@ -25,7 +25,7 @@ from .errors import collective_errors
 from .folders import new_folders
 from .guard import guarded
 from .jobs import Job, JobFile, job_from_dict, load_job
-from .journal import check_free, work_folder
+from .journal import check_free, work_folder_of
 from .kernels import Chain
 from .progress import Progress
 from .runner import Result, apply, inspect
@@ -155,7 +155,7 @@ def _check_not_busy(job: Job, file: JobFile) -> None:
     """
     destination = file.input if job.in_place else file.output
     if destination is not None:
-        check_free(work_folder(destination))
+        check_free(work_folder_of(destination, job.in_place))
 
 
 def finished_file(job: Job, file: JobFile) -> bool:

@@ -322,6 +322,7 @@ def _fail(exc: Exception, status: int, debug: bool) -> int:
         traceback.print_exception(exc)
     if _rank() == 0 or debug or not getattr(exc, "agreed", False):
         text = str(exc) if isinstance(exc, H5ParError) else f"{type(exc).__name__}: {exc}"
+        text = text.replace("\r", "\\r").replace("\n", "\\n")  # a name may hold newlines
         prefix = "h5par:" if status == EXIT_STOPPED else "h5par: error:"
         print(f"{prefix} {text}", file=sys.stderr, flush=True)
     return status

@@ -23,7 +23,7 @@ from .io import memory_type, open_input
 from .kernels import Broadcast
 from .kernels.chain import convert_fill
 from .layout import OutputOptions, dataset_options
-from .selection import glob_regex, select_paths
+from .selection import matches, select_paths
 from .sizes import format_size
 from .slicing import Selection, parse, resolve
 from .targets import STEP_FRACTION, Plan, Target, Work, step_itemsize
@@ -33,7 +33,7 @@ __all__ = ["PARALLEL_COPY_BYTES", "inspect_input"]
 
 def _selection(job: Work, dset: h5py.Dataset) -> Selection | None:
     """The selection of ``dset`` in ``job`` (the first matching glob), resolved, or None."""
-    text = next((t for p, t in job.select.items() if glob_regex(p).fullmatch(dset.name)), None)
+    text = next((t for p, t in job.select.items() if matches(p, dset.name)), None)
     if text is None:
         return None
     if job.in_place:
@@ -80,7 +80,7 @@ def inspect_input(job: Work) -> Plan:
 
 def _check_select(job: Work, targets: list[Target]) -> None:
     for pattern in job.select:
-        if not any(glob_regex(pattern).fullmatch(t.path) for t in targets):
+        if not any(matches(pattern, t.path) for t in targets):
             names = ", ".join(t.path for t in targets) or "none"
             raise UsageError(
                 f"select {pattern!r} matches no processed dataset (processed: {names})"

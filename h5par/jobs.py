@@ -332,9 +332,9 @@ def _expand_inputs(spec: Any, base: Path, driver: str) -> list[Path]:
                 [str(full)] if glob.glob(str(full).replace("%06d", "*").replace("%d", "*")) else []
             )
         else:
-            hits = (
+            hits = (  # an existing file is itself, whatever its name holds (data[1].h5)
                 sorted(glob.glob(str(full)))
-                if glob.has_magic(pattern)
+                if glob.has_magic(pattern) and not full.is_file()
                 else ([str(full)] if full.is_file() else [])
             )
         if not hits:

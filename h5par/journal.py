@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,6 +48,7 @@ __all__ = [
     "in_use",
     "take",
     "work_folder",
+    "work_folder_of",
 ]
 
 VERSION = 1
@@ -60,6 +62,18 @@ def work_folder(destination: Path) -> Path:
     PosixPath('/data/.clean.h5.h5par')
     """
     return destination.parent / f".{destination.name}.h5par"
+
+
+def work_folder_of(destination: Path, in_place: bool) -> Path:
+    """The work folder of a run writing ``destination``, in place or into a new output.
+
+    In place the file is written through a symbolic link: the work folder (and its lock)
+    is the one of the file the link names, so that two runs reaching one file under two
+    names never work in it at once. A new output replaces the name itself (a link too).
+    """
+    if in_place and destination.is_symlink():
+        return work_folder(Path(os.path.realpath(destination)))
+    return work_folder(destination)
 
 
 def fingerprint(parts: Mapping[str, Any]) -> str:
@@ -300,7 +314,7 @@ def holder(folder: Path) -> Owner | None:
     Changes nothing (the lock file is only read): ``h5par status`` asks this.
     """
     try:
-        fd = os.open(folder / LOCK, os.O_RDONLY)
+        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
@@ -344,6 +358,7 @@ def _busy(folder: Path, owner: Owner | None) -> str:
 
 def _open_lock(folder: Path) -> int | None:
     """The lock file opened for writing, or None when the folder vanished meanwhile."""
+    _check_real_folder(folder)
     try:
         folder.mkdir(exist_ok=True)
     except FileNotFoundError:
@@ -351,15 +366,46 @@ def _open_lock(folder: Path) -> int | None:
             raise UsageError(f"output folder {str(folder.parent)!r} does not exist") from None
         raise UsageError(f"output folder {str(folder.parent)!r} is not writable") from None
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise UsageError(
+                f"work folder {str(folder)!r}: name too long (valid: a file name of at most "
+                f"{_name_max(folder.parent) - len('..h5par')} bytes, the work folder adds 7)"
+            ) from None
         raise UsageError(
             f"output folder {str(folder.parent)!r} is not writable ({exc.strerror})"
         ) from None
     try:
-        return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except FileNotFoundError:
         return None  # the run that finished in it removed it: try again
     except OSError as exc:
         raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from None
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name ``folder``'s file system allows (255 where it cannot be asked)."""
+    try:
+        return os.statvfs(folder).f_namemax
+    except OSError:
+        return 255
+
+
+def _check_real_folder(folder: Path) -> None:
+    """Refuse a work folder that is a link or no folder: h5par empties and removes it.
+
+    A link to a scratch folder would have its other files deleted at a fresh start (and
+    the output could not be renamed across file systems).
+    """
+    try:
+        mode = os.lstat(folder).st_mode
+    except OSError:
+        return  # missing: created next
+    if not stat.S_ISDIR(mode):
+        what = "a symbolic link" if stat.S_ISLNK(mode) else "not a folder"
+        raise UsageError(
+            f"work folder {str(folder)!r} is {what} (valid: a folder h5par creates itself "
+            "next to the output; move it away and rerun)"
+        )
 
 
 def _try(fd: int, kind: int) -> bool:
@@ -434,6 +480,9 @@ class Journal:
     left : dict
         In-place runs that stopped or failed: the file's size, times and inode as they left
         it (a resume checks that nothing else changed it since).
+    read : dict
+        Runs writing a new output: the input's size, times and inode when the run started
+        (finalize refuses an input another process wrote meanwhile).
     """
 
     folder: Path
@@ -443,6 +492,7 @@ class Journal:
     staged: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     ranges: dict[str, list[list[Any]]] = dataclasses.field(default_factory=dict)
     left: dict[str, int] = dataclasses.field(default_factory=dict)
+    read: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path) -> Journal | None:

@@ -32,7 +32,9 @@ from .kernels import Chain, Kernel
 from .layout import OutputOptions
 from .sizes import parse_size
 from .slicing import checked
+from .subfiles import parts_folder
 from .targets import Target, Work
+from .workfolder import check_input_settled
 
 if TYPE_CHECKING:
     from .comm import Comm
@@ -179,6 +181,8 @@ def apply(
             )
         with collective_errors(comm, "inspect"):
             inject("inspect")
+            if rank(comm) == 0:
+                check_input_settled(job)  # not half updated by an in-place run
             plan = inspect_input(job) if rank(comm) == 0 else None
             if rank(comm) == 0 and job.output is not None:
                 make_output_folder(job.output.parent)  # validated: before the data pass
@@ -297,6 +301,8 @@ def _validate(
         )
     if target is not None:
         _check_output(source, target, overwrite)
+        if options.subfiled:
+            _check_parts(parts_folder(target), overwrite)
     writes = in_place or target is not None
     if writes and nranks > 1 and not h5py.get_config().mpi and not options.subfiled:
         raise H5ParError(SERIAL_H5PY_FIX.format(n=nranks))
@@ -325,8 +331,21 @@ def _check_output(source: Path, target: Path, overwrite: bool) -> None:
         raise UsageError(
             f"output {str(target)!r} is the input: use in_place = true to write into it"
         )
+    if os.path.isdir(target):  # os.replace cannot put the finished output there
+        raise UsageError(f"output {str(target)!r} is a folder (valid: the path of a file)")
     if os.path.exists(target) and not overwrite:  # False, not OSError, for a name too long
         raise UsageError(
             f"output {str(target)!r} exists (set overwrite = true or pass --overwrite to replace it)"
         )
     check_output_folder(target.parent)  # missing folders are created after validation
+
+
+def _check_parts(parts: Path, overwrite: bool) -> None:
+    """A subfiled output's parts folder is replaced at the end: only a folder, with overwrite."""
+    if os.path.lexists(parts) and (os.path.islink(parts) or not os.path.isdir(parts)):
+        raise UsageError(f"output parts folder {str(parts)!r} exists and is not a folder")
+    if os.path.lexists(parts) and not overwrite:
+        raise UsageError(
+            f"output parts folder {str(parts)!r} exists (set overwrite = true or pass "
+            "--overwrite to replace it)"
+        )

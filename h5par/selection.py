@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from .errors import UsageError
 
-__all__ = ["glob_regex", "select_paths"]
+__all__ = ["glob_regex", "matches", "select_paths"]
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -52,6 +52,19 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
+def matches(pattern: str, path: str) -> bool:
+    """True when dataset ``path`` is the one ``pattern`` names or matches its glob.
+
+    A dataset's own name matches itself, whatever it holds (``/x[1]`` is that dataset, not
+    ``/x1``).
+
+    >>> matches("/x[1]", "/x[1]"), matches("/x[1]", "/x1"), matches("x*", "/x1")
+    (True, True, True)
+    """
+    name = pattern if pattern.startswith("/") else "/" + pattern
+    return name == path or glob_regex(pattern).fullmatch(path) is not None
+
+
 def select_paths(paths: Sequence[str], patterns: Iterable[str] | None) -> list[str]:
     """The paths matching any pattern, in the order of ``paths``; all when no patterns.
 
@@ -72,8 +85,9 @@ def select_paths(paths: Sequence[str], patterns: Iterable[str] | None) -> list[s
         patterns = [patterns]
     chosen: set[str] = set()
     for pattern in patterns:
+        name = pattern if pattern.startswith("/") else "/" + pattern
         regex = glob_regex(pattern)
-        hits = {p for p in paths if regex.match(p)}
+        hits = {name} if name in paths else {p for p in paths if regex.match(p)}
         if not hits:
             listing = ", ".join(paths[:10]) + (", ..." if len(paths) > 10 else "")
             raise UsageError(

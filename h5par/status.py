@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .batch import finished_file
 from .jobs import Job, JobFile
-from .journal import Journal, holder, work_folder
+from .journal import Journal, holder, work_folder_of
 from .slurm import slurm_state
 
 __all__ = ["job_status"]
@@ -22,7 +22,8 @@ def job_status(job: Job, path: str | Path | None = None) -> list[str]:
     lines = []
     for file in job.files:
         destination = file.input if job.in_place else file.output
-        lines.append(f"{file.input} -> {destination or '(statistics only)'}: {_state(job, file)}")
+        line = f"{file.input} -> {destination or '(statistics only)'}: {_state(job, file)}"
+        lines.append(line.replace("\r", "\\r").replace("\n", "\\n"))  # names may hold them
     slurm = None if path is None else slurm_state(path)
     return lines if slurm is None else [*lines, slurm]
 
@@ -33,8 +34,11 @@ def _state(job: Job, file: JobFile) -> str:
         return "statistics only: nothing is kept between runs"
     if finished_file(job, file):
         return "done"
-    folder = work_folder(destination)
+    folder = work_folder_of(destination, job.in_place)
     journal = Journal.load(folder)
+    owner = holder(folder)
+    if journal is None and owner is not None:  # it holds the lock, building its output
+        return f"running: starting ({folder}; {owner.describe(folder)})"
     if journal is None:
         return (
             "exists (not from this job)"
@@ -42,8 +46,10 @@ def _state(job: Job, file: JobFile) -> str:
             else "not started"
         )
     done, total = journal.count()
-    age = time.time() - (folder / "journal.json").stat().st_mtime
-    owner = holder(folder)
+    try:
+        age = time.time() - (folder / "journal.json").stat().st_mtime
+    except OSError:  # it finished (or was removed) since it was read
+        return _state(job, file)
     how = "stopped (rerun the job to resume)" if owner is None else "running"
     where = folder if owner is None else f"{folder}; {owner.describe(folder)}"
     share = 100 * done / total if total else 100.0

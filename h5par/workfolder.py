@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import h5py
 
 from .comm import bcast, rank
-from .errors import UsageError, collective_errors
+from .errors import H5ParError, UsageError, collective_errors
 from .faults import inject
 from .hierarchy import build_output, reattach_scales
 from .io import open_input
-from .journal import Journal, Lock, fingerprint, take, work_folder
+from .journal import BusyError, Journal, Lock, fingerprint, holder, take, work_folder_of
 from .kernels import Chain
 from .kernels.user import PythonKernel
 from .subfiles import parts_folder, virtual_dataset
@@ -33,7 +33,15 @@ from .targets import Plan, Target, Work, units
 if TYPE_CHECKING:
     from .comm import Comm
 
-__all__ = ["PARTS", "all_targets", "finalize", "left_as_is", "open_journal", "partly_updated"]
+__all__ = [
+    "PARTS",
+    "all_targets",
+    "check_input_settled",
+    "finalize",
+    "left_as_is",
+    "open_journal",
+    "partly_updated",
+]
 
 #: The work folder's subfolder of part files (subfiled output).
 PARTS = "parts"
@@ -78,7 +86,7 @@ def open_journal(work: Work, plan: Plan, comm: Comm) -> tuple[Journal | None, Lo
 def _resume_or_start(work: Work, plan: Plan) -> tuple[Journal, Lock]:
     """Lock the work folder (refused while another run holds it), then resume or start."""
     assert work.destination is not None
-    folder = work_folder(work.destination)
+    folder = work_folder_of(work.destination, work.in_place)
     lock = take(folder)
     try:
         return _resume_or_start_locked(work, plan, folder), lock
@@ -105,6 +113,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     _check_not_done_meanwhile(work)
     journal = Journal(folder, stamp)
     journal.clear()
+    journal.read = {} if work.in_place else _stat_identity(work.input)
     journal.units = {
         t.path: len(units(t, work.chain_for(t), work.budget)) for t in all_targets(plan)
     }
@@ -302,6 +311,7 @@ def _kept_axes(target: Target) -> list[tuple[int, int]]:
 def finalize(work: Work, plan: Plan, journal: Journal) -> None:
     """Put the output (and its parts) in place and remove the work folder (rank 0)."""
     if work.output is not None:
+        _check_input_unchanged(work, journal)
         if work.options.subfiled:  # the parts first: the output names them
             parts = parts_folder(work.output)
             shutil.rmtree(parts, ignore_errors=True)
@@ -311,3 +321,39 @@ def finalize(work: Work, plan: Plan, journal: Journal) -> None:
                 dst.write(src.read(plan.userblock))
         os.replace(journal.output, work.output)
     journal.remove()
+
+
+def _check_input_unchanged(work: Work, journal: Journal) -> None:
+    """Refuse to publish an output whose input another process wrote while it was read.
+
+    An in-place run of another job on the input, say: the output would mix old and new data.
+    """
+    if journal.read and _stat_identity(work.input) != journal.read:
+        raise H5ParError(
+            f"input {str(work.input)!r} changed while this run read it (size, times or inode "
+            "differ from when it started; another process wrote it?): the output would mix "
+            "old and new data and is not written; rerun once nothing else writes the input"
+        )
+
+
+def check_input_settled(work: Work) -> None:
+    """Refuse to read an input an in-place run is changing or left partly updated (rank 0).
+
+    The output would silently mix the old and the new data of its units.
+    """
+    if work.in_place or not work.input.is_file():
+        return
+    folder = work_folder_of(work.input, True)
+    owner = holder(folder)
+    if owner is not None:
+        raise BusyError(
+            f"input {str(work.input)!r} is being changed in place by another h5par run "
+            f"({owner.describe(folder)}): wait until it ends"
+        )
+    journal = Journal.load(folder)
+    if journal is not None and (journal.count()[0] or journal.staged):
+        done, total = journal.count()
+        raise UsageError(
+            f"input {str(work.input)!r} is partly updated by a stopped in-place run ({done} of "
+            f"{total} units; journal in {str(folder)!r}): rerun that job to finish it first"
+        )

@@ -109,3 +109,38 @@ def test_a_folder_that_cannot_be_created_is_one_error_line(
         "afile", "in0.h5", "in1.h5", "in2.h5", "job.toml", "locked",
     ]  # fmt: skip
     assert not any((work / "locked").iterdir())
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("verb", ["run", "plan"])
+def test_an_output_that_is_a_folder_is_refused_before_any_work(work, mpitools, verb) -> None:
+    # With --overwrite the whole run was done, then os.replace failed: IsADirectoryError,
+    # exit 1, the work lost.
+    (work / "clean" / "sub" / "in1_clean.h5").mkdir(parents=True)
+    (work / "clean" / "sub" / "in1_clean.h5" / "keep").write_text("mine")
+    args = [verb, "job.toml", "--overwrite"] if verb == "run" else [verb, "job.toml"]
+    done = mpitools.launch(h5par_command(1, args), cwd=work, env=mpitools.mpi_env())
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert errors(done.stderr) == [
+        "h5par: error: output 'clean/sub/in1_clean.h5' is a folder (valid: the path of a file)"
+    ], done.stderr
+    assert sorted(p.name for p in (work / "clean" / "sub").iterdir()) == ["in1_clean.h5"]
+    assert (work / "clean" / "sub" / "in1_clean.h5" / "keep").read_text() == "mine"
+
+
+@pytest.mark.timeout(120)
+def test_an_existing_parts_folder_is_kept_without_overwrite(work, mpitools) -> None:
+    # out.h5 missing, out.h5.parts/ present: finalize removed the folder and its files.
+    for name in ("in1.h5", "in2.h5"):
+        (work / name).unlink()
+    parts = work / "clean" / "sub" / "in0_clean.h5.parts"
+    parts.mkdir(parents=True)
+    (parts / "notes.txt").write_text("mine")
+    args = ["run", "job.toml", "--set", "output.layout='subfiled'"]
+    args += ["--set", "run.file_parallel_below=0"]
+    done = mpitools.launch(h5par_command(2, args), cwd=work, env=mpitools.mpi_env())
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    (line,) = errors(done.stderr)
+    assert "output parts folder 'clean/sub/in0_clean.h5.parts' exists" in line, done.stderr
+    assert sorted(p.name for p in parts.iterdir()) == ["notes.txt"]
+    assert not (work / "clean" / "sub" / "in0_clean.h5").exists()

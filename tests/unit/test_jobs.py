@@ -197,3 +197,27 @@ def test_the_same_name_twice_is_one_input(tmp_path) -> None:
     (tmp_path / "a.h5").write_bytes(b"")
     job = {"version": 1, "input": {"path": ["a.h5", "*.h5"]}, "output": {"in_place": True}}
     assert [f.input.name for f in job_from_dict(job, base=tmp_path).files] == ["a.h5"]
+
+
+def test_an_existing_file_whose_name_looks_like_a_glob_is_that_file(tmp_path) -> None:
+    # "snap[1].h5" was a glob: it matched snap1.h5, which an in-place job then changed.
+    for name in ("snap[1].h5", "snap1.h5"):
+        (tmp_path / name).write_bytes(b"")
+    spec = {
+        "version": 1,
+        "input": {"path": "snap[1].h5"},
+        "output": {"in_place": True},
+        "kernels": [{"name": "scale", "factor": 2}],
+    }
+    assert [f.input.name for f in job_from_dict(spec, base=tmp_path).files] == ["snap[1].h5"]
+    (tmp_path / "snap[1].h5").unlink()  # no such file: a glob again
+    assert [f.input.name for f in job_from_dict(spec, base=tmp_path).files] == ["snap1.h5"]
+
+
+def test_a_dataset_pattern_naming_an_existing_dataset_is_that_dataset() -> None:
+    # "/x[1]" was only a glob: it chose /x1 (changed in place) and never /x[1] itself.
+    from h5par.selection import select_paths
+
+    assert select_paths(["/x1", "/x[1]"], ["/x[1]"]) == ["/x[1]"]
+    assert select_paths(["/x1", "/x[1]"], ["x[1]"]) == ["/x[1]"]
+    assert select_paths(["/x1", "/x2"], ["/x[1]"]) == ["/x1"]  # no such dataset: a glob

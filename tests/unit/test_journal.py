@@ -210,3 +210,98 @@ def test_fingerprint_of_a_chain_is_its_parameters(tmp_path) -> None:
     assert fingerprint({"c": chain}) == fingerprint({"c": pickle.loads(pickle.dumps(chain))})
     other = Chain.from_specs([{"name": "clip", "min": 1.0}, kernels[1]])
     assert fingerprint({"c": chain}) != fingerprint({"c": other})
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["link to a scratch folder", "a file"])
+def test_a_work_folder_that_is_a_link_or_a_file_is_refused_and_left_alone(tmp_path, kind) -> None:
+    # A fresh start empties the work folder: through a link it deleted the other files of
+    # the folder linked to (and left its journal and lock there).
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "mine.txt").write_text("precious")
+    folder = tmp_path / ".out.h5.h5par"
+    if kind == "a file":
+        folder.write_text("not a folder")
+    else:
+        folder.symlink_to(scratch)
+    with pytest.raises(UsageError, match=r"work folder .* is (a symbolic link|not a folder)"):
+        take(folder)
+    assert (scratch / "mine.txt").read_text() == "precious"
+    assert sorted(p.name for p in scratch.iterdir()) == ["mine.txt"]
+
+
+def test_an_in_place_file_reached_through_a_link_has_the_work_folder_of_its_target(
+    tmp_path,
+) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "snap_3.h5").write_bytes(b"")
+    (tmp_path / "latest.h5").symlink_to(tmp_path / "run" / "snap_3.h5")
+    link, real = tmp_path / "latest.h5", tmp_path / "run" / "snap_3.h5"
+    assert journal.work_folder_of(link, True) == journal.work_folder_of(real, True)
+    assert journal.work_folder_of(real, True) == tmp_path / "run" / ".snap_3.h5.h5par"
+    # a new output replaces the name itself: its work folder stays beside the name
+    assert journal.work_folder_of(link, False) == tmp_path / ".latest.h5.h5par"
+
+
+@pytest.mark.timeout(60)
+def test_status_says_running_while_a_run_holds_the_lock_before_its_journal(tmp_path) -> None:
+    # The lock is taken before the output is built (object copies of big datasets can take
+    # minutes) and the journal is written after: status said "not started" meanwhile.
+    from h5par.status import job_status
+
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"] = np.ones(8)
+    job = job_from_dict(
+        {
+            "version": 1,
+            "input": {"path": str(tmp_path / "data.h5")},
+            "output": {"path": str(tmp_path / "out.h5")},
+            "kernels": [{"name": "scale", "factor": 2}],
+        }
+    )
+    with take(tmp_path / ".out.h5.h5par"):
+        (line,) = job_status(job)
+    assert "running: starting" in line and f"pid {os.getpid()} on " in line, line
+    (line,) = job_status(job)
+    assert line.endswith(": not started"), line
+
+
+def test_a_work_folder_name_too_long_names_the_work_folder_not_the_output_folder(
+    tmp_path,
+) -> None:
+    # A 253-byte file name is legal; its work folder's (260 bytes) is not: the message said
+    # "output folder '.' is not writable (File name too long)".
+    folder = journal.work_folder(tmp_path / ("a" * 250 + ".h5"))
+    with pytest.raises(UsageError, match=r"work folder .*: name too long .* at most 248 bytes"):
+        take(folder)
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_kept(tmp_path) -> None:
+    # The owner record was written through the link: the file it named was truncated.
+    (tmp_path / "precious.txt").write_text("mine")
+    folder = tmp_path / ".out.h5.h5par"
+    folder.mkdir()
+    (folder / LOCK).symlink_to(tmp_path / "precious.txt")
+    with pytest.raises(UsageError, match=r"cannot lock work folder"):
+        take(folder)
+    assert (tmp_path / "precious.txt").read_text() == "mine"
+
+
+def test_status_gives_one_line_per_file_whatever_its_name_holds(tmp_path) -> None:
+    from h5par.status import job_status
+
+    for name in ("a\nb.h5", "c\rd.h5"):
+        with h5py.File(tmp_path / name, "w") as f:
+            f["x"] = np.ones(8)
+    job = job_from_dict(
+        {
+            "version": 1,
+            "input": {"path": str(tmp_path / "*.h5")},
+            "output": {"path": str(tmp_path / "out" / "{stem}_c.h5")},
+            "kernels": [{"name": "scale", "factor": 2}],
+        }
+    )
+    lines = job_status(job)
+    assert len("\n".join(lines).splitlines()) == 2, lines
+    assert lines[0].endswith("a\\nb_c.h5: not started"), lines
