@@ -141,14 +141,14 @@ def test_a_run_whose_checks_passed_before_another_finished_does_not_redo_it(
     late = subprocess.Popen(
         command("job.toml", "--set", "run.file_parallel_below=0"),
         cwd=tmp_path,
-        env={**env, "H5PAR_FAULT": "inspect:*:delay=8"},
+        env={**env, "H5PAR_FAULT": "inspect:*:delay=16"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
-        time.sleep(4)  # B is past its checks, in the delay
+        time.sleep(8)  # B is past its checks (slow starts under load), in the delay
         assert late.poll() is None
         code, out, err = finish(start(tmp_path, env, 0.0), 120)
         assert code == 0, out + err
@@ -182,14 +182,14 @@ def test_the_lock_itself_refuses_a_run_whose_checks_passed_before_the_other_star
     late = subprocess.Popen(
         command("job.toml", "--set", "run.file_parallel_below=0"),
         cwd=tmp_path,
-        env={**env, "H5PAR_FAULT": "inspect:*:delay=6"},
+        env={**env, "H5PAR_FAULT": "inspect:*:delay=12"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
-        time.sleep(3)  # B is past its checks, in the delay
+        time.sleep(6)  # B is past its checks (slow starts under load), in the delay
         first = start(tmp_path, env, 2.0)  # 16 s of steps: still working when B tries, under load
         try:
             wait_until_working(folder, first)
