@@ -96,7 +96,15 @@ def launch(
 
     Killing mpirun alone can leave its ranks behind (still blocked): the group goes.
     """
-    proc = subprocess.Popen(
+    code, out, err = finish(background(cmd, cwd, env), timeout)
+    return subprocess.CompletedProcess(cmd, code, out, err)
+
+
+def background(
+    cmd: Sequence[str], cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start ``cmd`` in its own process group, output captured; end it with :func:`finish`."""
+    return subprocess.Popen(
         cmd,
         cwd=cwd,
         env=env,
@@ -105,13 +113,17 @@ def launch(
         text=True,
         start_new_session=True,
     )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = MPI_TIMEOUT) -> tuple[int, str, str]:
+    """Wait for ``proc``: (status, stdout, stderr); on timeout kill its process group and fail."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        pytest.fail(f"timed out after {timeout} s: {' '.join(cmd)}\n{out}\n{err}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+        pytest.fail(f"timed out after {timeout} s: {' '.join(map(str, proc.args))}\n{out}\n{err}")
+    return proc.returncode, out, err
 
 
 def run_python(
@@ -137,8 +149,9 @@ def _run_mpi_fixture() -> object:
 
 @pytest.fixture(name="mpitools", scope="session")
 def _mpitools_fixture() -> object:
-    """``launch(cmd, cwd, env, timeout)`` and ``mpi_env(extra)`` for tests building commands."""
-    return SimpleNamespace(launch=launch, mpi_env=mpi_env)
+    """``launch(cmd, cwd, env, timeout)``, ``background(cmd, cwd, env)`` and ``finish(proc,
+    timeout)`` (a run in the background), ``mpi_env(extra)`` for tests building commands."""
+    return SimpleNamespace(launch=launch, background=background, finish=finish, mpi_env=mpi_env)
 
 
 @pytest.fixture(name="run_python")

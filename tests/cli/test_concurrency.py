@@ -8,8 +8,6 @@ every rank), without touching the work folder: the first run ends as if alone.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -39,38 +37,22 @@ def command(*extra: str) -> list[str]:
     return ["mpirun", "--oversubscribe", "-n", "2", sys.executable, "-c", WRAPPER, "run", *extra]
 
 
-def start(folder: Path, env: dict[str, str], delay: float) -> subprocess.Popen[str]:
-    """Start ``h5par run job.toml`` on 2 ranks, each step slowed by ``delay`` seconds."""
-    return subprocess.Popen(
-        command("job.toml", "--set", "run.file_parallel_below=0"),
-        cwd=folder,
-        env={**env, "H5PAR_FAULT": f"kernel:*:delay={delay}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+def start(mpitools, folder: Path, env: dict[str, str], fault: str) -> subprocess.Popen[str]:
+    """Start ``h5par run job.toml`` on 2 ranks in the background with ``H5PAR_FAULT=fault``."""
+    cmd = command("job.toml", "--set", "run.file_parallel_below=0")
+    return mpitools.background(cmd, folder, {**env, "H5PAR_FAULT": fault})
 
 
-def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
-    """Wait for ``proc``; on timeout kill its process group (mpirun and its ranks) and fail."""
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"timed out after {timeout} s\n{out}\n{err}")
-    return proc.returncode, out, err
-
-
-def wait_until_working(folder: Path, proc: subprocess.Popen[str], limit: float = 60) -> None:
+def wait_until_working(
+    mpitools, folder: Path, proc: subprocess.Popen[str], limit: float = 60
+) -> None:
     """Return once the run has started its data pass (its journal exists)."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline and proc.poll() is None:
         if (folder / "journal.json").is_file():
             return
         time.sleep(0.05)
-    code, out, err = finish(proc, 10)
+    code, out, err = mpitools.finish(proc, 10)
     pytest.fail(f"the first run never started working (exit {code})\n{out}\n{err}")
 
 
@@ -94,20 +76,20 @@ def test_a_second_run_of_a_running_job_is_refused_at_once(
     destination = tmp_path / OUTPUTS[output][1]
     folder = destination.parent / f".{destination.name}.h5par"
     env = mpitools.mpi_env({"HDF5_USE_FILE_LOCKING": "FALSE"} if "FALSE" in locking else None)
-    first = start(tmp_path, env, 0.8)
+    first = start(mpitools, tmp_path, env, "kernel:*:delay=0.8")
     try:
-        wait_until_working(folder, first)
+        wait_until_working(mpitools, folder, first)
         owner = owner_record(folder)
         began = time.monotonic()
-        second = start(tmp_path, env, 0.3)
-        code, out, err = finish(second, 120)
+        second = start(mpitools, tmp_path, env, "kernel:*:delay=0.3")
+        code, out, err = mpitools.finish(second, 120)
         seconds = time.monotonic() - began
         status = mpitools.launch(
             [sys.executable, "-m", "h5par", "status", "job.toml"], cwd=tmp_path, env=env, timeout=60
         )
         assert first.poll() is None, "the first run ended before the second was refused"
     finally:
-        first_code, first_out, first_err = finish(first, 180)
+        first_code, first_out, first_err = mpitools.finish(first, 180)
     lines = [line for line in err.splitlines() if line.startswith("h5par:")]
     assert code == 2 and out.count("EXIT 2") == 2, (code, out, err)
     assert len(lines) == 1, err
@@ -138,24 +120,16 @@ def test_a_run_whose_checks_passed_before_another_finished_does_not_redo_it(
     (tmp_path / "job.toml").write_text(JOB.format(output=OUTPUTS[output][0]))
     destination = tmp_path / OUTPUTS[output][1]
     env = mpitools.mpi_env()
-    late = subprocess.Popen(
-        command("job.toml", "--set", "run.file_parallel_below=0"),
-        cwd=tmp_path,
-        env={**env, "H5PAR_FAULT": "inspect:*:delay=16"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    late = start(mpitools, tmp_path, env, "inspect:*:delay=16")
     try:
         time.sleep(8)  # B is past its checks (slow starts under load), in the delay
         assert late.poll() is None
-        code, out, err = finish(start(tmp_path, env, 0.0), 120)
+        code, out, err = mpitools.finish(start(mpitools, tmp_path, env, "kernel:*:delay=0.0"), 120)
         assert code == 0, out + err
         assert late.poll() is None, "B ended before A finished: the case was not made"
         finished = destination.stat().st_ino
     finally:
-        late_code, late_out, late_err = finish(late, 120)
+        late_code, late_out, late_err = mpitools.finish(late, 120)
     lines = [line for line in late_err.splitlines() if line.startswith("h5par:")]
     assert late_code == 2 and len(lines) == 1, late_out + late_err
     assert "meanwhile" in lines[0], lines[0]
@@ -179,27 +153,21 @@ def test_the_lock_itself_refuses_a_run_whose_checks_passed_before_the_other_star
     destination = tmp_path / OUTPUTS[output][1]
     folder = destination.parent / f".{destination.name}.h5par"
     env = mpitools.mpi_env()
-    late = subprocess.Popen(
-        command("job.toml", "--set", "run.file_parallel_below=0"),
-        cwd=tmp_path,
-        env={**env, "H5PAR_FAULT": "inspect:*:delay=12"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    late = start(mpitools, tmp_path, env, "inspect:*:delay=12")
     try:
         time.sleep(6)  # B is past its checks (slow starts under load), in the delay
-        first = start(tmp_path, env, 2.0)  # 16 s of steps: still working when B tries, under load
+        first = start(
+            mpitools, tmp_path, env, "kernel:*:delay=2.0"
+        )  # 16 s of steps: still working when B tries, under load
         try:
-            wait_until_working(folder, first)
-            code, out, err = finish(late, 120)
+            wait_until_working(mpitools, folder, first)
+            code, out, err = mpitools.finish(late, 120)
             assert first.poll() is None, "A ended before B tried the lock: the case was not made"
         finally:
-            first_code, first_out, first_err = finish(first, 180)
+            first_code, first_out, first_err = mpitools.finish(first, 180)
     finally:
         if late.poll() is None:
-            finish(late, 60)
+            mpitools.finish(late, 60)
     lines = [line for line in err.splitlines() if line.startswith("h5par:")]
     assert code == 2 and out.count("EXIT 2") == 2 and len(lines) == 1, out + err
     assert "another h5par run is working in" in lines[0] and "create output" in lines[0], lines

@@ -7,9 +7,6 @@ now it fails at finalize, writes no output and leaves no work folder.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -42,19 +39,15 @@ def test_an_output_is_not_published_when_its_input_was_written_meanwhile(
     (tmp_path / "copy.toml").write_text(JOB.format(output='path = "out.h5"'))
     (tmp_path / "inplace.toml").write_text(JOB.format(output="in_place = true"))
     env = mpitools.mpi_env()
-    reader = subprocess.Popen(
+    reader = mpitools.background(
         [*MPIRUN, sys.executable, "-c", WRAPPER, "run", "copy.toml"],
-        cwd=tmp_path,
-        env={**env, "H5PAR_FAULT": "kernel:*:delay=0.5"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+        tmp_path,
+        {**env, "H5PAR_FAULT": "kernel:*:delay=0.5"},
     )
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / ".out.h5.h5par" / "journal.json").is_file():
-            assert reader.poll() is None and time.monotonic() < deadline, reader.communicate()
+            assert reader.poll() is None and time.monotonic() < deadline, reader.returncode
             time.sleep(0.05)
         writer = mpitools.launch(
             [sys.executable, "-c", WRAPPER, "run", "inplace.toml"],
@@ -63,13 +56,11 @@ def test_an_output_is_not_published_when_its_input_was_written_meanwhile(
             timeout=120,
         )
         assert reader.poll() is None, "the output run ended before the input was written"
-        out, err = reader.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(reader.pid, signal.SIGKILL)
-        pytest.fail(f"timed out: {reader.communicate()}")
+    finally:
+        code, out, err = mpitools.finish(reader, 180)
     assert writer.returncode == 0, (writer.stdout, writer.stderr)
     lines = [line for line in err.splitlines() if line.startswith("h5par:")]
-    assert reader.returncode == 1 and out.count("EXIT 1") == 2, (out, err)
+    assert code == 1 and out.count("EXIT 1") == 2, (out, err)
     assert len(lines) == 1 and "changed while this run read it" in lines[0], err
     assert not (tmp_path / "out.h5").exists()  # no mix of old and new data
     assert not (tmp_path / ".out.h5.h5par").exists()

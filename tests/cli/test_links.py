@@ -6,9 +6,6 @@ An in-place job on ``data.h5`` and another on ``link.h5 -> data.h5`` used two wo
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -31,16 +28,6 @@ file_parallel_below = 0
 """
 
 
-def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"timed out after {timeout} s\n{out}\n{err}")
-    return proc.returncode, out, err
-
-
 @pytest.mark.timeout(300)
 def test_an_in_place_run_through_a_link_is_refused_while_the_file_is_worked_on(
     mpitools, tmp_path
@@ -51,26 +38,22 @@ def test_an_in_place_run_through_a_link_is_refused_while_the_file_is_worked_on(
     (tmp_path / "a.toml").write_text(JOB.format(path="data.h5"))
     (tmp_path / "b.toml").write_text(JOB.format(path="link.h5"))
     env = mpitools.mpi_env()
-    first = subprocess.Popen(
+    first = mpitools.background(
         ["mpirun", "--oversubscribe", "-n", "2", sys.executable, "-c", WRAPPER, "run", "a.toml"],
-        cwd=tmp_path,
-        env={**env, "H5PAR_FAULT": "kernel:*:delay=0.6"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+        tmp_path,
+        {**env, "H5PAR_FAULT": "kernel:*:delay=0.6"},
     )
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / ".data.h5.h5par" / "journal.json").is_file():
-            assert first.poll() is None and time.monotonic() < deadline, _finish(first, 10)
+            assert first.poll() is None and time.monotonic() < deadline, mpitools.finish(first, 10)
             time.sleep(0.05)
         second = mpitools.launch(
             [sys.executable, "-c", WRAPPER, "run", "b.toml"], cwd=tmp_path, env=env, timeout=120
         )
         assert first.poll() is None, "the first run ended before the second was refused"
     finally:
-        code, out, err = _finish(first, 180)
+        code, out, err = mpitools.finish(first, 180)
     assert second.returncode == 2, (second.stdout, second.stderr)
     assert "another h5par run is working in" in second.stderr, second.stderr
     assert ".data.h5.h5par" in second.stderr, second.stderr
