@@ -9,7 +9,6 @@ datasets become copies made by every rank. Bad inputs and impossible requests ar
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import h5py
@@ -64,10 +63,8 @@ def inspect_input(job: Work) -> Plan:
             except UsageError as exc:  # name the file: a job may have hundreds
                 raise UsageError(f"{str(job.input)!r}: {exc}") from exc
             order = bool(src.id.get_create_plist().get_link_creation_order())
-            stat = os.stat(job.input) if job.input.is_file() else None
-            identity = {} if stat is None else {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
             kept = [c for c in copies if c is not None]
-            return Plan(targets, src.userblock_size, order, kept, identity)
+            return Plan(targets, src.userblock_size, order, kept)
     except H5ParError:
         raise
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:

@@ -45,7 +45,6 @@ __all__ = [
     "check_free",
     "fingerprint",
     "holder",
-    "in_use",
     "take",
     "work_folder",
     "work_folder_of",
@@ -335,11 +334,6 @@ def check_free(folder: Path) -> None:
     owner = holder(folder)
     if owner is not None:
         raise BusyError(_busy(folder, owner))
-
-
-def in_use(folder: Path) -> bool:
-    """True when a running h5par holds the lock of work folder ``folder`` (see :func:`take`)."""
-    return holder(folder) is not None
 
 
 def _busy_owner(owner: Owner, state: str) -> bool:

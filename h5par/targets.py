@@ -80,7 +80,6 @@ class Plan:
     userblock: int
     track_order: bool
     copies: list[Target] = dataclasses.field(default_factory=list)
-    identity: dict[str, Any] = dataclasses.field(default_factory=dict)  # input size/mtime
 
 
 @dataclasses.dataclass(frozen=True)
