@@ -25,7 +25,7 @@ from .errors import collective_errors
 from .folders import new_folders
 from .guard import guarded
 from .jobs import Job, JobFile, job_from_dict, load_job
-from .journal import check_free, work_folder_of
+from .journal import check_free, file_identity, work_folder_of
 from .kernels import Chain
 from .progress import Progress
 from .runner import Result, apply, inspect
@@ -141,10 +141,9 @@ def _identity(path: Path) -> str:
     """Size, modification and change times and inode of an input, as recorded in its output.
 
     The change time and the inode tell a replacement with preserved times (``cp -p``,
-    ``rsync -t``) from the file the output was made of.
+    ``rsync -t``) from the file the output was made of (:func:`h5par.journal.file_identity`).
     """
-    stat = path.stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+    return ":".join(str(v) for v in file_identity(path.stat()).values())
 
 
 def _check_not_busy(job: Job, file: JobFile) -> None:

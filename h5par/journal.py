@@ -43,6 +43,7 @@ __all__ = [
     "Owner",
     "canonical",
     "check_free",
+    "file_identity",
     "fingerprint",
     "holder",
     "take",
@@ -301,10 +302,8 @@ def take(folder: Path) -> Lock:
             raise
         os.close(fd)  # held (perhaps for an instant), or replaced meanwhile: try again
         time.sleep(0.05)
-    owner = holder(folder)
-    if owner is None:  # never held: the folder keeps vanishing or the file cannot be kept
-        raise UsageError(f"cannot lock work folder {str(folder)!r}: it keeps changing")
-    raise BusyError(_busy(folder, owner))
+    check_free(folder)  # held all along: busy; else the folder keeps vanishing or changing
+    raise UsageError(f"cannot lock work folder {str(folder)!r}: it keeps changing")
 
 
 def holder(folder: Path) -> Owner | None:
@@ -345,9 +344,10 @@ def _busy_owner(owner: Owner, state: str) -> bool:
     return owner.alive()
 
 
-def _busy(folder: Path, owner: Owner | None) -> str:
-    who = "" if owner is None else f" ({owner.describe(folder)})"
-    return f"another h5par run is working in {folder}{who}: wait until it ends"
+def _busy(folder: Path, owner: Owner) -> str:
+    return (
+        f"another h5par run is working in {folder} ({owner.describe(folder)}): wait until it ends"
+    )
 
 
 def _open_lock(folder: Path) -> int | None:
@@ -449,6 +449,19 @@ def _write_owner(fd: int, owner: Owner) -> None:
     os.fsync(fd)
 
 
+def file_identity(stat: os.stat_result) -> dict[str, int]:
+    """What tells a file apart from a replacement: size, modification and change times, inode.
+
+    ``cp -p`` and ``rsync -t`` keep the times; the change time and the inode still differ.
+    """
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
+        "inode": stat.st_ino,
+    }
+
+
 def _key(path: str) -> str:
     return hashlib.sha1(path.encode()).hexdigest()[:16]
 
@@ -545,6 +558,11 @@ class Journal:
         """(finished units, all units) over every dataset."""
         done = sum(b - a for intervals in self.done.values() for a, b in intervals)
         return done, sum(self.units.values())
+
+    @property
+    def changed(self) -> bool:
+        """True once a unit is finished or staged: an in-place file is then partly updated."""
+        return bool(self.count()[0] or self.staged)
 
     # Side files: statistics, staged blocks, broadcast sources (numpy, never pickles).
 

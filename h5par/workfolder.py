@@ -24,7 +24,16 @@ from .errors import H5ParError, UsageError, collective_errors
 from .faults import inject
 from .hierarchy import build_output, reattach_scales
 from .io import open_input
-from .journal import BusyError, Journal, Lock, fingerprint, holder, take, work_folder_of
+from .journal import (
+    BusyError,
+    Journal,
+    Lock,
+    file_identity,
+    fingerprint,
+    holder,
+    take,
+    work_folder_of,
+)
 from .kernels import Chain
 from .kernels.user import PythonKernel
 from .subfiles import parts_folder, virtual_dataset
@@ -49,9 +58,9 @@ PARTS = "parts"
 
 def partly_updated(work: Work, journal: Journal) -> str | None:
     """In place, once data has changed: what to tell the user (the journal is kept)."""
-    done, total = journal.count()
-    if not work.in_place or not (done or journal.staged):
+    if not work.in_place or not journal.changed:
         return None
+    done, total = journal.count()
     return (
         f"{work.input} is partly updated ({done} of {total} units): rerun the same job to "
         f"finish it (journal in {journal.folder})"
@@ -100,7 +109,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     old = Journal.load(folder)
     if old is not None and old.fingerprint == stamp and (work.in_place or _readable(old)):
         return _resumed(work, old)
-    if work.in_place and old is not None and (old.count()[0] or old.staged):
+    if work.in_place and old is not None and old.changed:
         raise UsageError(
             f"{work.input} is partly updated by an unfinished in-place run of another job "
             f"(or the job's kernel code, or the file, changed since; journal in {folder}): "
@@ -214,15 +223,9 @@ def _input_identity(work: Work) -> dict[str, int]:
 def _stat_identity(path: Path) -> dict[str, int]:
     """Size, modification and change times and inode of ``path`` ({} if it is no file)."""
     try:
-        stat = os.stat(path)
+        return file_identity(os.stat(path))
     except OSError:  # a family driver's member pattern
         return {}
-    return {
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "ctime_ns": stat.st_ctime_ns,
-        "inode": stat.st_ino,
-    }
 
 
 def _kernel_code(chain: Chain) -> list[list[str | None]]:
@@ -351,7 +354,7 @@ def check_input_settled(work: Work) -> None:
             f"({owner.describe(folder)}): wait until it ends"
         )
     journal = Journal.load(folder)
-    if journal is not None and (journal.count()[0] or journal.staged):
+    if journal is not None and journal.changed:
         done, total = journal.count()
         raise UsageError(
             f"input {str(work.input)!r} is partly updated by a stopped in-place run ({done} of "

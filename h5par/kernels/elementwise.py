@@ -116,17 +116,18 @@ class Scale(Kernel):
         """Promotion of the dtype with the (weakly typed) Python numbers."""
         return self(np.zeros(1, dtype), (slice(0, 1),)).dtype
 
+    @property
+    def _integer_offset(self) -> int:
+        """The offset added to an integer product in its dtype (a float one: 0, in float64)."""
+        offset: Any = self.offset
+        return int(offset) if isinstance(offset, numbers.Integral) else 0
+
     def _integer_range(self, dtype: np.dtype[Any]) -> tuple[int, int] | None:
         """The inputs whose ``x * factor + offset`` fits integer ``dtype``, or None: all do.
 
         A float offset is added to the integer product in float64: only the product counts.
         """
-        integral = isinstance(self.offset, numbers.Integral)
-        factor, offset, info = (
-            int(self.factor),
-            int(self.offset) if integral else 0,
-            np.iinfo(dtype),
-        )
+        factor, offset, info = int(self.factor), self._integer_offset, np.iinfo(dtype)
         if factor == 0:
             return None
         ends = sorted(((info.min - offset), (info.max - offset)), reverse=factor < 0)
@@ -145,10 +146,9 @@ class Scale(Kernel):
             return
         local, position = first_position((x < valid[0]) | (x > valid[1]), index)
         value, info = int(x[local]), np.iinfo(x.dtype)
-        given: Any = self.offset
-        offset = int(given) if isinstance(given, numbers.Integral) else 0
+        result = value * int(factor) + self._integer_offset
         raise KernelError(
-            f"scale: value {value} at index {position} gives {value * int(factor) + offset}, which "
+            f"scale: value {value} at index {position} gives {result}, which "
             f"does not fit {x.dtype} ({info.min}..{info.max}); convert first (astype, e.g. "
             "dtype = 'int64' or 'float64') or use a float factor"
         )
