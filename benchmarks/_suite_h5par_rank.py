@@ -2,13 +2,13 @@
 
     mpirun -n N python benchmarks/_suite_h5par_rank.py run JOB --quiet --report R.json
 
-Exactly what ``python -m h5par`` runs (``h5par.cli.main``); afterwards each rank writes
+Exactly what ``python -m h5par`` runs (``h5par.app.cli.main``); afterwards each rank writes
 ``{"rank": r, "vmhwm_kib": ...}`` (VmHWM from /proc/self/status) to
 ``$H5PAR_SUITE_RSS.<rank>.json`` when that variable is set. Nothing else is added to the run.
 
 For tuning experiments only, ``H5PAR_SUITE_PATCH="module.NAME=VALUE;..."`` sets module
 constants before the run (VALUE is a Python literal), e.g.
-``--h5par-variant "u16:env:H5PAR_SUITE_PATCH=h5par.targets.UNITS_PER_DATASET=16"``: a way
+``--h5par-variant "u16:env:H5PAR_SUITE_PATCH=h5par.engine.plan.UNITS_PER_DATASET=16"``: a way
 to measure a proposed change to h5par without editing it.
 """
 
@@ -22,7 +22,7 @@ import sys
 
 from _suite_data import vmhwm_kib  # this script runs from benchmarks/
 
-from h5par.cli import main
+from h5par.app.cli import main
 
 _RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
 

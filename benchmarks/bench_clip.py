@@ -21,7 +21,7 @@ import numpy as np
 from mpi4py import MPI
 
 import h5par
-from h5par.decomposition import split_extent
+from h5par.core.decomposition import split_extent
 
 ROW = 1 << 16  # float64 elements per row (512 KiB)
 BLOCK_ROWS = 64  # rows per read/write in the hand-written and serial variants (32 MiB)

@@ -18,7 +18,7 @@ mean, std; no output) and ``astype`` (float64 -> float32). Methods:
 
 - ``h5par``: ``mpirun -n N python -m h5par run JOB --quiet --report R.json`` for each N of
   ``--ranks``, without ``mpirun`` for one rank, as a user runs it (through
-  ``_suite_h5par_rank.py``, which runs the same ``h5par.cli.main`` and
+  ``_suite_h5par_rank.py``, which runs the same ``h5par.app.cli.main`` and
   then records each rank's peak RSS); ``--h5par-variant`` adds tuned variants;
 - ``h5py``: the best serial h5py code (blocked read_direct / write_direct, preallocated
   buffers, ``out=`` kernels, output with the input's layout and ``fill_time="never"``);
@@ -78,7 +78,7 @@ from _suite_data import (
 )
 from _suite_report import add_ratios, plot, summarize, table
 
-from h5par.sizes import parse_size
+from h5par.core.sizes import parse_size
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("h5par", "h5py-mpio", "h5py", "rowloop", "dask", "heat", "cp", "dd")
@@ -649,7 +649,7 @@ def _notes(
         "outputs are not fsynced, and os.sync() runs before every run outside its timing",
         "every run is one command: wall includes interpreter start, imports and mpirun; "
         "inner is the method's own timer (h5par: the 'seconds' of --report)",
-        "peak RSS = VmHWM per rank (h5par: read after h5par.cli.main on every rank; "
+        "peak RSS = VmHWM per rank (h5par: read after h5par.app.cli.main on every rank; "
         "baselines: their own /proc/self/status; cp: GNU time's %M when /usr/bin/time exists)",
         "cp: for stats 'cp INPUT /dev/null' (reads only); for astype cp writes twice the bytes "
         "the float32 output needs, so there it is not a strict floor",

@@ -22,7 +22,7 @@ import numpy as np
 from mpi4py import MPI
 
 import h5par
-from h5par.decomposition import slab
+from h5par.core.decomposition import slab
 
 
 def book_loop(path: Path, comm: MPI.Comm) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from mpi4py import MPI
 
 import h5par
-from h5par.decomposition import slab
+from h5par.core.decomposition import slab
 
 
 def raises(error: type[Exception], action: Callable[[], object]) -> bool:

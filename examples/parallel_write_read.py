@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from h5par.decomposition import slab
+from h5par.core.decomposition import slab
 
 SHAPE = (1000, 257)
 

@@ -7,7 +7,7 @@ Run with (optional arguments: a folder for the files, a size)::
 h5py reads ``dset[4:8:2]`` like numpy, but refuses negative steps ("Step must be >= 1") and
 slicing a scalar dataset ("Illegal slicing argument for scalar dataspace"; read it with
 ``dset[()]``). h5par has no selection kernel yet, so every rank reads its share with the
-``h5par.decomposition`` helpers: ``slab`` (rows) and ``block`` on a ``process_grid``. Checked:
+``h5par.core.decomposition`` helpers: ``slab`` (rows) and ``block`` on a ``process_grid``. Checked:
 each rank's pieces, and the pieces gathered on rank 0, bitwise equal to numpy.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 from mpi4py import MPI
 
 import h5par
-from h5par.decomposition import block, process_grid, slab
+from h5par.core.decomposition import block, process_grid, slab
 
 
 def error(action: Callable[[], object]) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from mpi4py import MPI
 
 import h5par
-from h5par.decomposition import slab
+from h5par.core.decomposition import slab
 
 HEADER = b"# experiment 42: raw detector counts, see README for the format\n"
 

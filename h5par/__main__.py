@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from h5par.app.cli import main
 
 sys.exit(main())

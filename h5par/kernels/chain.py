@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from h5par.decomposition import Index
+from h5par.core.decomposition import Index
 from h5par.errors import UsageError
 
 from .axes import AxisPartial, axis_partial
@@ -173,7 +173,7 @@ class Chain:
         broadcast slice brought.
 
         A chain with neighbours gets the block extended by its halo and the ``core`` slices
-        locating the block in it (:mod:`h5par.halo`); the kernel with neighbours keeps only
+        locating the block in it (:mod:`h5par.core.halo`); the kernel with neighbours keeps only
         the core of its result. A closing reduction along axes passes the data through;
         :meth:`reduce_axes` gives its statistics.
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from h5par.decomposition import Index
+from h5par.core.decomposition import Index
 from h5par.errors import UsageError
 
 from .base import Kernel, KernelError, Scratch, converted, register, ufunc_out

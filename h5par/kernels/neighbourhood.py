@@ -1,7 +1,7 @@
 """Neighbourhood kernels: ``smooth``, ``moving_mean``, ``gradient`` (pure numpy/scipy).
 
 Each element's result depends on its neighbours up to a *halo* (:meth:`Kernel.halo_widths`). The
-runner hands these kernels a block extended by that halo (:mod:`h5par.halo`) — cut at the
+runner hands these kernels a block extended by that halo (:mod:`h5par.core.halo`) — cut at the
 dataset's edges, or wrapped around for ``mode = "wrap"`` — and keeps the block's own part
 of the result. Because every neighbour of a kept element is real data and the edge padding
 happens where the dataset ends, results equal scipy.ndimage's ``correlate1d`` /
@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from h5par.decomposition import Index
+from h5par.core.decomposition import Index
 from h5par.errors import UsageError
 
 from .base import (

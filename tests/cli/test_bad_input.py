@@ -25,7 +25,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 # Runs the CLI and reports each rank's exit status on stdout.
-WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+WRAPPER = "import sys, h5par.app.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
 
 IN = '[input]\npath = "in.h5"\ndatasets = ["/x"]\n'
 OUT = '[output]\npath = "o.h5"\n'

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+WRAPPER = "import sys, h5par.app.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
 FAST_ABORT = {"OMPI_MCA_odls_base_sigkill_timeout": "0"}
 OPAQUE = Path("/work/shared/data/real/hdf5-tools_tbitnopaque.h5")  # the corpus file, if present
 JOB = """version = 1

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
 
-from h5par.demo import write_demo_input
+from h5par.app.demo import write_demo_input
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 # Runs the CLI and reports each rank's exit status on stdout.
-WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+WRAPPER = "import sys, h5par.app.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
 
 
 def fill0(x: np.ndarray) -> np.ndarray:

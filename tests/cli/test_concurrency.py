@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+WRAPPER = "import sys, h5par.app.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
 N = 32768  # float64 ones: 256 KiB, 16 units of 16 KiB under memory = 64KiB
 JOB = """version = 1
 [input]

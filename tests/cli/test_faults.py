@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 
-WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+WRAPPER = "import sys, h5par.app.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
 TOOLS = SimpleNamespace()  # launch() and mpi_env() from conftest, set by the autouse fixture
 WATCHDOG = 4  # seconds; a failed rank gives up after half of it
 LIMIT = 30  # seconds every case must end within

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 #: Each rank prints its own exit status, so that a test sees every rank's, not mpirun's.
-WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+WRAPPER = "import sys, h5par.app.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
 
 JOB = """version = 1
 [input]

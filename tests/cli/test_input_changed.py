@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+WRAPPER = "import sys, h5par.app.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
 MPIRUN = ["mpirun", "--oversubscribe", "-n", "2"]
 JOB = """version = 1
 [input]

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-WRAPPER = "import sys, h5par.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
+WRAPPER = "import sys, h5par.app.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
 JOB = """version = 1
 [input]
 path = "{path}"
@@ -65,7 +65,7 @@ def test_an_in_place_run_through_a_link_is_refused_while_the_file_is_worked_on(
 
 @pytest.mark.timeout(120)
 def test_a_busy_file_whose_name_holds_a_newline_is_refused_in_one_line(mpitools, tmp_path) -> None:
-    from h5par.journal import take
+    from h5par.engine.journal import take
 
     name = "snap\nrun 1 ü.h5"
     with h5py.File(tmp_path / name, "w") as f:

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import pytest
 
-from h5par.slurm import TEMPLATES, batch_script
+from h5par.app.slurm import TEMPLATES, batch_script
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
@@ -342,7 +342,7 @@ def test_templates_in_the_repository_are_the_generators_output() -> None:
     for name, options in TEMPLATES.items():
         text = (REPO / "slurm" / name).read_text()
         assert text == batch_script(options), (
-            f"slurm/{name} differs from h5par.slurm.batch_script: run `python -m h5par.slurm`"
+            f"slurm/{name} differs from h5par.app.slurm.batch_script: run `python -m h5par.app.slurm`"
         )
         assert run(["bash", "-n", str(REPO / "slurm" / name)], timeout=10).returncode == 0
         for needed in (

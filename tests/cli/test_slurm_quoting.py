@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from h5par.app.slurm import BatchOptions, batch_script, submit_options
 from h5par.errors import UsageError
-from h5par.slurm import BatchOptions, batch_script, submit_options
 
 JOB = """version = 1
 [input]

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from h5par.demo import write_demo_input
+from h5par.app.demo import write_demo_input
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = """version = 1

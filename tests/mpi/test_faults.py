@@ -19,8 +19,8 @@ from mpi4py import MPI
 
 import h5par
 from h5par.errors import CollectiveError, H5ParError, StoppedError
-from h5par.faults import InjectedFaultError
-from h5par.guard import stop_signals
+from h5par.parallel.faults import InjectedFaultError
+from h5par.parallel.guard import stop_signals
 
 pytestmark = pytest.mark.mpi(min_size=1)
 
@@ -216,8 +216,8 @@ def test_failure_notices_are_all_taken_after_the_agreement() -> None:
     # A rank that fails posts a notice to every other rank; when the ranks agree, every
     # notice is received and every send completed: nothing stays pending for MPI_Finalize.
     from h5par import comm as comms
-    from h5par.errors import collective_errors
-    from h5par.guard import guarded
+    from h5par.parallel.agreement import collective_errors
+    from h5par.parallel.guard import guarded
 
     assert comms.notices_possible(), "mpi4py initialises MPI_THREAD_MULTIPLE"
     channel = comms.private(comm)

@@ -1,4 +1,4 @@
-"""h5par.io under mpirun (1-4 ranks): reads into a caller's buffer, the transfer modes."""
+"""h5par.hdf5.io under mpirun (1-4 ranks): reads into a caller's buffer, the transfer modes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from h5py import h5fd
 from mpi4py import MPI
 
 import h5par
-from h5par.io import read_block, read_selected, transfer_plist
+from h5par.hdf5.io import read_block, read_selected, transfer_plist
 
 pytestmark = pytest.mark.mpi(min_size=1)
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from h5par.errors import CollectiveError, UsageError, collective_errors
+from h5par.errors import CollectiveError, UsageError
+from h5par.parallel.agreement import collective_errors
 
 pytestmark = pytest.mark.mpi(min_size=2)
 

@@ -13,7 +13,7 @@ from mpi4py import MPI
 
 import h5par
 from h5par import UsageError
-from h5par.layout import OutputOptions
+from h5par.core.layout import OutputOptions
 
 pytestmark = pytest.mark.mpi(min_size=1)
 
@@ -112,9 +112,11 @@ def test_in_place_subfiled_is_refused(folder) -> None:
 
 @pytest.mark.parametrize("layout", ["single", "subfiled"])
 def test_large_untouched_datasets_are_copied_by_every_rank(folder, monkeypatch, layout) -> None:
-    import h5par.inspection
+    import h5par.engine.inspection
 
-    monkeypatch.setattr(h5par.inspection, "PARALLEL_COPY_BYTES", 1024)  # grid/x counts as large
+    monkeypatch.setattr(
+        h5par.engine.inspection, "PARALLEL_COPY_BYTES", 1024
+    )  # grid/x counts as large
     out = folder / f"copies_{layout}_{comm.size}.h5"
     chain = [{"name": "abs"}, {"name": "scale", "factor": 2.0}, {"name": "clip", "max": 1.0}]
     options = OutputOptions(layout=layout)

@@ -1,4 +1,4 @@
-"""The job's communicator: one process needs no MPI, several get COMM_WORLD (h5par.comm)."""
+"""The job's communicator: one process needs no MPI, several get COMM_WORLD (h5par.parallel.comm)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from h5par import comm
+from h5par.parallel import comm
 
 _LAUNCHER_VARS = (*comm._RANK_VARS, *comm._SIZE_VARS, "OMPI_COMM_WORLD_LOCAL_SIZE")
 
@@ -53,7 +53,7 @@ def test_a_one_process_job_runs_without_initialising_mpi(
 
 def test_a_one_process_job_uses_mpi_once_the_process_has_initialised_it(tmp_path: Path) -> None:
     code = (
-        "from mpi4py import MPI\nfrom h5par.comm import resolve_comm, self_comm\n"
+        "from mpi4py import MPI\nfrom h5par.parallel.comm import resolve_comm, self_comm\n"
         "print(resolve_comm() is MPI.COMM_WORLD, self_comm() is MPI.COMM_SELF)"
     )
     done = _python(code, _plain_env(), tmp_path)
@@ -91,7 +91,7 @@ def test_one_process_collectives_return_its_own_values() -> None:
 
 
 def test_abort_of_a_one_process_job_ends_it_with_the_status(tmp_path: Path) -> None:
-    done = _python("from h5par.comm import abort\nabort(3)", _plain_env(), tmp_path)
+    done = _python("from h5par.parallel.comm import abort\nabort(3)", _plain_env(), tmp_path)
     assert done.returncode == 3
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from h5par.decomposition import (
+from h5par.core.decomposition import (
     MAX_TRANSFER_BYTES,
     block,
     flat_range,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from h5par import guard
+from h5par.parallel import guard
 
 NOTICE = (1, ("boom [writing /x, rank 1 of 2 on host]", 3))
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from h5par.engine.jobs import apply_overrides, job_from_dict, load_job
 from h5par.errors import UsageError
-from h5par.jobs import apply_overrides, job_from_dict, load_job
 
 
 @pytest.fixture
@@ -216,7 +216,7 @@ def test_an_existing_file_whose_name_looks_like_a_glob_is_that_file(tmp_path) ->
 
 def test_a_dataset_pattern_naming_an_existing_dataset_is_that_dataset() -> None:
     # "/x[1]" was only a glob: it chose /x1 (changed in place) and never /x[1] itself.
-    from h5par.selection import select_paths
+    from h5par.core.globs import select_paths
 
     assert select_paths(["/x1", "/x[1]"], ["/x[1]"]) == ["/x[1]"]
     assert select_paths(["/x1", "/x[1]"], ["x[1]"]) == ["/x[1]"]

@@ -17,17 +17,17 @@ import h5py
 import numpy as np
 import pytest
 
-from h5par import journal
+from h5par.core.layout import OutputOptions
+from h5par.core.units import Target
+from h5par.engine import journal
+from h5par.engine.jobs import job_from_dict
+from h5par.engine.journal import LOCK, BusyError, fingerprint, holder, take
 from h5par.errors import UsageError
-from h5par.jobs import job_from_dict
-from h5par.journal import LOCK, BusyError, fingerprint, holder, take
-from h5par.layout import OutputOptions
-from h5par.targets import Target
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from h5par.journal import take
+from h5par.engine.journal import take
 lock = take(Path(sys.argv[1]))
 print("held", flush=True)
 time.sleep(120)
@@ -248,7 +248,7 @@ def test_an_in_place_file_reached_through_a_link_has_the_work_folder_of_its_targ
 def test_status_says_running_while_a_run_holds_the_lock_before_its_journal(tmp_path) -> None:
     # The lock is taken before the output is built (object copies of big datasets can take
     # minutes) and the journal is written after: status said "not started" meanwhile.
-    from h5par.status import job_status
+    from h5par.app.status import job_status
 
     with h5py.File(tmp_path / "data.h5", "w") as f:
         f["x"] = np.ones(8)
@@ -289,7 +289,7 @@ def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_kept(tmp_
 
 
 def test_status_gives_one_line_per_file_whatever_its_name_holds(tmp_path) -> None:
-    from h5par.status import job_status
+    from h5par.app.status import job_status
 
     for name in ("a\nb.h5", "c\rd.h5"):
         with h5py.File(tmp_path / name, "w") as f:

@@ -15,11 +15,11 @@ import h5py
 import numpy as np
 import pytest
 
+from h5par.core.layout import OutputOptions, SourceLayout, dataset_options
 from h5par.errors import UsageError
-from h5par.io import full_storage, write_block
+from h5par.hdf5.io import full_storage, write_block
 from h5par.kernels import Chain, KernelError, make_kernel
 from h5par.kernels.expr import MAX_DEPTH, compile_expression
-from h5par.layout import OutputOptions, SourceLayout, dataset_options
 
 
 def check(spec: dict[str, object], dtype: str, shape: tuple[int, ...] = (4,)) -> np.dtype:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from h5par.decomposition import index_shape, slab, steps
+from h5par.core.decomposition import index_shape, slab, steps
 from h5par.errors import UsageError
 from h5par.kernels import Chain, KernelError, Partial, Reduce, Scratch, combine_all, make_kernel
 

@@ -1,7 +1,7 @@
 """Neighbourhood kernels and reductions along axes, blockwise, against scipy/numpy (no MPI).
 
 The runner's path is simulated in pure numpy: units from the decomposition, each extended by
-its halo (h5par.halo) and read from the whole array as the runner reads the file.
+its halo (h5par.core.halo) and read from the whole array as the runner reads the file.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from h5par import UsageError
-from h5par.decomposition import steps
-from h5par.halo import extend
+from h5par.core.decomposition import steps
+from h5par.core.halo import extend
 from h5par.kernels import Chain
 from h5par.kernels.axes import finish
 

@@ -2,7 +2,7 @@
 
 import io
 
-from h5par.progress import Progress
+from h5par.engine.progress import Progress
 
 
 def test_log_lines_off_a_terminal() -> None:

@@ -1,0 +1,1 @@
+"""The application: command line, reports, status, info, demo and SLURM batch scripts."""

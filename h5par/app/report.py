@@ -1,0 +1,142 @@
+"""Run summaries: one text block from rank 0, the same content as JSON (``--report``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from h5par.core.sizes import format_size
+from h5par.engine.batch import JobResult
+from h5par.errors import UsageError
+
+__all__ = ["check_report", "report_dict", "summary_text", "write_report"]
+
+
+def _per_rank(result: JobResult, field: str) -> list[float]:
+    totals = [0.0] * result.nranks
+    for file in result.files:
+        for r, value in zip(file.ranks, getattr(file.result, field), strict=True):
+            totals[r] += value
+    return totals
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _json_number(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_number(v) for v in value]
+    return value
+
+
+def report_dict(result: JobResult) -> Any:
+    """The run as plain JSON-ready data (NaN and infinities as strings)."""
+    busy = _per_rank(result, "busy_seconds")
+    read, written = _per_rank(result, "bytes_read"), _per_rank(result, "bytes_written")
+    mean = statistics.fmean(busy) if busy else 0.0
+    data = {
+        "started": result.started,
+        "seconds": result.seconds,
+        "ranks": result.nranks,
+        "bytes_read": int(sum(read)),
+        "bytes_written": int(sum(written)),
+        "throughput_bytes_per_second": (sum(read) + sum(written)) / result.seconds
+        if result.seconds
+        else 0.0,
+        "per_rank": {
+            "bytes_read": [int(b) for b in read],
+            "bytes_written": [int(b) for b in written],
+            "busy_seconds": busy,
+            "busy_min": min(busy),
+            "busy_median": statistics.median(busy),
+            "busy_max": max(busy),
+            "imbalance": max(busy) / mean if mean > 0 else 1.0,
+        },
+        "files": [
+            {
+                "input": f.input,
+                "output": f.result.output,
+                "ranks": f.ranks,
+                "datasets": f.result.datasets,
+                "reductions": f.result.reductions,
+                "decomposition": f.result.decomposition,
+                "seconds": f.result.seconds,
+                "resumed_units": f.result.resumed_units,
+                "skipped": f.skipped,
+            }
+            for f in result.files
+        ],
+    }
+    return _json_number(data)
+
+
+def summary_text(result: JobResult) -> str:
+    """The summary ``h5par run`` prints from rank 0."""
+    data = report_dict(result)
+    per_rank = data["per_rank"]
+    datasets = sum(len(f["datasets"]) for f in data["files"])
+    lines = [
+        f"h5par run: {len(data['files'])} file(s), {datasets} dataset(s) on {data['ranks']} rank(s) in {data['seconds']:.2f} s",
+        f"  read {format_size(data['bytes_read'])}, wrote {format_size(data['bytes_written'])}, "
+        f"{data['throughput_bytes_per_second'] / 1e6:.1f} MB/s",
+        f"  busy time per rank: min {per_rank['busy_min']:.2f} s, median {per_rank['busy_median']:.2f} s, "
+        f"max {per_rank['busy_max']:.2f} s, imbalance {per_rank['imbalance']:.2f} (max/mean)",
+    ]
+    for f in data["files"]:
+        if f["skipped"]:
+            lines.append(f"  {f['input']} -> {f['output']} [done by an earlier run of this job]")
+            continue
+        who = "all ranks" if len(f["ranks"]) == data["ranks"] else f"rank {f['ranks'][0]}"
+        resumed = (
+            f" (resumed: {f['resumed_units']} units done before)" if f["resumed_units"] else ""
+        )
+        lines.append(f"  {f['input']} -> {f['output'] or '(statistics only)'} [{who}]{resumed}")
+        for path, stats in f["reductions"].items():
+            lines.append(
+                f"    {path}: " + ", ".join(f"{op}={_short(v)}" for op, v in stats.items())
+            )
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):  # a histogram
+        return f"histogram({len(value['counts'])} bins)"
+    return str(value)
+
+
+def check_report(path: str) -> None:
+    """Refuse a ``--report`` path that cannot be written, before any work (rank 0).
+
+    The file is opened for appending (an existing report is not changed; a new one is
+    removed again), so read-only mounts, missing folders and directories are found here.
+
+    Raises
+    ------
+    UsageError
+        The path cannot be written, with the system's reason.
+    """
+    target = Path(path)
+    existed = target.exists()
+    try:
+        with open(target, "a"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"--report {path!r} cannot be written ({exc.strerror or exc}); give a file in a "
+            "writable folder"
+        ) from None
+    if not existed:
+        target.unlink()
+
+
+def write_report(result: JobResult, path: str) -> None:
+    """Write the JSON report (rank 0 only)."""
+    with open(path, "w") as out:
+        json.dump(report_dict(result), out, indent=2, allow_nan=False)
+        out.write("\n")

@@ -1,0 +1,251 @@
+"""Running a whole job: many input files, file-level and dataset-level parallelism.
+
+Big files are processed by every rank together (dataset-level: each dataset split into
+slabs); files smaller than ``run.file_parallel_below`` go whole to one rank each
+(file-level), so a directory of small dumps keeps every rank busy. ``plan`` predicts
+exactly what ``run`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+
+from h5par.core.decomposition import assign_files
+from h5par.engine.folders import new_folders
+from h5par.engine.jobs import Job, JobFile, job_from_dict, load_job
+from h5par.engine.journal import check_free, file_identity, work_folder_of
+from h5par.engine.plan import share
+from h5par.engine.progress import Progress
+from h5par.engine.runner import Result, apply, inspect
+from h5par.kernels import Chain
+from h5par.parallel.agreement import collective_errors
+from h5par.parallel.comm import allgather, bcast, private, rank, resolve_comm, self_comm, size
+from h5par.parallel.guard import guarded
+from h5par.version import __version__
+
+if TYPE_CHECKING:
+    from h5par.parallel.comm import Comm
+
+__all__ = ["FileResult", "JobResult", "finished_file", "plan_job", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+    """One input file's outcome: who processed it and the engine's :class:`Result`."""
+
+    index: int
+    input: str
+    ranks: list[int]
+    result: Result
+    skipped: bool = False  # an earlier run of the same job had completed it
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    """Everything a job did, identical on every rank."""
+
+    files: list[FileResult]
+    nranks: int
+    seconds: float
+    started: str
+
+
+def run(
+    job: Job | Mapping[str, Any] | str | os.PathLike[str],
+    comm: Comm | None = None,
+    overrides: Sequence[str] = (),
+    overwrite: bool = False,
+    quiet: bool = True,
+    resume: bool = False,
+) -> JobResult:
+    """Run a job (a :class:`Job`, a dict as TOML gives it, or a job file). Collective.
+
+    This is the function ``h5par run`` calls; ``quiet=False`` shows progress on rank 0.
+    A stopped or killed run of the same job is continued from its journal; ``resume=True``
+    requires one (see :func:`h5par.apply`).
+    """
+    comm = resolve_comm(comm)
+    private(comm)  # before any file is opened: see h5par.parallel.comm.private
+    with collective_errors(comm, "validate"):
+        job = _as_job(job, overrides)
+        if overwrite:
+            job = dataclasses.replace(job, overwrite=True)
+    started = bcast(
+        comm, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    )
+    t0 = time.perf_counter()
+    with collective_errors(comm, "inspect inputs"):
+        sizes = [_size(f.input) for f in job.files] if rank(comm) == 0 else []
+        finished = [finished_file(job, f) for f in job.files] if rank(comm) == 0 else []
+    sizes, finished = bcast(comm, (sizes, finished))
+    todo = [i for i, done in enumerate(finished) if not done]
+    shared, own = assign_files([sizes[i] for i in todo], size(comm), job.file_parallel_below)
+    shared = [todo[i] for i in shared]
+    own = [[todo[i] for i in files] for files in own]
+    with collective_errors(comm, "check inputs"):
+        if rank(comm) == 0:  # every input and output, before any file is written
+            for i in todo:
+                _check_not_busy(job, job.files[i])
+                ranks = size(comm) if i in shared else 1
+                inspect(**_engine_arguments(job, job.files[i]), nranks=ranks)
+    progress = Progress(sum(sizes[i] for i in todo), enabled=not quiet and rank(comm) == 0)
+    provenance = {
+        "h5par_version": __version__,
+        "h5par_job_sha256": job.sha256,
+        "h5par_job": job.text,
+        "h5par_run_started": started,
+    }
+
+    def process(i: int, on: Comm, ranks: list[int]) -> FileResult:
+        arguments = _engine_arguments(job, job.files[i])
+        result = apply(
+            **arguments,
+            comm=on,
+            provenance={**provenance, "h5par_input": _identity(job.files[i].input)},
+            progress=progress.update,
+            resume=resume,
+            watchdog=job.watchdog,
+        )
+        return FileResult(i, str(job.files[i].input), ranks, result)
+
+    with guarded(job.watchdog):
+        results = [process(i, comm, list(range(size(comm)))) for i in shared]
+        mine: list[FileResult] = []
+        with collective_errors(comm, "per-rank files"):
+            alone = self_comm()
+            mine += [process(i, alone, [rank(comm)]) for i in own[rank(comm)]]
+        results += [r for per_rank in allgather(comm, mine) for r in per_rank]
+    results += [_skipped(job, i) for i, done in enumerate(finished) if done]
+    progress.close()
+    seconds = bcast(comm, time.perf_counter() - t0)
+    return JobResult(sorted(results, key=lambda r: r.index), size(comm), seconds, started)
+
+
+def _as_job(job: Job | Mapping[str, Any] | str | os.PathLike[str], overrides: Sequence[str]) -> Job:
+    if isinstance(job, Job):
+        return job
+    if isinstance(job, Mapping):
+        return job_from_dict(job)
+    return load_job(Path(job), overrides)
+
+
+def _identity(path: Path) -> str:
+    """Size, modification and change times and inode of an input, as recorded in its output.
+
+    The change time and the inode tell a replacement with preserved times (``cp -p``,
+    ``rsync -t``) from the file the output was made of (:func:`h5par.engine.journal.file_identity`).
+    """
+    return ":".join(str(v) for v in file_identity(path.stat()).values())
+
+
+def _check_not_busy(job: Job, file: JobFile) -> None:
+    """Refuse at once a file whose work folder another run holds (rank 0; reads the lock).
+
+    The run takes the lock itself later (:func:`h5par.engine.journal.take`); this says so before
+    anything opens the file, which the running job may hold.
+    """
+    destination = file.input if job.in_place else file.output
+    if destination is not None:
+        check_free(work_folder_of(destination, job.in_place))
+
+
+def finished_file(job: Job, file: JobFile) -> bool:
+    """True when an earlier run of this very job completed ``file`` (rank 0; reads attributes).
+
+    The output (or, in place, the input) records the job's digest and, for a new output,
+    the input's size and time: a rerun after a stop skips what is done unless the job
+    says ``overwrite``.
+    """
+    target = file.input if job.in_place else file.output
+    if job.overwrite or target is None:
+        return False
+    try:
+        if not target.is_file():  # OSError: a name too long, a folder we may not search
+            return False
+        with h5py.File(target, "r") as f:
+            if f.attrs.get("h5par_job_sha256") != job.sha256:
+                return False
+            return job.in_place or f.attrs.get("h5par_input") == _identity(file.input)
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+
+
+def _skipped(job: Job, i: int) -> FileResult:
+    file = job.files[i]
+    output = file.input if job.in_place else file.output
+    result = Result(str(output), [], {}, [], [], 0.0)  # no rank did anything
+    return FileResult(i, str(file.input), [], result, skipped=True)
+
+
+def _new_folders(folder: Path) -> list[str]:
+    """The output folders a run would create for one file (``h5par plan`` lists them)."""
+    return [str(p) for p in new_folders(folder)]
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _engine_arguments(job: Job, file: JobFile) -> dict[str, Any]:
+    """The arguments of :func:`apply` / :func:`inspect` for one file of a job."""
+    return {
+        "input": file.input,
+        "output": None if job.in_place else file.output,
+        "kernels": job.kernels,
+        "datasets": job.datasets,
+        "in_place": job.in_place,
+        "overwrite": job.overwrite,
+        "memory": job.memory,
+        "options": job.options,
+        "driver": job.driver,
+        "respect_fill_value": job.respect_fill_value,
+        "select": job.select,
+        **job.driver_options,
+    }
+
+
+def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
+    """What ``run`` would do on ``nranks`` ranks, without reading data (one process).
+
+    One entry per input file: its output, the output folders that would be created
+    (``new_folders``), whether all ranks share it or one rank owns it, and per dataset
+    each rank's region, steps under the memory budget and bytes.
+    """
+    sizes = [_size(f.input) for f in job.files]
+    shared, own = assign_files(sizes, nranks, job.file_parallel_below)
+    owner = {i: r for r, files in enumerate(own) for i in files}
+    chain = Chain.from_specs(job.kernels)
+    entries = []
+    for file in job.files:
+        ranks = nranks if file.index in shared else 1
+        targets = inspect(**_engine_arguments(job, file), nranks=ranks)
+        entries.append(
+            {
+                "input": str(file.input),
+                "output": None if file.output is None else str(file.output),
+                "new_folders": [] if file.output is None else _new_folders(file.output.parent),
+                "bytes": sizes[file.index],
+                "parallelism": "dataset-level (all ranks)"
+                if file.index in shared
+                else f"file-level (rank {owner[file.index]})",
+                "datasets": {
+                    t.path: {
+                        "shape": list(t.shape),
+                        "dtype": str(t.dtype),
+                        "out_shape": list(t.out_shape),
+                        "out_dtype": str(t.out_dtype),
+                        "ranks": [share(t, chain, r, ranks, job.memory) for r in range(ranks)],
+                    }
+                    for t in targets
+                },
+            }
+        )
+    return entries

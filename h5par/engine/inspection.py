@@ -1,0 +1,290 @@
+"""Inspecting an input (rank 0, metadata only): which datasets a run processes, and how.
+
+Each selected dataset becomes a :class:`~h5par.core.units.Target` (shapes and dtypes through
+the kernel chain, its selection, output layout, fill values, reduced axes); large untouched
+datasets become copies made by every rank. Bad inputs and impossible requests are
+:class:`~h5par.errors.UsageError` naming the dataset, before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import h5py
+import numpy as np
+from h5py import h5t, h5z
+
+from h5par.core.globs import matches, select_paths
+from h5par.core.layout import OutputOptions, dataset_options
+from h5par.core.sizes import format_size
+from h5par.core.slicing import Selection, parse, resolve
+from h5par.core.units import Target
+from h5par.engine.plan import STEP_FRACTION, Plan, Work, step_itemsize
+from h5par.errors import H5ParError, UsageError
+from h5par.hdf5.hierarchy import dataset_paths, has_refs, kept_type, missing_sources, source_layout
+from h5par.hdf5.io import memory_type, open_input
+from h5par.kernels import Broadcast
+from h5par.kernels.chain import convert_fill
+from h5par.parallel import guard
+
+__all__ = ["PARALLEL_COPY_BYTES", "inspect_input"]
+
+
+def _selection(job: Work, dset: h5py.Dataset) -> Selection | None:
+    """The selection of ``dset`` in ``job`` (the first matching glob), resolved, or None."""
+    text = next((t for p, t in job.select.items() if matches(p, dset.name)), None)
+    if text is None:
+        return None
+    if job.in_place:
+        raise UsageError(
+            f"dataset {dset.name}: in-place runs cannot apply a selection ({text!r}); write an "
+            "output file"
+        )
+    try:
+        return resolve(parse(text), tuple(dset.shape or ()), text)
+    except UsageError as exc:
+        raise UsageError(f"dataset {dset.name} (shape {dset.shape}): {exc}") from None
+
+
+def inspect_input(job: Work) -> Plan:
+    """What rank 0 finds in the input: the datasets to process and to copy (metadata only)."""
+    try:
+        with open_input(
+            job.input, job.driver, job.driver_options
+        ) as src:  # its errors name the file
+            try:
+                paths = select_paths(dataset_paths(src), job.patterns)
+                found = (_named(p, _target, job, src) for p in paths)
+                targets = [t for t in found if t is not None]
+                _check_select(job, targets)
+                processed = {t.path for t in targets}
+                others = [p for p in dataset_paths(src) if p not in processed]
+                copies = [_named(p, _parallel_copy, job, src) for p in others]
+            except UsageError as exc:  # name the file: a job may have hundreds
+                raise UsageError(f"{str(job.input)!r}: {exc}") from exc
+            order = bool(src.id.get_create_plist().get_link_creation_order())
+            kept = [c for c in copies if c is not None]
+            return Plan(targets, src.userblock_size, order, kept)
+    except H5ParError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+        # HDF5 refused the file's structure (corrupt, unknown messages...): an input problem.
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError quotes
+        raise UsageError(
+            f"cannot read {str(job.input)!r}, the file may be corrupt: {text}"
+        ) from None
+
+
+def _check_select(job: Work, targets: list[Target]) -> None:
+    for pattern in job.select:
+        if not any(matches(pattern, t.path) for t in targets):
+            names = ", ".join(t.path for t in targets) or "none"
+            raise UsageError(
+                f"select {pattern!r} matches no processed dataset (processed: {names})"
+            )
+
+
+#: Untouched datasets at least this large are copied by all ranks (smaller: HDF5's object copy).
+PARALLEL_COPY_BYTES = 64 * 2**20
+#: Filters an identity copy can re-apply exactly (deflate, shuffle, fletcher32).
+_LOSSLESS_FILTERS = frozenset({h5z.FILTER_DEFLATE, h5z.FILTER_SHUFFLE, h5z.FILTER_FLETCHER32})
+
+
+def _parallel_copy(job: Work, dset: h5py.Dataset) -> Target | None:
+    """An untouched large dataset copied slab by slab by every rank, or None (object copy)."""
+    if job.output is None or dset.shape is None or dset.external or dset.is_virtual:
+        return None
+    try:
+        dtype = dset.dtype
+    except TypeError:  # no numpy equivalent (e.g. H5T_TIME): HDF5's object copy handles it
+        return None
+    if dset.size * dtype.itemsize < PARALLEL_COPY_BYTES or dtype.hasobject or has_refs(dtype):
+        return None
+    if dtype.itemsize > job.budget // STEP_FRACTION or not _fully_allocated(dset):
+        return None  # huge elements; sparse datasets (the object copy keeps holes unallocated)
+    dcpl = dset.id.get_create_plist()
+    if any(dcpl.get_filter(i)[0] not in _LOSSLESS_FILTERS for i in range(dcpl.get_nfilters())):
+        return None
+    layout = source_layout(dset)
+    shape = tuple(dset.shape)
+    create = dataset_options(layout, shape, shape, dtype, OutputOptions(), False)
+    create.update(kept_type(dset, dtype))
+    return Target(dset.name, shape, dtype, shape, dtype, layout.chunks, create, copy=True)
+
+
+def _named(path: str, plan: Any, job: Work, src: h5py.File) -> Target | None:
+    """``plan(job, src[path])``, with HDF5's refusals turned into errors naming the dataset.
+
+    Each dataset inspected is progress for the watchdog (a file may hold thousands).
+    """
+    guard.beat(f"inspecting {path}")
+    try:
+        result: Target | None = plan(job, src[path])
+    except UsageError:
+        raise
+    except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError quotes
+        raise UsageError(f"cannot read dataset {path}, the file may be corrupt: {text}") from None
+    return result
+
+
+def _fully_allocated(dset: h5py.Dataset) -> bool:
+    """True when every chunk (or the contiguous block) of ``dset`` exists in the file."""
+    if dset.chunks is None:
+        return bool(dset.id.get_storage_size() > 0)
+    grid = math.prod(-(-n // c) for n, c in zip(dset.shape, dset.chunks, strict=True))
+    return bool(dset.id.get_num_chunks() == grid)
+
+
+def _target(job: Work, dset: h5py.Dataset) -> Target | None:
+    """Plan one selected dataset, or None when it is only copied.
+
+    Copied as they are: datasets without elements to process (null dataspace) and, when
+    writing a new file, datasets with no kernel and no layout change.
+    """
+    select = None if dset.shape is None else _selection(job, dset)
+    copy_only = not job.chain and not job.options.changes_layout and job.output is not None
+    copy_only = copy_only and not (job.materialize and dset.is_virtual)
+    if (copy_only and select is None) or dset.shape is None:
+        return None
+    shape, dtype = tuple(dset.shape) if select is None else select.shape, dset.dtype
+    lost = missing_sources(dset) if dset.is_virtual else []
+    if lost:
+        raise UsageError(
+            f"virtual dataset {dset.name}: source file {lost[0]!r} is missing (HDF5 would read "
+            "fill values in its place); for a subfiled output, keep its .parts folder next to it"
+        )
+    try:
+        _check_packed(job, dset)
+        fill = _fill_value(dset) if job.respect_fill_value else None
+        out_dtype, out_shape = job.chain.check(dtype, shape, fill)
+    except UsageError as exc:
+        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from exc
+    if job.chain:
+        out_dtype = out_dtype.newbyteorder("=")
+    if job.in_place and out_dtype.newbyteorder("=") == dtype.newbyteorder("="):
+        out_dtype = dtype  # written back in the file's own byte order
+    if job.in_place and (out_dtype != dtype or out_shape != shape):
+        raise UsageError(
+            f"dataset {dset.name}: in-place runs cannot change dtype or shape ({dtype}{list(shape)} → {out_dtype}{list(out_shape)}); write an output file"
+        )
+    if job.in_place and dset.is_virtual and job.nranks > 1:
+        raise UsageError(
+            f"dataset {dset.name} is virtual (its data lives in other files, e.g. a subfiled "
+            f"output's parts): {job.nranks} ranks cannot update it in place (HDF5 cannot "
+            "write virtual datasets through MPI-IO); run on one rank, consolidate the file "
+            "first (h5par consolidate), or write an output file"
+        )
+    _check_opaque(dset)
+    if h5py.check_vlen_dtype(dtype) is not None or dtype.hasobject:
+        raise UsageError(
+            f"dataset {dset.name}: variable-length data ({dtype}) cannot be written in parallel; unselect it (it is copied unchanged)"
+        )
+    # The data pass holds one element per step in 1/STEP_FRACTION of the budget, and a
+    # broadcast's source slice in half of it: refuse smaller budgets before writing anything.
+    itemsize = step_itemsize(dtype, out_dtype, job.chain)
+    if itemsize > job.budget // STEP_FRACTION:
+        raise UsageError(
+            f"memory = {format_size(job.budget)} is too small for dataset {dset.name}: a step "
+            f"holds at least one element ({itemsize} bytes) in 1/{STEP_FRACTION} of the budget "
+            f"(valid: at least {format_size(itemsize * STEP_FRACTION)})"
+        )
+    for position, kernel in enumerate(job.chain.kernels):
+        if isinstance(kernel, Broadcast) and shape:
+            source = tuple(s.stop - s.start for s in kernel.source_index(shape))
+            nbytes = math.prod(source) * job.chain.dtype_at(position, dtype).itemsize
+            if nbytes > job.budget // 2:
+                raise UsageError(
+                    f"memory = {format_size(job.budget)} is too small for broadcast on dataset "
+                    f"{dset.name}: its source slice {source} ({format_size(nbytes)}) is kept in "
+                    f"half of the budget (valid: at least {format_size(2 * nbytes)})"
+                )
+    if fill is not None and any(k.has_halo for k in job.chain.kernels):
+        raise UsageError(
+            f"dataset {dset.name} has missing values (_FillValue = {fill}) and kernels with "
+            "neighbours would mix them into their neighbours' results; set "
+            "run.respect_fill_value = false (and replace them with a 'fill' kernel first)"
+        )
+    reducer = job.chain.axis_reducer
+    axes = () if reducer is None else reducer.reduced_axes(len(shape))
+    layout = source_layout(dset)
+    try:
+        create = dataset_options(
+            layout, tuple(dset.shape), out_shape, out_dtype, job.options, out_dtype != dtype
+        )
+    except UsageError as exc:
+        raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from exc
+    create.update(kept_type(dset, out_dtype))
+    lzf = create.get("compression") == "lzf" or (job.in_place and layout.compression == "lzf")
+    if lzf and job.nranks > 1 and not job.options.subfiled:
+        # Measured here: HDF5 1.10's collective filtered writes corrupt h5py's LZF chunks.
+        raise UsageError(
+            f"dataset {dset.name}: LZF output cannot be written by {job.nranks} ranks (HDF5's "
+            "parallel filtered writes corrupt LZF chunks); set compression = 'gzip' or 'none', "
+            "layout = 'subfiled', or run on one rank"
+        )
+    align = create.get("chunks") if out_shape == shape or axes else layout.chunks
+    if job.in_place:
+        align = layout.chunks
+    elif select is not None and out_shape != shape and not axes:
+        align = None  # the input's chunks say nothing about a selection's result
+    out_fill = None if fill is None else convert_fill(fill, out_dtype)
+    return Target(
+        dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill, select=select,
+        axes=axes, virtual=dset.is_virtual,
+    )  # fmt: skip
+
+
+def _check_opaque(dset: h5py.Dataset) -> None:
+    """Refuse a tagged opaque dataset (it is copied unchanged when not selected).
+
+    numpy sees raw bytes, and HDF5 converts only between opaque types of the same tag: with
+    a tag other than h5py's, blocks move only in the dataset's own type
+    (:func:`h5par.hdf5.io.memory_type`), which needs numpy's dtype to hold its bytes exactly.
+    """
+    ftype = dset.id.get_type()
+    opaque = _opaque_part(ftype)
+    convertible = memory_type(dset) is not None or h5t.find(ftype, h5t.py_create(dset.dtype))
+    if opaque is not None and not convertible:
+        tag = opaque.get_tag().decode(errors="replace")
+        raise UsageError(
+            f"dataset {dset.name} has an opaque type (tag {tag!r}): "
+            "h5par cannot process it; unselect it (input.datasets), and it is copied unchanged"
+        )
+
+
+def _opaque_part(ftype: Any) -> Any:
+    """The opaque type in ``ftype`` (itself, a compound member, an array's base), or None."""
+    kind = ftype.get_class()
+    if kind == h5t.OPAQUE:
+        return ftype
+    if kind == h5t.COMPOUND:
+        members = (_opaque_part(ftype.get_member_type(i)) for i in range(ftype.get_nmembers()))
+        return next((m for m in members if m is not None), None)
+    return _opaque_part(ftype.get_super()) if kind == h5t.ARRAY else None
+
+
+def _check_packed(job: Work, dset: h5py.Dataset) -> None:
+    """Refuse to mix packed and unpacked values (CF ``scale_factor``/``add_offset``).
+
+    Kernels see the stored (packed) numbers. ``scale`` would unpack them while the attributes
+    still tell every netCDF reader to unpack again.
+    """
+    packing = [a for a in ("scale_factor", "add_offset") if a in dset.attrs]
+    if packing and any(k.name == "scale" for k in job.chain.kernels):
+        raise UsageError(
+            f"dataset {dset.name} is packed ({', '.join(packing)} attributes): a 'scale' kernel "
+            "would unpack values that readers unpack again; process the packed values "
+            "(thresholds in packed units) or repack the file first"
+        )
+
+
+def _fill_value(dset: h5py.Dataset) -> Any:
+    """The dataset's ``_FillValue`` attribute (CF/netCDF) as a scalar, or None."""
+    if "_FillValue" not in dset.attrs or dset.dtype.kind not in "biuf":
+        return None
+    value = np.asarray(dset.attrs["_FillValue"])
+    if value.size != 1 or value.dtype.kind not in "biuf":
+        return None
+    return value.reshape(())[()]

@@ -1,0 +1,189 @@
+"""A run's plan: the validated work, the targets found in the input and their units.
+
+A *unit* is a global, chunk-aligned, memory-bounded block of a dataset. Units depend on the
+dataset, its chunks, the kernels and the memory budget — never on the number of ranks — so
+a run stopped on 4 ranks resumes on 2 from the same journal. Each rank takes a contiguous
+run of the units still to do, one per collective step (:mod:`h5par.core.units`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from h5par.core.decomposition import Index, index_shape, steps
+from h5par.core.layout import OutputOptions
+from h5par.core.units import Target, assign, describe, read_bytes, reduced_size
+from h5par.errors import UsageError
+from h5par.kernels import Chain
+
+__all__ = [
+    "STEP_FRACTION",
+    "Plan",
+    "Work",
+    "pieces",
+    "share",
+    "step_itemsize",
+    "units",
+]
+
+#: A unit holds at most memory / STEP_FRACTION bytes of one array (less for long chains, see
+#: :func:`fraction`): input block, kernel results and temporaries share the budget.
+STEP_FRACTION = 4
+#: Datasets are cut into at least this many units when they are big enough, so that up to
+#: that many ranks share one dataset whatever the memory budget.
+UNITS_PER_DATASET = 64
+#: ... but units are not made smaller than this for it (per-step overhead).
+MIN_UNIT_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What rank 0 found in the input."""
+
+    targets: list[Target]
+    userblock: int
+    track_order: bool
+    copies: list[Target] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Work:
+    """A validated run: what :func:`h5par.apply` was asked to do."""
+
+    input: Path
+    output: Path | None
+    in_place: bool
+    chain: Chain
+    patterns: list[str] | None
+    budget: int
+    options: OutputOptions
+    overwrite: bool
+    driver: str
+    driver_options: dict[str, Any]
+    nranks: int
+    provenance: dict[str, str]
+    progress: Callable[[int], None] | None
+    respect_fill_value: bool
+    resume: bool = False  # True: continue a stopped run or fail; False: continue when possible
+    materialize: bool = False  # virtual datasets of the input become ordinary ones (consolidate)
+    select: dict[str, str] = dataclasses.field(default_factory=dict)  # dataset glob -> selection
+
+    @property
+    def destination(self) -> Path | None:
+        """The file the run writes (the input for in-place runs)."""
+        return self.input if self.in_place else self.output
+
+    def chain_for(self, target: Target) -> Chain:
+        """The kernels ``target`` goes through: none for an untouched dataset copied."""
+        return Chain() if target.copy else self.chain
+
+
+def step_itemsize(dtype: np.dtype[Any], out_dtype: np.dtype[Any], chain: Chain) -> int:
+    """Bytes one element takes in a step: the wider of input and output, float64 for reductions.
+
+    >>> step_itemsize(np.dtype("f4"), np.dtype("i2"), Chain())
+    4
+    """
+    return max(dtype.itemsize, out_dtype.itemsize, 8 if chain.reducers else 1)
+
+
+def fraction(chain: Chain) -> int:
+    """How many unit-sized arrays a step of ``chain`` may hold: the budget's divisor.
+
+    The block read, one reused result per kernel (:class:`~h5par.kernels.Scratch`) and
+    room for temporaries (masks, a copy on write).
+
+    >>> fraction(Chain()), fraction(Chain.from_specs([{"name": "abs"}] * 5))
+    (4, 8)
+    """
+    return max(STEP_FRACTION, len(chain) + 3)
+
+
+def units(target: Target, chain: Chain, budget: int) -> list[Index]:
+    """The units of ``target``: global blocks, independent of the number of ranks (pure).
+
+    >>> t = Target("/x", (100, 4), np.dtype("f8"), (100, 4), np.dtype("f8"), None, {})
+    >>> len(units(t, Chain(), budget=4 * 800)), units(t, Chain(), budget=4 * 800)[1]
+    (4, (slice(25, 50, None), slice(0, 4, None)))
+    """
+    if target.axes:
+        return _output_units(target, chain, budget)
+    if target.shape == ():
+        return [()]
+    itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
+    whole = tuple(slice(0, n) for n in target.shape)
+    total = math.prod(target.shape) * itemsize
+    limit = min(budget // fraction(chain), max(MIN_UNIT_BYTES, -(-total // UNITS_PER_DATASET)))
+    return _steps(target, whole, itemsize, limit // _shrink(target, chain), budget, target.align)
+
+
+def _shrink(target: Target, chain: Chain) -> int:
+    """2 when blocks are read with a halo (room for it and the filter's float64 copy), else 1."""
+    return 1 if chain.halo(len(target.shape)) is None else 2
+
+
+def _array_bytes(target: Target, chain: Chain, budget: int) -> int:
+    """Bytes one unit-sized array of a step may take (see :func:`fraction`)."""
+    return budget // fraction(chain) // _shrink(target, chain)
+
+
+def _steps(
+    target: Target, whole: Index, itemsize: int, limit: int, budget: int, align: Any
+) -> list[Index]:
+    try:
+        return steps(whole, itemsize, limit, align)
+    except ValueError as exc:
+        raise UsageError(f"memory = {budget} bytes is too small for {target.path}: {exc}") from None
+
+
+#: Bytes a reduction along axes keeps per output element (count, sums, extremes, result).
+ACCUMULATOR_BYTES = 48
+
+
+def _output_units(target: Target, chain: Chain, budget: int) -> list[Index]:
+    """A reduction along axes: blocks of the output, each read whole along the reduced axes.
+
+    No unit splits a reduced axis, so no rank combines with another; units stay many enough
+    for every rank (:data:`UNITS_PER_DATASET`) yet large enough in input bytes.
+    """
+    whole = tuple(slice(0, n) for n in target.out_shape)
+    if target.out_shape == ():
+        return [()]
+    per_output = reduced_size(target) * target.dtype.itemsize
+    elements = max(
+        -(-math.prod(target.out_shape) // UNITS_PER_DATASET),
+        -(-MIN_UNIT_BYTES // max(1, per_output)),
+    )
+    limit = min(_array_bytes(target, chain, budget), elements * ACCUMULATOR_BYTES)
+    return _steps(target, whole, ACCUMULATOR_BYTES, limit, budget, target.align)
+
+
+def pieces(target: Target, chain: Chain, blocks: Sequence[Index], budget: int) -> list[Index]:
+    """Boxes of the reduced axes in which each output block of a reduction reads its input.
+
+    The same for every block, so every rank makes the same number of reads; a piece and
+    each kernel's result share the budget as units do (:func:`fraction`).
+
+    >>> t = Target("/x", (6, 4), np.dtype("f8"), (4,), np.dtype("f8"), None, {}, axes=(0,))
+    >>> chain = Chain.from_specs([{"name": "reduce", "op": "mean", "axis": 0}])
+    >>> pieces(t, chain, [(slice(0, 4),)], budget=4 * 64)
+    [(slice(0, 2, None),), (slice(2, 4, None),), (slice(4, 6, None),)]
+    """
+    largest = max((math.prod(index_shape(b)) for b in blocks), default=1)
+    itemsize = largest * max(target.dtype.itemsize, 8)  # pieces are reduced in float64
+    reduced = tuple(slice(0, target.shape[a]) for a in target.axes)
+    limit = _array_bytes(target, chain, budget)
+    return _steps(target, reduced, itemsize, limit, budget, None) or [reduced]
+
+
+def share(target: Target, chain: Chain, r: int, nranks: int, budget: int) -> dict[str, Any]:
+    """What rank ``r`` does for ``target`` in a fresh run: region, steps, bytes read (pure)."""
+    every = units(target, chain, budget)
+    mine = [every[u] for u in assign(range(len(every)), nranks)[r]]
+    return describe(r, mine, sum(read_bytes(target, b) for b in mine))

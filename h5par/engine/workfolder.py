@@ -1,0 +1,364 @@
+"""The work folder of a run: start or resume it, build the output's structure, finalize.
+
+Phase 1 of :func:`h5par.engine.execute.execute` (rank 0): resume the work folder of an earlier
+run of the same job, or start a new one; for a new output, build its structure there
+(groups, attributes, links, untouched datasets copied, processed datasets created empty,
+or virtual over the part files of a subfiled output). Phase 3 (rank 0): userblock bytes,
+the parts and the temporary output moved into place, the work folder removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+
+from h5par.core.units import Target
+from h5par.engine.journal import (
+    BusyError,
+    Journal,
+    Lock,
+    file_identity,
+    fingerprint,
+    holder,
+    take,
+    work_folder_of,
+)
+from h5par.engine.plan import Plan, Work, units
+from h5par.errors import H5ParError, UsageError
+from h5par.hdf5.hierarchy import build_output, reattach_scales
+from h5par.hdf5.io import open_input
+from h5par.hdf5.subfiles import parts_folder, virtual_dataset
+from h5par.kernels import Chain
+from h5par.kernels.user import PythonKernel
+from h5par.parallel.agreement import collective_errors
+from h5par.parallel.comm import bcast, rank
+from h5par.parallel.faults import inject
+
+if TYPE_CHECKING:
+    from h5par.parallel.comm import Comm
+
+__all__ = [
+    "PARTS",
+    "all_targets",
+    "check_input_settled",
+    "finalize",
+    "left_as_is",
+    "open_journal",
+    "partly_updated",
+]
+
+#: The work folder's subfolder of part files (subfiled output).
+PARTS = "parts"
+
+
+def partly_updated(work: Work, journal: Journal) -> str | None:
+    """In place, once data has changed: what to tell the user (the journal is kept)."""
+    if not work.in_place or not journal.changed:
+        return None
+    done, total = journal.count()
+    return (
+        f"{work.input} is partly updated ({done} of {total} units): rerun the same job to "
+        f"finish it (journal in {journal.folder})"
+    )
+
+
+def open_journal(work: Work, plan: Plan, comm: Comm) -> tuple[Journal | None, Lock | None]:
+    """Rank 0 locks and resumes or starts the work folder; every rank gets the journal.
+
+    Returns the journal and, on rank 0, the work folder's lock, to be released once the
+    output is in place (or the run failed or stopped). Collective.
+    """
+    if work.destination is None:
+        return None, None  # statistics only: nothing is written, a rerun starts over
+    journal, lock = None, None
+    try:
+        with collective_errors(comm, "create output"):
+            if rank(comm) == 0:
+                journal, lock = _resume_or_start(work, plan)
+            inject("create")
+    except Exception:
+        if journal is not None and partly_updated(work, journal) is None:
+            journal.remove()  # rank 0 started it, another rank failed
+        if lock is not None:
+            lock.release()
+        raise
+    journal = bcast(comm, journal)
+    assert journal is not None
+    return journal, lock
+
+
+def _resume_or_start(work: Work, plan: Plan) -> tuple[Journal, Lock]:
+    """Lock the work folder (refused while another run holds it), then resume or start."""
+    assert work.destination is not None
+    folder = work_folder_of(work.destination, work.in_place)
+    lock = take(folder)
+    try:
+        return _resume_or_start_locked(work, plan, folder), lock
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
+    stamp = _fingerprint(work, plan)
+    old = Journal.load(folder)
+    if old is not None and old.fingerprint == stamp and (work.in_place or _readable(old)):
+        return _resumed(work, old)
+    if work.in_place and old is not None and old.changed:
+        raise UsageError(
+            f"{work.input} is partly updated by an unfinished in-place run of another job "
+            f"(or the job's kernel code, or the file, changed since; journal in {folder}): "
+            "rerun that job with the same code to finish it (deleting the journal leaves "
+            "the file half updated)"
+        )
+    if work.resume:
+        why = "no earlier run was stopped" if old is None else "the job or the input changed"
+        raise UsageError(f"--resume: nothing to resume for {work.destination} ({why})")
+    _check_not_done_meanwhile(work)
+    journal = Journal(folder, stamp)
+    journal.clear()
+    journal.read = {} if work.in_place else _stat_identity(work.input)
+    journal.units = {
+        t.path: len(units(t, work.chain_for(t), work.budget)) for t in all_targets(plan)
+    }
+    if work.output is not None:
+        try:
+            _create_output(work, plan, journal)
+        except BaseException:
+            journal.clear()
+            raise
+    journal.save()
+    return journal
+
+
+def _resumed(work: Work, journal: Journal) -> Journal:
+    """The journal of a stopped run to resume, once its in-place file is known unchanged."""
+    if work.in_place and journal.left:
+        if journal.left != _stat_identity(work.input):
+            raise UsageError(
+                f"{work.input} was changed since its in-place run stopped (size, times or "
+                f"inode differ; journal in {journal.folder}): restore the file as that run "
+                "left it and rerun to finish; if you replaced it with unprocessed data on "
+                f"purpose, delete {journal.folder} to start over"
+            )
+        journal.left = {}  # this run changes the file: its own stop records it again
+        journal.save()
+    return journal
+
+
+def left_as_is(work: Work, journal: Journal) -> None:
+    """Record how a stopped in-place run leaves its file (rank 0, every rank closed it)."""
+    if work.in_place:
+        with contextlib.suppress(OSError):
+            journal.left = _stat_identity(work.input)
+            journal.save()
+
+
+def _check_not_done_meanwhile(work: Work) -> None:
+    """Refuse a fresh start, under the lock, when another run finished the output meanwhile.
+
+    The checks before the lock (output exists, file already done by this job) ran while that
+    run still worked; starting now would replace its output without ``overwrite`` or, in
+    place, apply the job a second time.
+    """
+    if work.overwrite:
+        return
+    if work.output is not None and work.output.exists():
+        raise UsageError(
+            f"output {str(work.output)!r} exists: another run finished it meanwhile (set "
+            "overwrite = true or pass --overwrite to replace it)"
+        )
+    digest = work.provenance.get("h5par_job_sha256")
+    if work.in_place and digest is not None and _job_digest(work) == digest:
+        raise UsageError(
+            f"{str(work.input)!r} was completed by another run of this job meanwhile "
+            "(nothing to do; set overwrite = true to apply the job again)"
+        )
+
+
+def _job_digest(work: Work) -> Any:
+    """The job digest an earlier h5par run recorded in the input (None if none)."""
+    try:
+        with h5py.File(work.input, "r") as f:
+            return f.attrs.get("h5par_job_sha256")
+    except OSError:
+        return None
+
+
+def _fingerprint(work: Work, plan: Plan) -> str:
+    """The digest of everything the result depends on, as explicit values (no ``repr``)."""
+    return fingerprint(
+        {
+            "input": str(work.input.resolve()),
+            "identity": _input_identity(work),
+            "output": None if work.output is None else str(work.output.resolve()),
+            "chain": work.chain,
+            "code": _kernel_code(work.chain),
+            "budget": work.budget,
+            "options": work.options,
+            "driver": [work.driver, work.driver_options],
+            "respect_fill_value": work.respect_fill_value,
+            "targets": all_targets(plan),
+            "parts": work.nranks if work.options.subfiled else None,
+        }
+    )
+
+
+def _input_identity(work: Work) -> dict[str, int]:
+    """What tells the input apart from a replacement (``cp -p``, ``rsync -t`` keep times).
+
+    A new output: size, modification and change times, inode. In place the run itself
+    changes the times: the inode only. Never the device number, which differs between
+    the nodes mounting one NFS file system.
+    """
+    identity = _stat_identity(work.input)
+    return {"inode": identity["inode"]} if work.in_place and identity else identity
+
+
+def _stat_identity(path: Path) -> dict[str, int]:
+    """Size, modification and change times and inode of ``path`` ({} if it is no file)."""
+    try:
+        return file_identity(os.stat(path))
+    except OSError:  # a family driver's member pattern
+        return {}
+
+
+def _kernel_code(chain: Chain) -> list[list[str | None]]:
+    """``[function, sha256 of its module's file]`` of each ``python`` kernel of ``chain``.
+
+    Editing a kernel's module between a stop and a resume changes the fingerprint: units
+    computed by the old code are not mixed with units of the new.
+    """
+    code: list[list[str | None]] = []
+    for kernel in chain.kernels:
+        if isinstance(kernel, PythonKernel):
+            module = sys.modules.get(kernel.function.partition(":")[0])
+            code.append([kernel.function, _file_digest(getattr(module, "__file__", None))])
+    return code
+
+
+def _file_digest(path: str | None) -> str | None:
+    if path is None:
+        return None  # a built-in module: it changes with Python only
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise UsageError(
+            f"kernel 'python': cannot read its module {path!r}: {exc.strerror}"
+        ) from None
+
+
+def all_targets(plan: Plan) -> list[Target]:
+    """The datasets a run writes: processed ones and large untouched ones copied."""
+    return [*plan.targets, *plan.copies]
+
+
+def _readable(journal: Journal) -> bool:
+    """True when the temporary output of a killed run still opens (its structure is intact)."""
+    try:
+        with h5py.File(journal.output, "r"):
+            return True
+    except OSError:
+        return False
+
+
+def _create_output(work: Work, plan: Plan, journal: Journal) -> None:
+    order = plan.track_order or None
+    with (
+        open_input(work.input, work.driver, work.driver_options) as src,
+        h5py.File(
+            journal.output, "w", userblock_size=plan.userblock or None, track_order=order
+        ) as dst,
+    ):
+        build_output(src, dst, {t.path: _create(work, t) for t in all_targets(plan)})
+        for t in plan.targets:
+            if t.out_fill is not None and t.out_dtype != t.dtype:
+                dst[t.path].attrs.create("_FillValue", t.out_fill, dtype=t.out_dtype)
+            if t.select is not None or t.out_shape != t.shape:
+                reattach_scales(dst[t.path], _kept_axes(t))
+        dst.attrs.update(work.provenance)
+
+
+def _create(work: Work, target: Target) -> dict[str, Any]:
+    """How ``target`` is created in the output: empty, or virtual over the part files."""
+    if not work.options.subfiled:
+        return target.create
+    assert work.output is not None
+    blocks = units(target, work.chain_for(target), work.budget)
+    return virtual_dataset(target, blocks, work.nranks, work.output)
+
+
+def _kept_axes(target: Target) -> list[tuple[int, int]]:
+    """``(output axis, input axis)`` of the input's axes the output keeps whole.
+
+    A selection keeps the axes it takes whole, a reduction the axes it does not remove, a
+    reshape none.
+    """
+    if target.axes:
+        survivors = [a for a in range(len(target.shape)) if a not in target.axes]
+    elif target.out_shape != target.shape:
+        return []
+    else:
+        survivors = list(range(len(target.shape)))
+    whole = {a: a for a in range(len(target.shape))}
+    if target.select is not None:
+        whole = {new: old for new, old, entire in target.select.kept() if entire}
+    return [(out, whole[a]) for out, a in enumerate(survivors) if a in whole]
+
+
+def finalize(work: Work, plan: Plan, journal: Journal) -> None:
+    """Put the output (and its parts) in place and remove the work folder (rank 0)."""
+    if work.output is not None:
+        _check_input_unchanged(work, journal)
+        if work.options.subfiled:  # the parts first: the output names them
+            parts = parts_folder(work.output)
+            shutil.rmtree(parts, ignore_errors=True)
+            os.replace(journal.folder / PARTS, parts)
+        if plan.userblock:
+            with open(work.input, "rb") as src, open(journal.output, "r+b") as dst:
+                dst.write(src.read(plan.userblock))
+        os.replace(journal.output, work.output)
+    journal.remove()
+
+
+def _check_input_unchanged(work: Work, journal: Journal) -> None:
+    """Refuse to publish an output whose input another process wrote while it was read.
+
+    An in-place run of another job on the input, say: the output would mix old and new data.
+    """
+    if journal.read and _stat_identity(work.input) != journal.read:
+        raise H5ParError(
+            f"input {str(work.input)!r} changed while this run read it (size, times or inode "
+            "differ from when it started; another process wrote it?): the output would mix "
+            "old and new data and is not written; rerun once nothing else writes the input"
+        )
+
+
+def check_input_settled(work: Work) -> None:
+    """Refuse to read an input an in-place run is changing or left partly updated (rank 0).
+
+    The output would silently mix the old and the new data of its units.
+    """
+    if work.in_place or not work.input.is_file():
+        return
+    folder = work_folder_of(work.input, True)
+    owner = holder(folder)
+    if owner is not None:
+        raise BusyError(
+            f"input {str(work.input)!r} is being changed in place by another h5par run "
+            f"({owner.describe(folder)}): wait until it ends"
+        )
+    journal = Journal.load(folder)
+    if journal is not None and journal.changed:
+        done, total = journal.count()
+        raise UsageError(
+            f"input {str(work.input)!r} is partly updated by a stopped in-place run ({done} of "
+            f"{total} units; journal in {str(folder)!r}): rerun that job to finish it first"
+        )

@@ -1,0 +1,1 @@
+"""The only MPI layer: communicators, the agreement on failure, the watchdog, fault points."""
