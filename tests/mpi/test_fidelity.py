@@ -143,7 +143,7 @@ def test_bad_inputs_give_one_clear_error(real_data, tmp_path_factory, role) -> N
 
 
 def test_large_untouched_datasets_are_copied_by_every_rank(tmp_path_factory, monkeypatch) -> None:
-    from h5par import inspection
+    from h5par.engine import inspection
 
     monkeypatch.setattr(inspection, "PARALLEL_COPY_BYTES", 4096)  # "large" at test scale
     folder = out_dir(tmp_path_factory, "pcopy")
@@ -186,7 +186,7 @@ def test_large_untouched_datasets_are_copied_by_every_rank(tmp_path_factory, mon
 
 
 def test_sparse_datasets_stay_sparse(real_data, tmp_path_factory, monkeypatch) -> None:
-    from h5par import inspection
+    from h5par.engine import inspection
 
     monkeypatch.setattr(inspection, "PARALLEL_COPY_BYTES", 4096)
     src = real_data / "hdf5-tools_tbigdims.h5"  # a 4 GiB logical dataset, almost nothing stored
