@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 import h5py
 
 from h5par.core.decomposition import assign_files
+from h5par.engine.config import Work, work_for
 from h5par.engine.folders import new_folders
+from h5par.engine.inspection import inspect_input
 from h5par.engine.jobs import Job, JobFile, job_from_dict, load_job
 from h5par.engine.journal import check_free, file_identity, work_folder_of
-from h5par.engine.plan import share
+from h5par.engine.plan import Plan, share
 from h5par.engine.progress import Progress
-from h5par.engine.runner import Result, apply, inspect
-from h5par.kernels import Chain
+from h5par.engine.runner import Result, run_work
 from h5par.parallel.agreement import collective_errors
 from h5par.parallel.comm import allgather, bcast, private, rank, resolve_comm, self_comm, size
 from h5par.parallel.guard import guarded
@@ -87,46 +88,79 @@ def run(
         finished = [finished_file(job, f) for f in job.files] if rank(comm) == 0 else []
     sizes, finished = bcast(comm, (sizes, finished))
     todo = [i for i, done in enumerate(finished) if not done]
-    shared, own = assign_files([sizes[i] for i in todo], size(comm), job.file_parallel_below)
-    shared = [todo[i] for i in shared]
-    own = [[todo[i] for i in files] for files in own]
-    with collective_errors(comm, "check inputs"):
-        if rank(comm) == 0:  # every input and output, before any file is written
-            for i in todo:
-                _check_not_busy(job, job.files[i])
-                ranks = size(comm) if i in shared else 1
-                inspect(**_engine_arguments(job, job.files[i]), nranks=ranks)
+    shared, own = _split(todo, sizes, size(comm), job.file_parallel_below)
     progress = Progress(sum(sizes[i] for i in todo), enabled=not quiet and rank(comm) == 0)
-    provenance = {
+    with collective_errors(comm, "validate"):  # every rank: the same checks of every file
+        provenance = _provenance(job, started)
+        works = {
+            i: work_for(
+                job, job.files[i], nranks=size(comm) if i in shared else 1, resume=resume,
+                provenance={**provenance, "h5par_input": _identity(job.files[i].input)},
+                progress=progress.update,
+            )
+            for i in todo
+        }  # fmt: skip
+    plans = _plans(job, works, comm)
+    with guarded(job.watchdog):
+        results = _process(works, plans, shared, own, comm)
+    results += [_skipped(job, i) for i, done in enumerate(finished) if done]
+    progress.close()
+    seconds = bcast(comm, time.perf_counter() - t0)
+    return JobResult(sorted(results, key=lambda r: r.index), size(comm), seconds, started)
+
+
+def _split(
+    todo: list[int], sizes: list[int], nranks: int, below: int
+) -> tuple[list[int], list[list[int]]]:
+    """The files all ranks share, and per rank the files it processes alone."""
+    shared, own = assign_files([sizes[i] for i in todo], nranks, below)
+    return [todo[i] for i in shared], [[todo[i] for i in files] for files in own]
+
+
+def _provenance(job: Job, started: str) -> dict[str, str]:
+    """The attributes every output of ``job`` records (its input's identity besides)."""
+    return {
         "h5par_version": __version__,
         "h5par_job_sha256": job.sha256,
         "h5par_job": job.text,
         "h5par_run_started": started,
     }
 
-    def process(i: int, on: Comm, ranks: list[int]) -> FileResult:
-        arguments = _engine_arguments(job, job.files[i])
-        result = apply(
-            **arguments,
-            comm=on,
-            provenance={**provenance, "h5par_input": _identity(job.files[i].input)},
-            progress=progress.update,
-            resume=resume,
-            watchdog=job.watchdog,
-        )
-        return FileResult(i, str(job.files[i].input), ranks, result)
 
-    with guarded(job.watchdog):
-        results = [process(i, comm, list(range(size(comm)))) for i in shared]
-        mine: list[FileResult] = []
-        with collective_errors(comm, "per-rank files"):
-            alone = self_comm()
-            mine += [process(i, alone, [rank(comm)]) for i in own[rank(comm)]]
-        results += [r for per_rank in allgather(comm, mine) for r in per_rank]
-    results += [_skipped(job, i) for i, done in enumerate(finished) if done]
-    progress.close()
-    seconds = bcast(comm, time.perf_counter() - t0)
-    return JobResult(sorted(results, key=lambda r: r.index), size(comm), seconds, started)
+def _plans(job: Job, works: dict[int, Work], comm: Comm) -> dict[int, Plan]:
+    """Every input and output checked before any file is written: rank 0 inspects each.
+
+    The plans are the runs' own (:func:`~h5par.engine.runner.run_work` does not inspect
+    again). Collective over ``comm``.
+    """
+    plans: dict[int, Plan] = {}
+    with collective_errors(comm, "check inputs"):
+        if rank(comm) == 0:
+            for i, work in works.items():
+                _check_not_busy(job, job.files[i])
+                plans[i] = inspect_input(work)
+    return bcast(comm, plans)
+
+
+def _process(
+    works: dict[int, Work],
+    plans: dict[int, Plan],
+    shared: list[int],
+    own: list[list[int]],
+    comm: Comm,
+) -> list[FileResult]:
+    """Shared files on every rank, one after the other; then each rank its own files."""
+
+    def process(i: int, on: Comm, ranks: list[int]) -> FileResult:
+        result = run_work(works[i], on, plans[i])
+        return FileResult(i, str(works[i].input), ranks, result)
+
+    results = [process(i, comm, list(range(size(comm)))) for i in shared]
+    mine: list[FileResult] = []
+    with collective_errors(comm, "per-rank files"):
+        alone = self_comm()
+        mine += [process(i, alone, [rank(comm)]) for i in own[rank(comm)]]
+    return results + [r for per_rank in allgather(comm, mine) for r in per_rank]
 
 
 def _as_job(job: Job | Mapping[str, Any] | str | os.PathLike[str], overrides: Sequence[str]) -> Job:
@@ -194,24 +228,6 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else 0
 
 
-def _engine_arguments(job: Job, file: JobFile) -> dict[str, Any]:
-    """The arguments of :func:`apply` / :func:`inspect` for one file of a job."""
-    return {
-        "input": file.input,
-        "output": None if job.in_place else file.output,
-        "kernels": job.kernels,
-        "datasets": job.datasets,
-        "in_place": job.in_place,
-        "overwrite": job.overwrite,
-        "memory": job.memory,
-        "options": job.options,
-        "driver": job.driver,
-        "respect_fill_value": job.respect_fill_value,
-        "select": job.select,
-        **job.driver_options,
-    }
-
-
 def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
     """What ``run`` would do on ``nranks`` ranks, without reading data (one process).
 
@@ -222,11 +238,10 @@ def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
     sizes = [_size(f.input) for f in job.files]
     shared, own = assign_files(sizes, nranks, job.file_parallel_below)
     owner = {i: r for r, files in enumerate(own) for i in files}
-    chain = Chain.from_specs(job.kernels)
     entries = []
     for file in job.files:
         ranks = nranks if file.index in shared else 1
-        targets = inspect(**_engine_arguments(job, file), nranks=ranks)
+        targets = inspect_input(work_for(job, file, nranks=ranks)).targets
         entries.append(
             {
                 "input": str(file.input),
@@ -242,7 +257,7 @@ def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
                         "dtype": str(t.dtype),
                         "out_shape": list(t.out_shape),
                         "out_dtype": str(t.out_dtype),
-                        "ranks": [share(t, chain, r, ranks, job.memory) for r in range(ranks)],
+                        "ranks": [share(t, job.chain, r, ranks, job.memory) for r in range(ranks)],
                     }
                     for t in targets
                 },

@@ -42,8 +42,9 @@ from h5par.core.units import (
     owned,
     read_bytes,
 )
+from h5par.engine.config import Work
 from h5par.engine.journal import Journal
-from h5par.engine.plan import Plan, Work, pieces, units
+from h5par.engine.plan import Plan, pieces, units
 from h5par.engine.workfolder import (
     PARTS,
     all_targets,

@@ -16,11 +16,12 @@ import numpy as np
 from h5py import h5t, h5z
 
 from h5par.core.globs import matches, select_paths
-from h5par.core.layout import OutputOptions, dataset_options
+from h5par.core.layout import OutputOptions, SourceLayout, dataset_options
 from h5par.core.sizes import format_size
 from h5par.core.slicing import Selection, parse, resolve
 from h5par.core.units import Target
-from h5par.engine.plan import STEP_FRACTION, Plan, Work, step_itemsize
+from h5par.engine.config import Work
+from h5par.engine.plan import STEP_FRACTION, Plan, step_itemsize
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.hierarchy import dataset_paths, has_refs, kept_type, missing_sources, source_layout
 from h5par.hdf5.io import memory_type, open_input
@@ -149,12 +150,40 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     if (copy_only and select is None) or dset.shape is None:
         return None
     shape, dtype = tuple(dset.shape) if select is None else select.shape, dset.dtype
+    _check_sources(dset)
+    fill, out_dtype, out_shape = _through_chain(job, dset, dtype, shape)
+    _check_writable(job, dset, (dtype, shape), (out_dtype, out_shape))
+    _check_budget(job, dset, dtype, out_dtype, shape)
+    reducer = job.chain.axis_reducer
+    axes = () if reducer is None else reducer.reduced_axes(len(shape))
+    layout = source_layout(dset)
+    create = _create(job, dset, layout, (dtype, shape), (out_dtype, out_shape))
+    align = create.get("chunks") if out_shape == shape or axes else layout.chunks
+    if job.in_place:
+        align = layout.chunks
+    elif select is not None and out_shape != shape and not axes:
+        align = None  # the input's chunks say nothing about a selection's result
+    out_fill = None if fill is None else convert_fill(fill, out_dtype)
+    return Target(
+        dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill, select=select,
+        axes=axes, virtual=dset.is_virtual,
+    )  # fmt: skip
+
+
+def _check_sources(dset: h5py.Dataset) -> None:
+    """Refuse a virtual dataset whose source files are missing."""
     lost = missing_sources(dset) if dset.is_virtual else []
     if lost:
         raise UsageError(
             f"virtual dataset {dset.name}: source file {lost[0]!r} is missing (HDF5 would read "
             "fill values in its place); for a subfiled output, keep its .parts folder next to it"
         )
+
+
+def _through_chain(
+    job: Work, dset: h5py.Dataset, dtype: np.dtype[Any], shape: tuple[int, ...]
+) -> tuple[Any, np.dtype[Any], tuple[int, ...]]:
+    """The fill value respected, and the dtype and shape the chain makes of the dataset."""
     try:
         _check_packed(job, dset)
         fill = _fill_value(dset) if job.respect_fill_value else None
@@ -165,6 +194,21 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
         out_dtype = out_dtype.newbyteorder("=")
     if job.in_place and out_dtype.newbyteorder("=") == dtype.newbyteorder("="):
         out_dtype = dtype  # written back in the file's own byte order
+    if fill is not None and any(k.has_halo for k in job.chain.kernels):
+        raise UsageError(
+            f"dataset {dset.name} has missing values (_FillValue = {fill}) and kernels with "
+            "neighbours would mix them into their neighbours' results; set "
+            "run.respect_fill_value = false (and replace them with a 'fill' kernel first)"
+        )
+    return fill, out_dtype, out_shape
+
+
+_Form = tuple[np.dtype[Any], tuple[int, ...]]  # a dtype and a shape
+
+
+def _check_writable(job: Work, dset: h5py.Dataset, given: _Form, made: _Form) -> None:
+    """What cannot be written: in-place changes, virtual datasets in place, opaque, vlen."""
+    (dtype, shape), (out_dtype, out_shape) = given, made
     if job.in_place and (out_dtype != dtype or out_shape != shape):
         raise UsageError(
             f"dataset {dset.name}: in-place runs cannot change dtype or shape ({dtype}{list(shape)} → {out_dtype}{list(out_shape)}); write an output file"
@@ -181,8 +225,20 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
         raise UsageError(
             f"dataset {dset.name}: variable-length data ({dtype}) cannot be written in parallel; unselect it (it is copied unchanged)"
         )
-    # The data pass holds one element per step in 1/STEP_FRACTION of the budget, and a
-    # broadcast's source slice in half of it: refuse smaller budgets before writing anything.
+
+
+def _check_budget(
+    job: Work,
+    dset: h5py.Dataset,
+    dtype: np.dtype[Any],
+    out_dtype: np.dtype[Any],
+    shape: tuple[int, ...],
+) -> None:
+    """Refuse budgets the data pass cannot work in, before anything is written.
+
+    A step holds one element in 1/STEP_FRACTION of the budget, and a broadcast's source
+    slice in half of it.
+    """
     itemsize = step_itemsize(dtype, out_dtype, job.chain)
     if itemsize > job.budget // STEP_FRACTION:
         raise UsageError(
@@ -200,15 +256,13 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
                     f"{dset.name}: its source slice {source} ({format_size(nbytes)}) is kept in "
                     f"half of the budget (valid: at least {format_size(2 * nbytes)})"
                 )
-    if fill is not None and any(k.has_halo for k in job.chain.kernels):
-        raise UsageError(
-            f"dataset {dset.name} has missing values (_FillValue = {fill}) and kernels with "
-            "neighbours would mix them into their neighbours' results; set "
-            "run.respect_fill_value = false (and replace them with a 'fill' kernel first)"
-        )
-    reducer = job.chain.axis_reducer
-    axes = () if reducer is None else reducer.reduced_axes(len(shape))
-    layout = source_layout(dset)
+
+
+def _create(
+    job: Work, dset: h5py.Dataset, layout: SourceLayout, given: _Form, made: _Form
+) -> dict[str, Any]:
+    """The output dataset's creation arguments (chunks, filters, fill value, HDF5 type)."""
+    (dtype, shape), (out_dtype, out_shape) = given, made
     try:
         create = dataset_options(
             layout, tuple(dset.shape), out_shape, out_dtype, job.options, out_dtype != dtype
@@ -224,16 +278,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
             "parallel filtered writes corrupt LZF chunks); set compression = 'gzip' or 'none', "
             "layout = 'subfiled', or run on one rank"
         )
-    align = create.get("chunks") if out_shape == shape or axes else layout.chunks
-    if job.in_place:
-        align = layout.chunks
-    elif select is not None and out_shape != shape and not axes:
-        align = None  # the input's chunks say nothing about a selection's result
-    out_fill = None if fill is None else convert_fill(fill, out_dtype)
-    return Target(
-        dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill, select=select,
-        axes=axes, virtual=dset.is_virtual,
-    )  # fmt: skip
+    return create
 
 
 def _check_opaque(dset: h5py.Dataset) -> None:

@@ -90,7 +90,9 @@ class Job:
     select : dict
         ``[input.select]``: dataset glob -> selection (``"4:8:2"``, ``"[1, 2, 7]"``).
     kernels : list of dict
-        The kernel tables, in order (checked: they build a valid chain).
+        The kernel tables, in order, as the job gives them.
+    chain : Chain
+        The chain they build (validated, built once).
     options : OutputOptions
         Layout of output datasets.
     in_place, overwrite : bool
@@ -112,6 +114,7 @@ class Job:
     files: list[JobFile]
     datasets: list[str] | None
     kernels: list[dict[str, Any]]
+    chain: Chain
     options: OutputOptions
     in_place: bool
     overwrite: bool
@@ -246,7 +249,7 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
     kernels = [dict(k) for k in data.get("kernels", [])]
     if not all(isinstance(k, dict) for k in kernels):
         raise UsageError("kernels: each entry must be a [[kernels]] table with a name")
-    Chain.from_specs(kernels)  # raises on unknown kernels and bad parameters
+    chain = Chain.from_specs(kernels)  # raises on unknown kernels and bad parameters
     inp, out, run = tables["input"], tables["output"], tables["run"]
     base = Path(base)
     inputs = _expand_inputs(inp.get("path"), base, inp.get("driver", "auto"))
@@ -268,6 +271,7 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
         files=files,
         datasets=[datasets] if isinstance(datasets, str) else datasets,
         kernels=kernels,
+        chain=chain,
         options=options,
         in_place=in_place,
         overwrite=bool(out.get("overwrite", False)),

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from h5par.core.decomposition import Index, index_shape, steps
-from h5par.core.layout import OutputOptions
 from h5par.core.units import Target, assign, describe, read_bytes, reduced_size
 from h5par.errors import UsageError
 from h5par.kernels import Chain
@@ -25,7 +23,6 @@ from h5par.kernels import Chain
 __all__ = [
     "STEP_FRACTION",
     "Plan",
-    "Work",
     "pieces",
     "share",
     "step_itemsize",
@@ -50,38 +47,6 @@ class Plan:
     userblock: int
     track_order: bool
     copies: list[Target] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass(frozen=True)
-class Work:
-    """A validated run: what :func:`h5par.apply` was asked to do."""
-
-    input: Path
-    output: Path | None
-    in_place: bool
-    chain: Chain
-    patterns: list[str] | None
-    budget: int
-    options: OutputOptions
-    overwrite: bool
-    driver: str
-    driver_options: dict[str, Any]
-    nranks: int
-    provenance: dict[str, str]
-    progress: Callable[[int], None] | None
-    respect_fill_value: bool
-    resume: bool = False  # True: continue a stopped run or fail; False: continue when possible
-    materialize: bool = False  # virtual datasets of the input become ordinary ones (consolidate)
-    select: dict[str, str] = dataclasses.field(default_factory=dict)  # dataset glob -> selection
-
-    @property
-    def destination(self) -> Path | None:
-        """The file the run writes (the input for in-place runs)."""
-        return self.input if self.in_place else self.output
-
-    def chain_for(self, target: Target) -> Chain:
-        """The kernels ``target`` goes through: none for an untouched dataset copied."""
-        return Chain() if target.copy else self.chain
 
 
 def step_itemsize(dtype: np.dtype[Any], out_dtype: np.dtype[Any], chain: Chain) -> int:

@@ -1,6 +1,6 @@
 """Where files, ranks and kernels meet: ``apply`` a kernel chain to datasets.
 
-1. *validate* (every rank, pure): kernels, options, paths.
+1. *validate* (every rank, pure): kernels, options, paths (:func:`h5par.engine.config.configure`).
 2. *inspect* (rank 0 reads metadata, broadcasts a picklable :class:`~h5par.engine.plan.Plan`).
 3. *execute* (:mod:`h5par.engine.execute`): the work folder and its journal, the collective data
    pass, the output renamed into place.
@@ -14,24 +14,16 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import h5py
-
 from h5par.core.layout import OutputOptions
-from h5par.core.sizes import parse_size
-from h5par.core.slicing import checked
-from h5par.core.units import Target
+from h5par.engine.config import Work, configure
 from h5par.engine.execute import execute
-from h5par.engine.folders import check_output_folder, make_output_folder
+from h5par.engine.folders import make_output_folder
 from h5par.engine.inspection import inspect_input
-from h5par.engine.plan import Work
+from h5par.engine.plan import Plan
 from h5par.engine.workfolder import check_input_settled
-from h5par.errors import H5ParError, UsageError
-from h5par.hdf5.io import DRIVERS, SERIAL_H5PY_FIX
-from h5par.hdf5.subfiles import parts_folder
-from h5par.kernels import Chain, Kernel
+from h5par.kernels import Kernel
 from h5par.parallel import faults
 from h5par.parallel.agreement import collective_errors
 from h5par.parallel.comm import allgather, bcast, private, rank, resolve_comm, size
@@ -41,7 +33,7 @@ from h5par.parallel.guard import DEFAULT_WATCHDOG, guarded
 if TYPE_CHECKING:
     from h5par.parallel.comm import Comm
 
-__all__ = ["Result", "Target", "apply", "consolidate", "inspect"]
+__all__ = ["Result", "apply", "consolidate", "run_work"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,33 +159,40 @@ def apply(
     comm = resolve_comm(comm)
     private(comm)  # before any file is opened: see h5par.parallel.comm.private
     faults.reset()
-    start = time.perf_counter()
     with guarded(watchdog):
         with collective_errors(comm, "validate"):
             inject("validate")
-            job = _validate(
-                input, output, kernels, datasets, in_place, overwrite, memory, options, driver,
-                driver_options, size(comm), dict(provenance or {}), progress, respect_fill_value,
+            work = configure(
+                input=input, output=output, kernels=kernels, datasets=datasets,
+                in_place=in_place, overwrite=overwrite, memory=memory, options=options,
+                driver=driver, driver_options=driver_options, nranks=size(comm),
+                provenance=provenance, progress=progress, respect_fill_value=respect_fill_value,
+                resume=resume, select=select, materialize=materialize,
             )  # fmt: skip
-            job = dataclasses.replace(
-                job,
-                resume=resume,
-                select=checked(select or {}, "select {!r}"),
-                materialize=materialize,
-            )
-        with collective_errors(comm, "inspect"):
-            inject("inspect")
-            if rank(comm) == 0:
-                check_input_settled(job)  # not half updated by an in-place run
-            plan = inspect_input(job) if rank(comm) == 0 else None
-            if rank(comm) == 0 and job.output is not None:
-                make_output_folder(job.output.parent)  # validated: before the data pass
-        plan = bcast(comm, plan)
-        assert plan is not None
-        reductions, record = execute(job, plan, comm)
+        return run_work(work, comm)
+
+
+def run_work(work: Work, comm: Comm, plan: Plan | None = None) -> Result:
+    """Run validated ``work``: inspect the input (unless ``plan`` is given), execute, gather.
+
+    Collective over ``comm``; ``plan`` is rank 0's (:func:`~h5par.engine.inspection.inspect_input`
+    of this very ``work``), the other ranks' is ignored.
+    """
+    faults.reset()
+    start = time.perf_counter()
+    with collective_errors(comm, "inspect"):
+        inject("inspect")
+        if rank(comm) == 0:
+            check_input_settled(work)  # not half updated by an in-place run
+            plan = plan or inspect_input(work)
+            if work.output is not None:
+                make_output_folder(work.output.parent)  # validated: before the data pass
+    plan = bcast(comm, plan if rank(comm) == 0 else None)
+    assert plan is not None
+    reductions, record = execute(work, plan, comm)
     records = allgather(comm, record)
     return Result(
-        output=None if job.destination is None else str(job.destination),
+        output=None if work.destination is None else str(work.destination),
         datasets=[t.path for t in plan.targets],
         reductions=reductions,
         bytes_read=[r.read for r in records],
@@ -225,129 +224,3 @@ def consolidate(
         output, into, [], overwrite=overwrite, memory=memory, comm=comm, progress=progress,
         watchdog=watchdog, materialize=True,
     )  # fmt: skip
-
-
-def inspect(
-    input: str | os.PathLike[str],
-    output: str | os.PathLike[str] | None = None,
-    kernels: Iterable[Mapping[str, Any] | Kernel] = (),
-    datasets: Sequence[str] | str | None = None,
-    *,
-    in_place: bool = False,
-    overwrite: bool = False,
-    memory: str | int = "256MiB",
-    options: OutputOptions | None = None,
-    nranks: int = 1,
-    driver: str = "auto",
-    respect_fill_value: bool = True,
-    select: Mapping[str, str] | None = None,
-    **driver_options: Any,
-) -> list[Target]:
-    """Validate like :func:`apply` and list the datasets it would process (one process).
-
-    Reads metadata only; with :func:`share` this is what ``h5par plan`` prints.
-    """
-    job = _validate(
-        input, output, kernels, datasets, in_place, overwrite, memory, options, driver,
-        driver_options, nranks, {}, None, respect_fill_value,
-    )  # fmt: skip
-    return inspect_input(
-        dataclasses.replace(job, select=checked(select or {}, "select {!r}"))
-    ).targets
-
-
-def _validate(
-    input: Any,
-    output: Any,
-    kernels: Iterable[Mapping[str, Any] | Kernel],
-    datasets: Sequence[str] | str | None,
-    in_place: bool,
-    overwrite: bool,
-    memory: str | int,
-    options: OutputOptions | None,
-    driver: str,
-    driver_options: dict[str, Any],
-    nranks: int,
-    provenance: dict[str, str],
-    progress: Callable[[int], None] | None,
-    respect_fill_value: bool,
-) -> Work:
-    try:
-        budget = parse_size(memory)
-    except ValueError as exc:
-        raise UsageError(f"memory: {exc}") from None
-    chain = Chain.from_specs(kernels)
-    options = options or OutputOptions()
-    if driver != "auto" and driver not in DRIVERS:
-        raise UsageError(f"input driver = {driver!r} (valid: auto, {', '.join(DRIVERS)})")
-    source = Path(input)
-    if not source.is_file() and driver != "family":
-        raise UsageError(f"input {str(source)!r} does not exist or is not a file")
-    target = None if output is None else Path(output)
-    if in_place and target is not None:
-        raise UsageError("give either an output path or in_place = true, not both")
-    if in_place and any(k.has_halo for k in chain.kernels):
-        raise UsageError(
-            "in-place runs cannot use kernels with neighbours (a block's halo would be read "
-            "after its neighbour was overwritten); write an output file"
-        )
-    if in_place and options.subfiled:
-        raise UsageError("output.layout = 'subfiled' needs an output file, not in_place")
-    if in_place and options.changes_layout:
-        raise UsageError(
-            "in-place runs keep the layout: chunks/compression/shuffle/fletcher32/fillvalue need an output file"
-        )
-    if not in_place and target is None and not chain.reducers:
-        raise UsageError(
-            "nothing to write: give an output path, in_place = true, or a reduce kernel"
-        )
-    if target is not None:
-        _check_output(source, target, overwrite)
-        if options.subfiled:
-            _check_parts(parts_folder(target), overwrite)
-    writes = in_place or target is not None
-    if writes and nranks > 1 and not h5py.get_config().mpi and not options.subfiled:
-        raise H5ParError(SERIAL_H5PY_FIX.format(n=nranks))
-    if isinstance(datasets, str):
-        datasets = [datasets]
-    return Work(
-        source,
-        target,
-        in_place,
-        chain,
-        None if datasets is None else list(datasets),
-        budget,
-        options,
-        overwrite,
-        driver,
-        dict(driver_options),
-        nranks,
-        provenance,
-        progress,
-        respect_fill_value,
-    )
-
-
-def _check_output(source: Path, target: Path, overwrite: bool) -> None:
-    if target.resolve() == source.resolve():
-        raise UsageError(
-            f"output {str(target)!r} is the input: use in_place = true to write into it"
-        )
-    if os.path.isdir(target):  # os.replace cannot put the finished output there
-        raise UsageError(f"output {str(target)!r} is a folder (valid: the path of a file)")
-    if os.path.exists(target) and not overwrite:  # False, not OSError, for a name too long
-        raise UsageError(
-            f"output {str(target)!r} exists (set overwrite = true or pass --overwrite to replace it)"
-        )
-    check_output_folder(target.parent)  # missing folders are created after validation
-
-
-def _check_parts(parts: Path, overwrite: bool) -> None:
-    """A subfiled output's parts folder is replaced at the end: only a folder, with overwrite."""
-    if os.path.lexists(parts) and (os.path.islink(parts) or not os.path.isdir(parts)):
-        raise UsageError(f"output parts folder {str(parts)!r} exists and is not a folder")
-    if os.path.lexists(parts) and not overwrite:
-        raise UsageError(
-            f"output parts folder {str(parts)!r} exists (set overwrite = true or pass "
-            "--overwrite to replace it)"
-        )

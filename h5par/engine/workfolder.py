@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 
 from h5par.core.units import Target
+from h5par.engine.config import Work
 from h5par.engine.journal import (
     BusyError,
     Journal,
@@ -30,7 +31,7 @@ from h5par.engine.journal import (
     take,
     work_folder_of,
 )
-from h5par.engine.plan import Plan, Work, units
+from h5par.engine.plan import Plan, units
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.hierarchy import build_output, reattach_scales
 from h5par.hdf5.io import open_input

@@ -90,8 +90,13 @@ class Chain:
             neighbours = neighbours or kernel.has_halo
 
     @classmethod
-    def from_specs(cls, specs: Iterable[Mapping[str, Any] | Kernel]) -> Chain:
-        """Build from kernel tables (``{"name": "clip", "min": 0}``) or kernel objects."""
+    def from_specs(cls, specs: Chain | Iterable[Mapping[str, Any] | Kernel]) -> Chain:
+        """Build from kernel tables (``{"name": "clip", "min": 0}``) or kernel objects.
+
+        A chain given is returned as it is (built once, passed on).
+        """
+        if isinstance(specs, Chain):
+            return specs
         kernels = []
         for position, spec in enumerate(specs, 1):
             try:

@@ -1,0 +1,236 @@
+"""A run's configuration: one keyword-only :class:`Work`, built and validated in one place.
+
+A job file (with its ``--set`` overrides), :func:`h5par.run` and :func:`h5par.apply` all
+come here: :func:`configure` turns keyword settings into a validated ``Work``, and
+:func:`work_for` gives the ``Work`` of one file of a :class:`~h5par.engine.jobs.Job`.
+Nothing downstream parses settings again. Validation reads no data and is the same on
+every rank; its errors are :class:`~h5par.errors.UsageError` raised before anything is
+opened for writing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from h5par.core.layout import OutputOptions
+from h5par.core.sizes import parse_size
+from h5par.core.slicing import checked
+from h5par.core.units import Target
+from h5par.engine.folders import check_output_folder
+from h5par.engine.jobs import Job, JobFile
+from h5par.errors import H5ParError, UsageError
+from h5par.hdf5.io import DRIVERS, SERIAL_H5PY_FIX
+from h5par.hdf5.subfiles import parts_folder
+from h5par.kernels import Chain, Kernel
+
+__all__ = ["Work", "configure", "work_for"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Work:
+    """A validated run of one input file: what :func:`h5par.apply` was asked to do.
+
+    Attributes
+    ----------
+    input, output : Path
+        The file read and the file written (None: in place, or reductions only).
+    in_place : bool
+        Results are written back into ``input``.
+    chain : Chain
+        The kernels, in order.
+    patterns : list of str or None
+        Dataset globs to process (None: every dataset).
+    budget : int
+        Memory per rank in bytes.
+    options : OutputOptions
+        Layout of output datasets.
+    overwrite, resume, materialize : bool
+        Replace an existing output; require a stopped run to continue; turn virtual
+        datasets of the input into ordinary ones (consolidate).
+    driver, driver_options
+        How the input is opened.
+    nranks : int
+        Ranks that share the file.
+    provenance : dict
+        Attributes recorded in the output.
+    progress : callable or None
+        Called on rank 0 with the input bytes of each finished step.
+    respect_fill_value : bool
+        Elements equal to ``_FillValue`` pass through kernels and stay out of reductions.
+    select : dict
+        Dataset glob -> selection text (``[input.select]``).
+    """
+
+    input: Path
+    output: Path | None = None
+    in_place: bool = False
+    chain: Chain = dataclasses.field(default_factory=Chain)
+    patterns: list[str] | None = None
+    budget: int
+    options: OutputOptions = dataclasses.field(default_factory=OutputOptions)
+    overwrite: bool = False
+    driver: str = "auto"
+    driver_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    nranks: int = 1
+    provenance: dict[str, str] = dataclasses.field(default_factory=dict)
+    progress: Callable[[int], None] | None = None
+    respect_fill_value: bool = True
+    resume: bool = False
+    materialize: bool = False
+    select: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def destination(self) -> Path | None:
+        """The file the run writes (the input for in-place runs)."""
+        return self.input if self.in_place else self.output
+
+    def chain_for(self, target: Target) -> Chain:
+        """The kernels ``target`` goes through: none for an untouched dataset copied."""
+        return Chain() if target.copy else self.chain
+
+
+def configure(
+    *,
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    kernels: Chain | Iterable[Mapping[str, Any] | Kernel] = (),
+    datasets: Sequence[str] | str | None = None,
+    memory: str | int = "256MiB",
+    options: OutputOptions | None = None,
+    select: Mapping[str, str] | None = None,
+    driver_options: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, str] | None = None,
+    **settings: Any,
+) -> Work:
+    """Validate a run's settings into a :class:`Work` (pure checks, the same on every rank).
+
+    ``settings`` are the other fields of :class:`Work` by name (``in_place``, ``overwrite``,
+    ``driver``, ``nranks``, ``progress``, ``respect_fill_value``, ``resume``,
+    ``materialize``); an unknown name is a ``TypeError``, as in any Python call.
+
+    Examples
+    --------
+    >>> configure(input=__file__, kernels=[{"name": "reduce", "op": "sum"}]).budget
+    268435456
+    >>> configure(input=__file__, output="out.h5", memory="1 GB", in_place=True)
+    Traceback (most recent call last):
+    ...
+    h5par.errors.UsageError: give either an output path or in_place = true, not both
+    """
+    work = Work(
+        input=Path(input),
+        output=None if output is None else Path(output),
+        chain=Chain.from_specs(kernels),
+        patterns=[datasets] if isinstance(datasets, str) else _list(datasets),
+        budget=_budget(memory),
+        options=options or OutputOptions(),
+        select=checked(select or {}, "select {!r}"),
+        driver_options=dict(driver_options or {}),
+        provenance=dict(provenance or {}),
+        **settings,
+    )
+    _check_input(work)
+    _check_mode(work)
+    _check_output(work)
+    return work
+
+
+def work_for(job: Job, file: JobFile, **settings: Any) -> Work:
+    """The :class:`Work` of one file of ``job``; ``settings`` as for :func:`configure`."""
+    return configure(
+        input=file.input,
+        output=None if job.in_place else file.output,
+        kernels=job.chain,
+        datasets=job.datasets,
+        in_place=job.in_place,
+        overwrite=job.overwrite,
+        memory=job.memory,
+        options=job.options,
+        driver=job.driver,
+        driver_options=job.driver_options,
+        respect_fill_value=job.respect_fill_value,
+        select=job.select,
+        **settings,
+    )
+
+
+def _list(datasets: Sequence[str] | None) -> list[str] | None:
+    return None if datasets is None else list(datasets)
+
+
+def _budget(memory: str | int) -> int:
+    try:
+        return parse_size(memory)
+    except ValueError as exc:
+        raise UsageError(f"memory: {exc}") from exc
+
+
+def _check_input(work: Work) -> None:
+    if work.driver != "auto" and work.driver not in DRIVERS:
+        raise UsageError(f"input driver = {work.driver!r} (valid: auto, {', '.join(DRIVERS)})")
+    if not work.input.is_file() and work.driver != "family":
+        raise UsageError(f"input {str(work.input)!r} does not exist or is not a file")
+
+
+def _check_mode(work: Work) -> None:
+    """What in-place runs cannot do, and a run that would write nothing."""
+    if work.in_place and work.output is not None:
+        raise UsageError("give either an output path or in_place = true, not both")
+    if work.in_place and any(k.has_halo for k in work.chain.kernels):
+        raise UsageError(
+            "in-place runs cannot use kernels with neighbours (a block's halo would be read "
+            "after its neighbour was overwritten); write an output file"
+        )
+    if work.in_place and work.options.subfiled:
+        raise UsageError("output.layout = 'subfiled' needs an output file, not in_place")
+    if work.in_place and work.options.changes_layout:
+        raise UsageError(
+            "in-place runs keep the layout: chunks/compression/shuffle/fletcher32/fillvalue "
+            "need an output file"
+        )
+    if not work.in_place and work.output is None and not work.chain.reducers:
+        raise UsageError(
+            "nothing to write: give an output path, in_place = true, or a reduce kernel"
+        )
+
+
+def _check_output(work: Work) -> None:
+    """The output's name, its parts folder, and parallel writes with this h5py."""
+    if work.output is not None:
+        _check_output_path(work.input, work.output, work.overwrite)
+        if work.options.subfiled:
+            _check_parts(parts_folder(work.output), work.overwrite)
+    writes = work.in_place or work.output is not None
+    if writes and work.nranks > 1 and not h5py.get_config().mpi and not work.options.subfiled:
+        raise H5ParError(SERIAL_H5PY_FIX.format(n=work.nranks))
+
+
+def _check_output_path(source: Path, target: Path, overwrite: bool) -> None:
+    if target.resolve() == source.resolve():
+        raise UsageError(
+            f"output {str(target)!r} is the input: use in_place = true to write into it"
+        )
+    if os.path.isdir(target):  # os.replace cannot put the finished output there
+        raise UsageError(f"output {str(target)!r} is a folder (valid: the path of a file)")
+    if os.path.exists(target) and not overwrite:  # False, not OSError, for a name too long
+        raise UsageError(
+            f"output {str(target)!r} exists (set overwrite = true or pass --overwrite to replace it)"
+        )
+    check_output_folder(target.parent)  # missing folders are created after validation
+
+
+def _check_parts(parts: Path, overwrite: bool) -> None:
+    """A subfiled output's parts folder is replaced at the end: only a folder, with overwrite."""
+    if os.path.lexists(parts) and (os.path.islink(parts) or not os.path.isdir(parts)):
+        raise UsageError(f"output parts folder {str(parts)!r} exists and is not a folder")
+    if os.path.lexists(parts) and not overwrite:
+        raise UsageError(
+            f"output parts folder {str(parts)!r} exists (set overwrite = true or pass "
+            "--overwrite to replace it)"
+        )
