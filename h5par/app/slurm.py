@@ -460,7 +460,7 @@ def submit(options: BatchOptions, job: str | Path) -> str:
             timeout=_TIMEOUT,
             check=False,
         )
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired:  # our own timeout: the cause adds nothing
         raise H5ParError(f"sbatch {script} did not answer within {_TIMEOUT:.0f} s") from None
     jobid = done.stdout.strip().split(";")[0]
     if done.returncode != 0 or not jobid.isdigit():
