@@ -31,6 +31,7 @@ from h5par.errors import H5ParError, UsageError
 __all__ = [
     "DEFAULT_STOP_BEFORE",
     "LAUNCHERS",
+    "REPOSITORY_SLURM",
     "TEMPLATES",
     "BatchOptions",
     "batch_script",
@@ -120,6 +121,9 @@ TEMPLATES = {
     ),
 }
 """The templates in ``slurm/``: file name -> options."""
+
+#: The repository's ``slurm/`` folder, which ``python -m h5par.app.slurm`` rewrites.
+REPOSITORY_SLURM = Path(__file__).resolve().parents[2] / "slurm"
 
 
 def parse_time(text: str) -> int:
@@ -536,5 +540,5 @@ def _describe(fields: dict[str, str]) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    for written in write_templates(Path(__file__).resolve().parents[2] / "slurm"):
+    for written in write_templates(REPOSITORY_SLURM):
         print(written)

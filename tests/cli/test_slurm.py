@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import tomllib
 
-from h5par.app.slurm import TEMPLATES, batch_script
+from h5par.app.slurm import REPOSITORY_SLURM, TEMPLATES, batch_script
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
@@ -340,6 +340,7 @@ def wait_for_progress(work: Path, jobid: str, slurm, timeout: float = 60) -> Non
 
 
 def test_templates_in_the_repository_are_the_generators_output() -> None:
+    assert REPOSITORY_SLURM == REPO / "slurm"  # where python -m h5par.app.slurm writes
     for name, options in TEMPLATES.items():
         text = (REPO / "slurm" / name).read_text()
         assert text == batch_script(options), (
