@@ -326,7 +326,8 @@ def _check_options(o: BatchOptions) -> None:
         raise UsageError(f"launcher {o.launcher!r} (valid: {', '.join(LAUNCHERS)})")
 
 
-_TEMPLATE = "templates/job.sbatch"  # in this package: the script, with {placeholders}
+#: In this package: the script, with str.format {placeholders} (bash braces doubled: ${{X}}).
+_TEMPLATE = "templates/job.sbatch"
 _HEADER_TEMPLATE = """\
 # h5par on SLURM, {where}. Copy this file, change the lines
 # marked CHANGE (ranks, time limit, job file), pick the environment, then sbatch it.
