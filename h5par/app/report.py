@@ -130,7 +130,7 @@ def check_report(path: str) -> None:
         raise UsageError(
             f"--report {path!r} cannot be written ({exc.strerror or exc}); give a file in a "
             "writable folder"
-        ) from None
+        ) from exc
     if not existed:
         target.unlink()
 

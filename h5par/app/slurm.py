@@ -1,9 +1,10 @@
 """SLURM batch scripts: ``h5par submit`` and the templates in ``slurm/``.
 
-One function, :func:`batch_script`, writes every script: the ones ``h5par submit`` submits
-and the copy-and-edit templates ``slurm/one_node.sbatch`` and ``slurm/multi_node.sbatch``
-(:data:`TEMPLATES`; a test checks the files equal its output, :func:`write_templates`
-rewrites them).
+One function, :func:`batch_script`, writes every script from one template,
+``templates/job.sbatch`` in this package (the bash, with ``{placeholders}`` that
+:func:`batch_script` fills): the scripts ``h5par submit`` submits and the copy-and-edit
+templates ``slurm/one_node.sbatch`` and ``slurm/multi_node.sbatch`` (:data:`TEMPLATES`; a
+test checks the files equal its output, ``python -m h5par.app.slurm`` rewrites them).
 
 A script runs ``python -m mpi4py -m h5par run JOB`` under ``mpirun`` or ``srun``, asks
 SLURM for ``USR1`` a while before the time limit (``--signal=B:USR1@SECONDS``), forwards it
@@ -14,6 +15,7 @@ requeues the job, which resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import shlex
 import shutil
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import unicodedata
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from h5par.errors import H5ParError, UsageError
@@ -28,6 +31,7 @@ from h5par.errors import H5ParError, UsageError
 __all__ = [
     "DEFAULT_STOP_BEFORE",
     "LAUNCHERS",
+    "REPOSITORY_SLURM",
     "TEMPLATES",
     "BatchOptions",
     "batch_script",
@@ -118,6 +122,9 @@ TEMPLATES = {
 }
 """The templates in ``slurm/``: file name -> options."""
 
+#: The repository's ``slurm/`` folder, which ``python -m h5par.app.slurm`` rewrites.
+REPOSITORY_SLURM = Path(__file__).resolve().parents[2] / "slurm"
+
 
 def parse_time(text: str) -> int:
     """Seconds in a SLURM time limit given as ``HH:MM:SS`` or ``D-HH:MM:SS``.
@@ -183,6 +190,51 @@ def _name(flag: str, text: str | None) -> str | None:
     )
 
 
+def _counts(
+    nodes: str | int | None, ntasks: str | int | None, stop_before: str | int | None
+) -> tuple[int, int | None, int]:
+    """``--nodes``, ``--ntasks`` and ``--stop-before`` as whole numbers, checked together."""
+    nnodes = _count("--nodes", nodes, 1)
+    ntask = _count("--ntasks", ntasks, None)
+    lead = _count("--stop-before", stop_before, DEFAULT_STOP_BEFORE)
+    assert nnodes is not None and lead is not None  # defaults are set
+    if ntask is not None and ntask < nnodes:
+        raise UsageError(
+            f"--ntasks {ntask} is fewer than --nodes {nnodes}: give one task per node at least"
+        )
+    if lead > _MAX_STOP_BEFORE:
+        raise UsageError(f"--stop-before {lead}: SLURM allows at most {_MAX_STOP_BEFORE} seconds")
+    return nnodes, ntask, lead
+
+
+def _time_limit(time: str | None, lead: int) -> str | None:
+    """``--time``, checked to leave ``lead`` seconds of warning before it."""
+    if time is not None and parse_time(time) <= lead:
+        raise UsageError(
+            f"--stop-before {lead} s is not shorter than --time {time}: "
+            f"give --stop-before SECONDS below {parse_time(time)}"
+        )
+    return time.strip() if time else None
+
+
+def _launcher(launcher: str) -> str:
+    if launcher not in LAUNCHERS:
+        raise UsageError(f"--launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+    return launcher
+
+
+def _job_path(job: str | Path) -> Path:
+    """The job file, absolute, checked to be nameable in the script and its ``#SBATCH`` lines."""
+    path = Path(_printable("job file", str(job))).resolve()
+    _printable("job file", str(path))  # the folder too
+    if any(c in str(path) for c in _NOT_IN_DIRECTIVES):
+        raise UsageError(
+            f"job file {str(path)!r}: #SBATCH lines (--chdir, --output) cannot name a path "
+            "with a double quote, a backslash or % in it; rename or move the job"
+        )
+    return path
+
+
 def submit_options(
     job: str | Path,
     *,
@@ -216,35 +268,15 @@ def submit_options(
     ...
     h5par.errors.UsageError: --stop-before 120 s is not shorter than --time 00:01:00: give --stop-before SECONDS below 60
     """
-    nnodes = _count("--nodes", nodes, 1)
-    ntask = _count("--ntasks", ntasks, None)
-    lead = _count("--stop-before", stop_before, DEFAULT_STOP_BEFORE)
-    assert nnodes is not None and lead is not None  # defaults are set
-    if ntask is not None and ntask < nnodes:
-        raise UsageError(
-            f"--ntasks {ntask} is fewer than --nodes {nnodes}: give one task per node at least"
-        )
-    if lead > _MAX_STOP_BEFORE:
-        raise UsageError(f"--stop-before {lead}: SLURM allows at most {_MAX_STOP_BEFORE} seconds")
-    if time is not None and parse_time(time) <= lead:
-        raise UsageError(
-            f"--stop-before {lead} s is not shorter than --time {time}: "
-            f"give --stop-before SECONDS below {parse_time(time)}"
-        )
-    if launcher not in LAUNCHERS:
-        raise UsageError(f"--launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
-    path = Path(_printable("job file", str(job))).resolve()
-    _printable("job file", str(path))  # the folder too
-    if any(c in str(path) for c in _NOT_IN_DIRECTIVES):
-        raise UsageError(
-            f"job file {str(path)!r}: #SBATCH lines (--chdir, --output) cannot name a path "
-            "with a double quote, a backslash or % in it; rename or move the job"
-        )
+    nnodes, ntask, lead = _counts(nodes, ntasks, stop_before)
+    limit = _time_limit(time, lead)
+    launcher = _launcher(launcher)
+    path = _job_path(job)
     return BatchOptions(
         job=str(path),
         nodes=nnodes,
         ntasks=ntask,
-        time=time.strip() if time else None,
+        time=limit,
         partition=_name("--partition", partition),
         account=_name("--account", account),
         launcher=launcher,
@@ -294,40 +326,38 @@ def _check_options(o: BatchOptions) -> None:
         raise UsageError(f"launcher {o.launcher!r} (valid: {', '.join(LAUNCHERS)})")
 
 
-def batch_script(options: BatchOptions) -> str:
-    """The text of a SLURM batch script running ``h5par run`` with ``options``.
+#: In this package: the script, with str.format {placeholders} (bash braces doubled: ${{X}}).
+_TEMPLATE = "templates/job.sbatch"
+_HEADER_TEMPLATE = """\
+# h5par on SLURM, {where}. Copy this file, change the lines
+# marked CHANGE (ranks, time limit, job file), pick the environment, then sbatch it.
+# `h5par submit JOB` writes and submits the same script for one job.
+# (Generated from h5par/app/templates/job.sbatch by h5par/app/slurm.py: in h5par's
+# repository, change those and run `python -m h5par.app.slurm`, not this file.)"""
+_HEADER_SUBMIT = """\
+# Written by `h5par submit` for {job}
+# (rewritten at every submit; to customise, copy h5par's slurm/one_node.sbatch)."""
+_ENVIRONMENT_TEMPLATE = """\
+# Environment: the one h5py was built in, with the MPI it was built against.
+# Pick one (h5par info checks the result: 'h5py built with MPI  yes'):
+# module load openmpi hdf5/parallel             # site modules
+# source "$HOME/miniforge3/bin/activate" h5par   # conda env from environment.yml
+# source "$HOME/h5par/.venv/bin/activate"        # a virtual environment"""
+_ENVIRONMENT_SUBMIT = """\
+# Environment: the python that ran `h5par submit` (nothing to activate). sbatch
+# passes the submitting shell's environment (PATH, mpirun) to the job."""
 
-    Examples
-    --------
-    >>> text = batch_script(BatchOptions(job="/data/clip.toml", ntasks=4, launcher="srun"))
-    >>> "#SBATCH --signal=B:USR1@120" in text and "LAUNCHER=srun" in text
-    True
-    """
-    o = options
-    _check_options(o)
-    change = "  # CHANGE: the job file" if o.template else ""
+
+@functools.cache
+def _template() -> str:
+    """The script template shipped in the package (``templates/job.sbatch``)."""
+    return (resources.files("h5par.app") / _TEMPLATE).read_text(encoding="utf-8")
+
+
+def _resources(o: BatchOptions) -> list[str]:
+    """The ``#SBATCH`` lines asking for the allocation (``--output`` and the signal apart)."""
     multi = o.nodes > 1
-    lines = ["#!/bin/bash"]
-    if o.template:
-        lines += [
-            f"# h5par on SLURM, {'several nodes' if multi else 'one node'}. Copy this file, change the"
-            " lines",
-            "# marked CHANGE (ranks, time limit, job file), pick the environment, then sbatch it.",
-            "# `h5par submit JOB` writes and submits the same script for one job.",
-            "# (Generated by h5par.app.slurm.batch_script: in h5par's repository, change that",
-            "# function and run `python -m h5par.app.slurm`, not this file.)",
-        ]
-    else:
-        lines += [
-            f"# Written by `h5par submit` for {o.job}",
-            "# (rewritten at every submit; to customise, copy h5par's slurm/one_node.sbatch).",
-        ]
-    lines += [
-        "#",
-        "# Resources: sbatch reads the #SBATCH lines before the first command;",
-        "# '##SBATCH' lines are switched off. Command-line options of sbatch override them.",
-        *_directive("job-name", o.name),
-    ]
+    lines = _directive("job-name", o.name)
     if o.template:
         what = "nodes, ranks (MPI tasks)" if multi else "ranks (MPI tasks)"
         lines.append(f"# CHANGE: {what} and the time limit (HH:MM:SS).")
@@ -340,89 +370,40 @@ def batch_script(options: BatchOptions) -> str:
     lines += _directive("account", o.account, "ACCOUNT")
     if o.chdir is not None:
         lines += _directive("chdir", o.chdir)
-    lines += [
-        "# One log for stdout and stderr (%j: the job id); a requeued job appends to it.",
-        *_directive("output", o.output),
-        "#SBATCH --open-mode=append",
-        f"# SLURM sends USR1 to this script (B:) {o.stop_before} s before the time limit (up to a",
-        "# minute earlier: it checks limits periodically). The script forwards it; h5par stops",
-        "# at the next block boundary (the journal records every finished step), exits 75, and",
-        "# the script requeues the job, which resumes where it stopped, bitwise equal to an",
-        "# uninterrupted run. The lead must exceed the time one block takes (read, kernels,",
-        "# write; `h5par plan JOB` shows the blocks) and the limit must be well above the lead.",
-        f"#SBATCH --signal=B:USR1@{o.stop_before}",
-        "# Let SLURM requeue the job (after exit 75 below, and after a node failure).",
-        "#SBATCH --requeue",
-        "",
-    ]
+    return lines
+
+
+def batch_script(options: BatchOptions) -> str:
+    """The text of a SLURM batch script running ``h5par run`` with ``options``.
+
+    The script is ``templates/job.sbatch`` in this package; this function checks the
+    options (:func:`_check_options`), chooses the parts that differ between a
+    copy-and-edit template and ``h5par submit``'s script, and quotes every value.
+
+    Examples
+    --------
+    >>> text = batch_script(BatchOptions(job="/data/clip.toml", ntasks=4, launcher="srun"))
+    >>> "#SBATCH --signal=B:USR1@120" in text and "LAUNCHER=srun" in text
+    True
+    """
+    o = options
+    _check_options(o)
     if o.template:
-        lines += [
-            "# Environment: the one h5py was built in, with the MPI it was built against.",
-            "# Pick one (h5par info checks the result: 'h5py built with MPI  yes'):",
-            "# module load openmpi hdf5/parallel             # site modules",
-            '# source "$HOME/miniforge3/bin/activate" h5par   # conda env from environment.yml',
-            '# source "$HOME/h5par/.venv/bin/activate"        # a virtual environment',
-        ]
+        header = _HEADER_TEMPLATE.format(where="several nodes" if o.nodes > 1 else "one node")
     else:
-        lines += [
-            "# Environment: the python that ran `h5par submit` (nothing to activate). sbatch",
-            "# passes the submitting shell's environment (PATH, mpirun) to the job.",
-        ]
-    lines += [
-        f"PYTHON={_shell(o.python)}",
-        f"JOB={_shell(o.job)}{change}",
-        "# mpirun (Open MPI's, MPICH's mpiexec) takes ranks and nodes from the allocation;",
-        "# srun starts the ranks itself and needs SLURM's PMI for your MPI (see below).",
-        f"LAUNCHER={o.launcher}",
-        "# Extra `h5par run` arguments, e.g. (--set run.memory=1GiB).",
-        "RUN_ARGS=(" + " ".join(shlex.quote(a) for a in o.run_args) + ")",
-        "",
-        "# NFS, Lustre, GPFS: HDF5's file locks fail or serialise the ranks there; h5par's",
-        "# work folder and journal keep runs apart. The output folder must be on a file",
-        "# system every node sees (not node-local /tmp).",
-        "export HDF5_USE_FILE_LOCKING=FALSE",
-        "# Lustre: stripe the output folder once, before the first run (new files inherit",
-        "# it); -c -1 stripes over every OST, suited to large outputs:",
-        "#   lfs setstripe -c -1 OUTDIR",
-        "",
-        'echo "h5par: SLURM job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on'
-        ' $SLURM_JOB_NODELIST, $(date)"',
-        "# USR1 (the warning above, or `scancel --batch --signal=USR1 JOBID`) is passed on to",
-        "# the launcher, which passes it to the ranks: h5par stops, the job requeues.",
-        "# TERM (scancel, preemption, the time limit itself) reaches every process of the job",
-        "# from SLURM: h5par stops (srun); mpirun kills its ranks (the journal keeps what was",
-        "# done). The script waits for the exit status and does not requeue.",
-        "warned=0",
-        "pid=",
-        'trap \'warned=1; [ -n "$pid" ] && kill -USR1 "$pid"\' USR1',
-        "trap 'echo \"h5par: SIGTERM (scancel or the time limit): not requeueing\"' TERM",
-        'case "$LAUNCHER" in',
-        "  # Open MPI 4/5 with PMIx: --mpi=pmix; MPICH, Intel MPI: --mpi=pmi2",
-        "  # (`srun --mpi=list` shows what your site offers).",
-        '  srun) srun --mpi=pmix --kill-on-bad-exit=1 "$PYTHON" -m mpi4py -m h5par run "$JOB"'
-        ' "${RUN_ARGS[@]}" & ;;',
-        '  mpirun) mpirun "$PYTHON" -m mpi4py -m h5par run "$JOB" "${RUN_ARGS[@]}" & ;;',
-        '  *) echo "LAUNCHER=$LAUNCHER: expected srun or mpirun" >&2; exit 2 ;;',
-        "esac",
-        "pid=$!",
-        "# A trapped signal ends `wait` early: wait until the launcher has ended, then once",
-        "# more for its exit status (bash keeps it).",
-        'while wait "$pid"; status=$?; kill -0 "$pid" 2>/dev/null; do :; done',
-        'wait "$pid"; last=$?; [ "$last" -ne 127 ] && status=$last',
-        "# `python -m mpi4py` turns any non-zero exit into MPI_Abort: an MPI_ABORT banner",
-        "# with errorcode 75 after h5par's 'stopped' line is expected and harmless.",
-        "# 75: h5par stopped at a block boundary; its work folder and journal let a rerun of",
-        "# the same job resume (`h5par status JOB` shows the units done). Other statuses: 0",
-        "# done, 1 failed, 2 a job or usage error (the log names it).",
-        'if [ "$status" -eq 75 ] && [ "$warned" = 1 ]; then',
-        '  echo "h5par: stopped before the time limit; requeueing job $SLURM_JOB_ID to resume"',
-        '  scontrol requeue "$SLURM_JOB_ID"',
-        'elif [ "$status" -eq 75 ]; then',
-        '  echo "h5par: stopped, not requeued; submit this script again to resume"',
-        "fi",
-        'exit "$status"',
-    ]
-    return "\n".join(lines) + "\n"
+        header = _HEADER_SUBMIT.format(job=o.job)
+    return _template().format(
+        header=header,
+        resources="\n".join(_resources(o)),
+        output="\n".join(_directive("output", o.output)),
+        stop_before=o.stop_before,
+        environment=_ENVIRONMENT_TEMPLATE if o.template else _ENVIRONMENT_SUBMIT,
+        python=_shell(o.python),
+        job=_shell(o.job),
+        change="  # CHANGE: the job file" if o.template else "",
+        launcher=o.launcher,
+        run_args=" ".join(shlex.quote(a) for a in o.run_args),
+    )
 
 
 def write_templates(folder: str | Path) -> list[Path]:
@@ -484,7 +465,7 @@ def submit(options: BatchOptions, job: str | Path) -> str:
             timeout=_TIMEOUT,
             check=False,
         )
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired:  # our own timeout: the cause adds nothing
         raise H5ParError(f"sbatch {script} did not answer within {_TIMEOUT:.0f} s") from None
     jobid = done.stdout.strip().split(";")[0]
     if done.returncode != 0 or not jobid.isdigit():
@@ -560,5 +541,5 @@ def _describe(fields: dict[str, str]) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    for written in write_templates(Path(__file__).resolve().parents[1] / "slurm"):
+    for written in write_templates(REPOSITORY_SLURM):
         print(written)

@@ -42,10 +42,10 @@ def parse(text: str) -> tuple[Item, ...]:
     """
     try:
         tree = ast.parse(f"_[{text}]", mode="eval").body
-    except SyntaxError:
+    except SyntaxError as exc:  # its position in the text shows under --debug
         raise UsageError(
             f"selection {text!r}: not valid index syntax (e.g. '4:8:2', '0, ..., 0', '[1, 2, 7]')"
-        ) from None
+        ) from exc
     assert isinstance(tree, ast.Subscript)
     node = tree.slice
     if isinstance(node, ast.Tuple) and not node.elts and text.strip() == "()":
@@ -57,7 +57,7 @@ def parse(text: str) -> tuple[Item, ...]:
         raise UsageError(
             f"selection {text!r}: expected integers, slices (start:stop:step), ... or one "
             "[list] of integers per axis"
-        ) from None
+        ) from None  # _int's bare ValueError
 
 
 def _item(node: ast.expr) -> Item:
@@ -99,7 +99,7 @@ def checked(table: Mapping[str, Any], label: str) -> dict[str, str]:
         try:
             parse(text)
         except UsageError as exc:
-            raise UsageError(f"{where}: {exc}") from None
+            raise UsageError(f"{where}: {exc}") from exc
     return dict(table)
 
 

@@ -74,7 +74,7 @@ def inspect_input(job: Work) -> Plan:
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError quotes
         raise UsageError(
             f"cannot read {str(job.input)!r}, the file may be corrupt: {text}"
-        ) from None
+        ) from exc
 
 
 def _check_select(job: Work, targets: list[Target]) -> None:
@@ -126,7 +126,7 @@ def _named(path: str, plan: Any, job: Work, src: h5py.File) -> Target | None:
         raise
     except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError quotes
-        raise UsageError(f"cannot read dataset {path}, the file may be corrupt: {text}") from None
+        raise UsageError(f"cannot read dataset {path}, the file may be corrupt: {text}") from exc
     return result
 
 

@@ -142,11 +142,11 @@ def load_job(path: str | Path, overrides: Sequence[str] = ()) -> Job:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise UsageError(f"cannot read job file {str(path)!r}: {exc.strerror}") from None
+        raise UsageError(f"cannot read job file {str(path)!r}: {exc.strerror}") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"job file {str(path)!r} is not valid TOML: {exc}") from None
+        raise UsageError(f"job file {str(path)!r} is not valid TOML: {exc}") from exc
     except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
         raise UsageError(f"job file {str(path)!r} {_TOO_DEEP}") from exc
     _check_depth(data, f"job file {str(path)!r}")
@@ -319,7 +319,7 @@ def _size(key: str, value: Any) -> int:
     try:
         return parse_size(value)
     except ValueError as exc:
-        raise UsageError(f"{key}: {exc}") from None
+        raise UsageError(f"{key}: {exc}") from None  # parse_size's own message, whole
 
 
 def _expand_inputs(spec: Any, base: Path, driver: str) -> list[Path]:
@@ -395,7 +395,7 @@ def _outputs(
         except (KeyError, IndexError, ValueError) as exc:
             raise UsageError(
                 f"output.path = {pattern!r}: bad placeholder {exc} (valid: {', '.join(_PLACEHOLDERS)})"
-            ) from None
+            ) from None  # the text holds str.format's message
         files.append(JobFile(i, src, base / name))
     if len(inputs) > 1 and not any(ph in pattern for ph in _PLACEHOLDERS):
         raise UsageError(

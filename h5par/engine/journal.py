@@ -355,25 +355,25 @@ def _open_lock(folder: Path) -> int | None:
     _check_real_folder(folder)
     try:
         folder.mkdir(exist_ok=True)
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         if not folder.parent.is_dir():
-            raise UsageError(f"output folder {str(folder.parent)!r} does not exist") from None
-        raise UsageError(f"output folder {str(folder.parent)!r} is not writable") from None
+            raise UsageError(f"output folder {str(folder.parent)!r} does not exist") from exc
+        raise UsageError(f"output folder {str(folder.parent)!r} is not writable") from exc
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
             raise UsageError(
                 f"work folder {str(folder)!r}: name too long (valid: a file name of at most "
                 f"{_name_max(folder.parent) - len('..h5par')} bytes, the work folder adds 7)"
-            ) from None
+            ) from exc
         raise UsageError(
             f"output folder {str(folder.parent)!r} is not writable ({exc.strerror})"
-        ) from None
+        ) from exc
     try:
         return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except FileNotFoundError:
         return None  # the run that finished in it removed it: try again
     except OSError as exc:
-        raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from None
+        raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from exc
 
 
 def _name_max(folder: Path) -> int:
@@ -418,7 +418,7 @@ def _flock(fd: int, folder: Path) -> str:
     except OSError as exc:
         if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
             return _NO_LOCKS  # the owner record alone decides
-        raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from None
+        raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from exc
 
 
 def _same_file(path: Path, fd: int) -> bool:

@@ -103,7 +103,7 @@ def _steps(
 ) -> list[Index]:
     try:
         return steps(whole, itemsize, limit, align)
-    except ValueError as exc:
+    except ValueError as exc:  # steps' own, whole in the text
         raise UsageError(f"memory = {budget} bytes is too small for {target.path}: {exc}") from None
 
 

@@ -253,7 +253,7 @@ def _file_digest(path: str | None) -> str | None:
     except OSError as exc:
         raise UsageError(
             f"kernel 'python': cannot read its module {path!r}: {exc.strerror}"
-        ) from None
+        ) from exc
 
 
 def all_targets(plan: Plan) -> list[Target]:

@@ -74,7 +74,7 @@ def dataset_paths(group: h5py.Group) -> list[str]:
             try:
                 obj = grp[name]
             except (KeyError, OSError, RuntimeError) as exc:  # HDF5 refused its header
-                raise OSError(f"cannot open {prefix}/{name}: {exc}") from None
+                raise OSError(f"cannot open {prefix}/{name}: {exc}") from exc
             key = object_key(obj)
             if key in seen:
                 continue
@@ -244,7 +244,7 @@ def _copy_object(src: h5py.Group, dst: h5py.Group, name: str, path: str, externa
         else:
             src.copy(name, dst, name, without_attrs=True)
     except (OSError, RuntimeError, TypeError, ValueError, KeyError) as exc:
-        raise H5ParError(f"cannot copy {path}: {exc}") from None
+        raise H5ParError(f"cannot copy {path}: {exc}") from exc
 
 
 def _chunkwise(obj: Any) -> bool:

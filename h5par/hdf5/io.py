@@ -83,7 +83,7 @@ def open_error(path: str | os.PathLike[str], exc: OSError) -> H5ParError:
     Returns
     -------
     H5ParError
-        The exception to raise (``raise open_error(path, exc) from None``).
+        The exception to raise (``raise open_error(path, exc) from exc``).
 
     Examples
     --------
@@ -171,7 +171,7 @@ def open_input(path: Path, driver: str, options: dict[str, Any]) -> h5py.File:
     try:
         return h5py.File(path, "r", driver=chosen, **options)
     except OSError as exc:  # not HDF5, truncated, corrupt (exit 2) or locked (exit 1)
-        raise open_error(path, exc) from None
+        raise open_error(path, exc) from exc
 
 
 def _mpio(comm: Comm, options: dict[str, Any]) -> dict[str, Any]:
@@ -268,10 +268,10 @@ class File(h5py.File):  # type: ignore[misc]
         try:
             super().__init__(str(path), mode, **kwargs)
         except TypeError as exc:  # an unknown keyword: name it instead of h5py's message
-            raise UsageError(f"cannot open {path}: {exc}") from None
+            raise UsageError(f"cannot open {path}: {exc}") from exc
         except OSError as exc:
             if "unable to lock file" in str(exc):  # name the fix (HDF5_USE_FILE_LOCKING)
-                raise open_error(path, exc) from None
+                raise open_error(path, exc) from exc
             raise
         self.comm = comm
 

@@ -102,7 +102,7 @@ class Chain:
             try:
                 kernels.append(spec if isinstance(spec, Kernel) else make_kernel(spec))
             except UsageError as exc:
-                raise UsageError(f"kernel #{position}: {exc}") from None
+                raise UsageError(f"kernel #{position}: {exc}") from exc
         return cls(tuple(kernels))
 
     def check(

@@ -35,7 +35,7 @@ def parse_dtype(value: Any) -> np.dtype[Any]:
     except TypeError:
         raise UsageError(
             f"dtype {value!r} is not a numpy dtype name (valid: e.g. float32, int16, uint8)"
-        ) from None
+        ) from None  # numpy's 'not understood' adds nothing
     if dtype.kind not in _NUMERIC or dtype.fields is not None:
         raise UsageError(
             f"dtype {value!r} is not numeric (valid: bool, int8..int64, uint8..uint64, "

@@ -71,7 +71,7 @@ def compile_expression(text: str) -> Expression:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise _fail(text, f"syntax error ({exc.msg})") from None
+        raise _fail(text, f"syntax error ({exc.msg})") from exc
     except (RecursionError, MemoryError) as exc:  # Python's parser gives up on deep nesting
         raise _fail(text, f"nested deeper than {MAX_DEPTH} levels") from exc
     if _depth(tree.body) > MAX_DEPTH:

@@ -36,11 +36,11 @@ def import_function(spec: str) -> Callable[[np.ndarray], Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UsageError(f"kernel 'python': cannot import {module_name!r} ({exc})") from None
+        raise UsageError(f"kernel 'python': cannot import {module_name!r} ({exc})") from exc
     except Exception as exc:  # the module itself fails: a syntax error, a raise at import
         raise UsageError(
             f"kernel 'python': importing {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from None
+        ) from exc
     func: Any = module
     for part in attr.split("."):
         func = getattr(func, part, None)

@@ -24,8 +24,9 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+import tomllib
 
-from h5par.app.slurm import TEMPLATES, batch_script
+from h5par.app.slurm import REPOSITORY_SLURM, TEMPLATES, batch_script
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
@@ -339,6 +340,7 @@ def wait_for_progress(work: Path, jobid: str, slurm, timeout: float = 60) -> Non
 
 
 def test_templates_in_the_repository_are_the_generators_output() -> None:
+    assert REPOSITORY_SLURM == REPO / "slurm"  # where python -m h5par.app.slurm writes
     for name, options in TEMPLATES.items():
         text = (REPO / "slurm" / name).read_text()
         assert text == batch_script(options), (
@@ -357,6 +359,17 @@ def test_templates_in_the_repository_are_the_generators_output() -> None:
             "activate",
         ):
             assert needed in text, (name, needed)
+
+
+def test_the_script_template_is_package_data_and_every_placeholder_is_filled() -> None:
+    """An installed h5par (a wheel, not this checkout) must carry templates/job.sbatch."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["h5par.app"]
+    app = REPO / "h5par" / "app"
+    shipped = sorted(p.relative_to(app) for p in (app / "templates").iterdir())
+    assert shipped and all(any(p.match(g) for g in globs) for p in shipped), (shipped, globs)
+    for options in TEMPLATES.values():  # no placeholder left unfilled, no brace left over
+        assert not re.search(r"\{[a-z_]+\}", batch_script(options))
 
 
 def test_dry_run_prints_a_script_with_the_chosen_options(work) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -190,3 +191,18 @@ def test_a_template_job_under_home_stays_one_word(tmp_path) -> None:
     )
     assert shown.stdout == f"{tmp_path}/$(touch PWNED) `x`.toml"
     assert not pwned(tmp_path) and shutil.which("bash")
+
+
+def test_braces_in_values_are_not_template_placeholders(tmp_path) -> None:
+    folder = tmp_path / "{header} {0}"
+    folder.mkdir()
+    job = folder / "{job}{{change}}.toml"
+    options = submit_options(job, run_args=["--set", "output.path={python}.h5"], ntasks=2)
+    text = batch_script(options)
+    lines = text.splitlines()
+    assert f"# Written by `h5par submit` for {job}" in lines
+    assert f"JOB={shlex.quote(str(job))}" in lines
+    assert "RUN_ARGS=(--set 'output.path={python}.h5')" in lines
+    options_read = dict(sbatch_option(line) for line in lines if line.startswith("#SBATCH"))
+    assert options_read["--chdir"] == str(folder)
+    assert options_read["--job-name"] == "h5par-_job___change__"
