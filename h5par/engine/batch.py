@@ -24,7 +24,7 @@ from h5par.engine.folders import new_folders
 from h5par.engine.inspection import inspect_input
 from h5par.engine.jobs import Job, JobFile, job_from_dict, load_job
 from h5par.engine.journal import check_free, file_identity, work_folder_of
-from h5par.engine.plan import Plan, share
+from h5par.engine.plan import Plan, share, unit_note
 from h5par.engine.progress import Progress
 from h5par.engine.runner import Result, run_work
 from h5par.parallel.agreement import collective_errors
@@ -258,6 +258,7 @@ def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
                         "out_shape": list(t.out_shape),
                         "out_dtype": str(t.out_dtype),
                         "ranks": [share(t, job.chain, r, ranks, job.memory) for r in range(ranks)],
+                        "note": unit_note(t, job.chain, job.memory),
                     }
                     for t in targets
                 },
