@@ -189,7 +189,8 @@ def pieces(target: Target, chain: Chain, blocks: Sequence[Index], budget: int) -
     largest = max((math.prod(index_shape(b)) for b in blocks), default=1)
     itemsize = largest * max(target.dtype.itemsize, 8)  # pieces are reduced in float64
     reduced = tuple(slice(0, target.shape[a]) for a in target.axes)
-    limit = _array_bytes(target, chain, budget)
+    # An output block of whole chunks larger than its share reads one reduced index at a time.
+    limit = max(_array_bytes(target, chain, budget), itemsize)
     return _steps(target, reduced, itemsize, limit, budget, None) or [reduced]
 
 
