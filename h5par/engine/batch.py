@@ -79,9 +79,7 @@ def run(
         job = _as_job(job, overrides)
         if overwrite:
             job = dataclasses.replace(job, overwrite=True)
-    started = bcast(
-        comm, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    )
+    started = bcast(comm, datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     t0 = time.perf_counter()
     with collective_errors(comm, "inspect inputs"):
         sizes = [_size(f.input) for f in job.files] if rank(comm) == 0 else []
