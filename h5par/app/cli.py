@@ -165,6 +165,8 @@ def format_plan(entries: list[dict[str, Any]], nranks: int) -> str:
             lines.append(
                 f"  {path}: {info['dtype']}{info['shape']} -> {info['out_dtype']}{info['out_shape']}"
             )
+            if info.get("note"):
+                lines.append(f"    note: {info['note']}")
             for share in info["ranks"]:
                 region = (
                     "nothing"

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_TRANSFER_BYTES",
     "Index",
     "block",
+    "chunk_steps",
     "flat_range",
     "flat_range_boxes",
     "index_shape",
@@ -194,6 +195,43 @@ def steps(
     runs = [slice(a, b) for a, b in itertools.pairwise(edges)]
     outer = [[slice(i, i + 1) for i in range(s.start, s.stop)] for s in region[:axis]]
     return [(*prefix, r, *region[axis + 1 :]) for prefix in itertools.product(*outer) for r in runs]
+
+
+def chunk_steps(
+    region: Index,
+    itemsize: int,
+    budget: int,
+    chunks: Sequence[int],
+) -> list[Index]:
+    """Cut ``region`` into steps made of whole chunks, as many as fit ``budget`` bytes.
+
+    The chunk grid over ``region`` (chunks counted from 0 on every axis) is cut as
+    :func:`steps` cuts elements, one chunk counting as one element: a step is a box of
+    whole chunks along every axis (clipped only where ``region`` ends), never part of a
+    chunk, so a filtered chunk is compressed once. A chunk larger than ``budget`` is a
+    step of its own.
+
+    Examples
+    --------
+    >>> chunk_steps((slice(0, 8), slice(0, 8)), itemsize=1, budget=32, chunks=(2, 4))
+    [(slice(0, 4, None), slice(0, 8, None)), (slice(4, 8, None), slice(0, 8, None))]
+    >>> chunk_steps((slice(0, 5), slice(0, 8)), itemsize=1, budget=8, chunks=(2, 4))
+    [(slice(0, 2, None), slice(0, 4, None)), (slice(0, 2, None), slice(4, 8, None)), (slice(2, 4, None), slice(0, 4, None)), (slice(2, 4, None), slice(4, 8, None)), (slice(4, 5, None), slice(0, 4, None)), (slice(4, 5, None), slice(4, 8, None))]
+    >>> chunk_steps((slice(0, 4),), itemsize=8, budget=8, chunks=(4,))  # one chunk > budget
+    [(slice(0, 4, None),)]
+    """
+    if not region:
+        return [()]
+    grid = tuple(slice(s.start // c, -(-s.stop // c)) for s, c in zip(region, chunks, strict=True))
+    chunk_bytes = math.prod(chunks) * itemsize
+    boxes = steps(grid, chunk_bytes, max(budget, chunk_bytes))
+    return [
+        tuple(
+            slice(max(g.start * c, s.start), min(g.stop * c, s.stop))
+            for g, c, s in zip(box, chunks, region, strict=True)
+        )
+        for box in boxes
+    ]
 
 
 def _cut_axis(extents: Sequence[int], itemsize: int, budget: int) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from h5par.engine.folders import new_folders
 from h5par.engine.inspection import inspect_input
 from h5par.engine.jobs import Job, JobFile, job_from_dict, load_job
 from h5par.engine.journal import check_free, file_identity, work_folder_of
-from h5par.engine.plan import Plan, share
+from h5par.engine.plan import Plan, share, unit_note
 from h5par.engine.progress import Progress
 from h5par.engine.runner import Result, run_work
 from h5par.parallel.agreement import collective_errors
@@ -79,9 +79,7 @@ def run(
         job = _as_job(job, overrides)
         if overwrite:
             job = dataclasses.replace(job, overwrite=True)
-    started = bcast(
-        comm, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    )
+    started = bcast(comm, datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     t0 = time.perf_counter()
     with collective_errors(comm, "inspect inputs"):
         sizes = [_size(f.input) for f in job.files] if rank(comm) == 0 else []
@@ -258,6 +256,7 @@ def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
                         "out_shape": list(t.out_shape),
                         "out_dtype": str(t.out_dtype),
                         "ranks": [share(t, job.chain, r, ranks, job.memory) for r in range(ranks)],
+                        "note": unit_note(t, job.chain, job.memory),
                     }
                     for t in targets
                 },

@@ -11,11 +11,10 @@ import glob
 import hashlib
 import json
 import math
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from h5par.core.layout import COMPRESSIONS, OutputOptions
 from h5par.core.sizes import parse_size

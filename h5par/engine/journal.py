@@ -184,7 +184,7 @@ class Owner:
     @classmethod
     def me(cls) -> Owner:
         """This process, now."""
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         job = os.environ.get("SLURM_JOB_ID", "")
         slurm = f"{job}/{os.environ.get('SLURM_RESTART_COUNT', '0')}" if job else ""
         return cls(socket.gethostname(), os.getpid(), now, slurm)

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from h5par.core.decomposition import Index, index_shape, steps
+from h5par.core.decomposition import Index, chunk_steps, index_shape, steps
+from h5par.core.sizes import format_size
 from h5par.core.units import Target, assign, describe, read_bytes, reduced_size
 from h5par.errors import UsageError
 from h5par.kernels import Chain
@@ -26,6 +27,7 @@ __all__ = [
     "pieces",
     "share",
     "step_itemsize",
+    "unit_note",
     "units",
 ]
 
@@ -73,9 +75,15 @@ def fraction(chain: Chain) -> int:
 def units(target: Target, chain: Chain, budget: int) -> list[Index]:
     """The units of ``target``: global blocks, independent of the number of ranks (pure).
 
+    A chunked output's units are boxes of whole chunks (:func:`_bricks`), others runs of
+    rows aligned to the input's chunks where there are some.
+
     >>> t = Target("/x", (100, 4), np.dtype("f8"), (100, 4), np.dtype("f8"), None, {})
     >>> len(units(t, Chain(), budget=4 * 800)), units(t, Chain(), budget=4 * 800)[1]
     (4, (slice(25, 50, None), slice(0, 4, None)))
+    >>> chunked = dataclasses.replace(t, align=(30, 2))  # 480-byte chunks > 200-byte share
+    >>> units(chunked, Chain(), budget=4 * 200)[:2]
+    [(slice(0, 30, None), slice(0, 2, None)), (slice(0, 30, None), slice(2, 4, None))]
     """
     if target.axes:
         return _output_units(target, chain, budget)
@@ -83,9 +91,44 @@ def units(target: Target, chain: Chain, budget: int) -> list[Index]:
         return [()]
     itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
     whole = tuple(slice(0, n) for n in target.shape)
+    limit = _unit_bytes(target, chain, budget)
+    return _steps(target, whole, itemsize, limit, budget, target.align)
+
+
+def _unit_bytes(target: Target, chain: Chain, budget: int) -> int:
+    """The bytes a unit aims at: its share of the budget, with enough units for 64 ranks."""
+    itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
     total = math.prod(target.shape) * itemsize
     limit = min(budget // fraction(chain), max(MIN_UNIT_BYTES, -(-total // UNITS_PER_DATASET)))
-    return _steps(target, whole, itemsize, limit // _shrink(target, chain), budget, target.align)
+    return limit // _shrink(target, chain)
+
+
+def _bricks(target: Target) -> bool:
+    """True when units are boxes of whole chunks: the output's chunks, same-shaped blocks.
+
+    A reshape's units stay runs contiguous in C order (their output is a flat range).
+    """
+    return target.align is not None and (target.out_shape == target.shape or bool(target.axes))
+
+
+def unit_note(target: Target, chain: Chain, budget: int) -> str | None:
+    """What ``h5par plan`` says when a chunk alone exceeds a unit's share of the budget."""
+    if not _bricks(target) or target.align is None:
+        return None
+    itemsize = (
+        ACCUMULATOR_BYTES if target.axes else step_itemsize(target.dtype, target.out_dtype, chain)
+    )
+    chunk = math.prod(target.align) * itemsize
+    share = (
+        _array_bytes(target, chain, budget) if target.axes else _unit_bytes(target, chain, budget)
+    )
+    if chunk <= share:
+        return None
+    return (
+        f"one chunk {list(target.align)} ({format_size(chunk)} in a step) exceeds a unit's "
+        f"share of memory = {format_size(budget)} ({format_size(share)}): each unit is one "
+        "whole chunk, never part of one (raise memory to stay within it)"
+    )
 
 
 def _shrink(target: Target, chain: Chain) -> int:
@@ -101,7 +144,10 @@ def _array_bytes(target: Target, chain: Chain, budget: int) -> int:
 def _steps(
     target: Target, whole: Index, itemsize: int, limit: int, budget: int, align: Any
 ) -> list[Index]:
+    """``whole`` cut into steps: boxes of whole chunks where ``target`` has them, else runs."""
     try:
+        if align is not None and _bricks(target):
+            return chunk_steps(whole, itemsize, limit, align)
         return steps(whole, itemsize, limit, align)
     except ValueError as exc:  # steps' own, whole in the text
         raise UsageError(f"memory = {budget} bytes is too small for {target.path}: {exc}") from None
@@ -143,7 +189,8 @@ def pieces(target: Target, chain: Chain, blocks: Sequence[Index], budget: int) -
     largest = max((math.prod(index_shape(b)) for b in blocks), default=1)
     itemsize = largest * max(target.dtype.itemsize, 8)  # pieces are reduced in float64
     reduced = tuple(slice(0, target.shape[a]) for a in target.axes)
-    limit = _array_bytes(target, chain, budget)
+    # An output block of whole chunks larger than its share reads one reduced index at a time.
+    limit = max(_array_bytes(target, chain, budget), itemsize)
     return _steps(target, reduced, itemsize, limit, budget, None) or [reduced]
 
 

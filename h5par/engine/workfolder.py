@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -207,9 +208,21 @@ def _fingerprint(work: Work, plan: Plan) -> str:
             "driver": [work.driver, work.driver_options],
             "respect_fill_value": work.respect_fill_value,
             "targets": all_targets(plan),
+            "units": _units_digest(work, plan),
             "parts": work.nranks if work.options.subfiled else None,
         }
     )
+
+
+def _units_digest(work: Work, plan: Plan) -> str:
+    """A digest of every target's unit boxes: a journal's unit numbers mean these boxes.
+
+    A resume by code that cuts units otherwise (another version of h5par) starts over
+    instead of taking unit numbers for other boxes.
+    """
+    boxes = {t.path: units(t, work.chain_for(t), work.budget) for t in all_targets(plan)}
+    plain = {p: [[[s.start, s.stop] for s in box] for box in u] for p, u in boxes.items()}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
 
 
 def _input_identity(work: Work) -> dict[str, int]:

@@ -57,8 +57,9 @@ def test_selection_then_kernels_equals_numpy(folder, text, name, memory) -> None
         overwrite=True,
     )
     assert result.datasets == [f"/{name}"]
-    if memory == "1KiB" and SELECTIONS[text].size > 200:
+    if memory == "1KiB" and SELECTIONS[text].size > 200 and name == "plain":
         assert max(r["steps"] for r in result.decomposition[f"/{name}"]) > 1
+    # (a chunked output's units are whole chunks, even when one exceeds the budget)
     if comm.rank == 0:
         with h5py.File(out, "r") as f:
             got = f[name][...]
