@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,7 +25,6 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
-import tomllib
 
 from h5par.app.slurm import REPOSITORY_SLURM, TEMPLATES, batch_script
 
