@@ -35,7 +35,6 @@ from h5par.kernels import Chain, Kernel
 from h5par.parallel import faults
 from h5par.parallel.agreement import collective_errors
 from h5par.parallel.comm import allgather, bcast, private, rank, resolve_comm, size
-from h5par.parallel.faults import inject
 from h5par.parallel.guard import DEFAULT_WATCHDOG, guarded
 
 if TYPE_CHECKING:
@@ -169,8 +168,7 @@ def apply(
     faults.reset()
     start = time.perf_counter()
     with guarded(watchdog):
-        with collective_errors(comm, "validate"):
-            inject("validate")
+        with collective_errors(comm, "validate", fault="validate"):
             job = _validate(
                 input, output, kernels, datasets, in_place, overwrite, memory, options, driver,
                 driver_options, size(comm), dict(provenance or {}), progress, respect_fill_value,
@@ -181,8 +179,7 @@ def apply(
                 select=checked(select or {}, "select {!r}"),
                 materialize=materialize,
             )
-        with collective_errors(comm, "inspect"):
-            inject("inspect")
+        with collective_errors(comm, "inspect", fault="inspect"):
             if rank(comm) == 0:
                 check_input_settled(job)  # not half updated by an in-place run
             plan = inspect_input(job) if rank(comm) == 0 else None
