@@ -441,7 +441,12 @@ class _Sweep:
         self.pending, self.last = [], time.monotonic()
 
     def _record(self) -> None:
-        """Write the journal with the pending units finished (rank 0); drop their staged data."""
+        """Write the journal with the pending units finished, then drop their staged data.
+
+        Rank 0 alone does both, in this order: the staged data of a unit goes only once the
+        journal says it is finished (a unit left staged without it would be read again from
+        data already overwritten, and transformed twice).
+        """
         path = self.target.path
         self.journal.finish(path, self.pending)
         with collective_errors(self.comm, "journal"):
@@ -449,7 +454,7 @@ class _Sweep:
                 self.journal.save()
                 if self.parts:
                     self.journal.save_partials(path, self.parts)
-            self.journal.unstage(path, self.pending)
+                self.journal.unstage(path, self.pending)
 
     def finish(self) -> None:
         """Record the units left (all of them without a journal); add to the run's record."""
