@@ -263,10 +263,11 @@ def _pass(sweep: _Sweep) -> list[Partial]:
         with sweep.processing():
             block = sweep.read(u)
             out = sweep.compute(u, block)
+        del block  # only ``out`` is held while writing, as the budget counts
         sweep.stage(i, u, out)
         agreed = sweep.write(u, out)
         sweep.busy += time.perf_counter() - tick
-        del block, out  # nothing holds the block: the next step reuses the sweep's buffers
+        del out  # nothing holds the block: the next step reuses the sweep's buffers
         sweep.checkpoint(i, agreed)
     sweep.finish()
     return sweep.parts

@@ -539,7 +539,7 @@ class Journal:
         return True
 
     def remaining(self, path: str, count: int) -> list[int]:
-        """Units of ``path`` (``count`` of them, as the journal recorded) not finished yet, in order.
+        """Units of ``path`` (``count`` in all, as recorded) not finished yet, in order.
 
         >>> j = Journal(Path("."), "f", units={"/x": 6}, done={"/x": [[0, 2], [4, 5]]})
         >>> j.remaining("/x", 6)
