@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import time
-import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import h5py
 import numpy as np
@@ -43,7 +41,7 @@ from h5par.core.units import (
     read_bytes,
 )
 from h5par.engine.config import Work
-from h5par.engine.journal import Journal
+from h5par.engine.journal import NO_JOURNAL, Journal, Progress
 from h5par.engine.plan import Plan, pieces, units
 from h5par.engine.workfolder import (
     PARTS,
@@ -95,23 +93,26 @@ class Record:
 def execute(work: Work, plan: Plan, comm: Comm) -> tuple[dict[str, dict[str, Any]], Record]:
     """Run the data pass of ``plan`` and put its output in place. Collective over comm."""
     journal, lock = open_journal(work, plan, comm)
+    if journal is None:  # statistics only: no work folder, nothing to finalize
+        reductions, record = _data_phase(work, plan, NO_JOURNAL, comm)
+        _last_failure_point(comm)
+        return reductions, record
     with lock or contextlib.nullcontext():  # rank 0 holds the work folder until it is done
         try:
             reductions, record = _data_phase(work, plan, journal, comm)
-            with collective_errors(comm, "finalize"):
-                inject("finalize")  # the last point where any rank may still fail
+            _last_failure_point(comm)
             with collective_errors(comm, "finalize"):  # only rank 0 acts: no failure after it
-                if journal is not None and rank(comm) == 0:
+                if rank(comm) == 0:
                     finalize(work, plan, journal)
         except StoppedError:  # agreed by every rank, each has closed the file
-            if journal is not None and work.in_place:
+            if work.in_place:
                 allgather(comm, None)  # ... every rank: the file is as the run leaves it
                 if rank(comm) == 0:
                     left_as_is(work, journal)
             raise  # the work folder stays: the next run resumes from it
         except Exception as exc:
-            note = None if journal is None else partly_updated(work, journal)
-            if note is None and journal is not None and rank(comm) == 0:
+            note = partly_updated(work, journal)
+            if note is None and rank(comm) == 0:
                 journal.remove()
             if note is not None and isinstance(exc, H5ParError):
                 exc.args = (f"{exc}; {note}",)
@@ -121,26 +122,30 @@ def execute(work: Work, plan: Plan, comm: Comm) -> tuple[dict[str, dict[str, Any
     return reductions, record
 
 
+def _last_failure_point(comm: Comm) -> None:
+    """Agree once more after the data pass: the last point where any rank may still fail."""
+    with collective_errors(comm, "finalize", fault="finalize"):
+        pass
+
+
 # Phase 2: the data pass.
 
 
 def _data_phase(
-    work: Work, plan: Plan, journal: Journal | None, comm: Comm
+    work: Work, plan: Plan, journal: Progress, comm: Comm
 ) -> tuple[dict[str, dict[str, Any]], Record]:
     mode = "r+" if work.in_place else "r"
     reductions: dict[str, dict[str, Any]] = {}
     record = Record()
-    with collective_errors(comm, "open"):
-        inject("open")
+    with collective_errors(comm, "open", fault="open"):
         fin = File(
             work.input, mode, comm, _read_driver(work, plan, size(comm)), **work.driver_options
         )
     with fin:
         fout = fin if work.in_place else None
         if work.output is not None:
-            assert journal is not None
             with collective_errors(comm, "open output"):
-                fout = _open_output(work, plan, journal, comm)
+                fout = _open_output(work, plan, _kept(journal), comm)
         try:
             for target in plan.targets:
                 dout = None if fout is None else fout[target.path]
@@ -150,7 +155,8 @@ def _data_phase(
             for copy in plan.copies:  # only with an output file
                 assert fout is not None
                 chain = work.chain_for(copy)
-                _pass(work, copy, chain, fin[copy.path], fout[copy.path], comm, journal, record)
+                din, dout = fin[copy.path], fout[copy.path]
+                _pass(_sweep(work, copy, chain, comm, din, dout, journal=journal, record=record))
             if work.in_place:
                 fin.attrs.update(work.provenance)  # collective: the same values on every rank
         except BaseException:
@@ -161,6 +167,12 @@ def _data_phase(
         if fout is not None and fout is not fin:
             fout.close()
     return reductions, record
+
+
+def _kept(journal: Progress) -> Journal:
+    """The journal of a run that writes (a new output, or in place): one with a work folder."""
+    assert isinstance(journal, Journal), "a run that writes keeps a journal"
+    return journal
 
 
 def _open_output(work: Work, plan: Plan, journal: Journal, comm: Comm) -> h5py.File:
@@ -191,11 +203,11 @@ def _process(
     din: h5py.Dataset,
     dout: h5py.Dataset | None,
     comm: Comm,
-    journal: Journal | None,
+    journal: Progress,
     record: Record,
 ) -> dict[str, Any]:
     chain = _prepare(work, target, din, comm, journal)
-    parts = _pass(work, target, chain, din, dout, comm, journal, record)
+    parts = _pass(_sweep(work, target, chain, comm, din, dout, journal=journal, record=record))
     reducers = chain.reducers
     results: dict[str, Any] = {}
     for (position, kernel), part in zip(reducers, parts, strict=True):
@@ -206,19 +218,98 @@ def _process(
     return results
 
 
+def _sweep(
+    work: Work,
+    target: Target,
+    chain: Chain,
+    comm: Comm,
+    din: h5py.Dataset,
+    dout: h5py.Dataset | None = None,
+    *,
+    journal: Progress = NO_JOURNAL,
+    record: Record | None = None,
+) -> _Sweep:
+    """The sweep over ``din`` into ``dout`` (None: nothing written) of the units still to do.
+
+    ``record`` (None for pre-passes) collects this rank's counters at the end.
+    """
+    blocks = units(target, chain, work.budget)
+    todo = journal.remaining(target.path, len(blocks))
+    n = size(comm)
+    parts = journal.load_partials(target.path, len(chain.reducers)) if chain.reducers else []
+    return (_AxisSweep if target.axes else _Sweep)(
+        work=work,
+        target=target,
+        chain=chain,
+        comm=comm,
+        journal=journal,
+        record=record,
+        din=din,
+        dout=dout,
+        dxpl=None if dout is None else transfer_plist(dout),
+        blocks=blocks,
+        pieces=pieces(target, chain, blocks, work.budget) if target.axes else [],
+        plan=owned(todo, len(blocks), n) if work.options.subfiled else assign(todo, n),
+        parts=parts,
+        pending_parts=[Partial() for _ in parts],
+        resumed=len(blocks) - len(todo),
+    )
+
+
+def _pass(sweep: _Sweep) -> list[Partial]:
+    """One sweep over the dataset (collective steps); the combined partials of reductions."""
+    for i in range(sweep.steps):
+        u = sweep.unit(sweep.me, i)
+        tick = time.perf_counter()
+        with sweep.processing():
+            block = sweep.read(u)
+            out = sweep.compute(u, block)
+        del block  # only ``out`` is held while writing, as the budget counts
+        sweep.stage(i, u, out)
+        agreed = sweep.write(u, out)
+        sweep.busy += time.perf_counter() - tick
+        del out  # nothing holds the block: the next step reuses the sweep's buffers
+        sweep.checkpoint(i, agreed)
+    sweep.finish()
+    return sweep.parts
+
+
 @dataclasses.dataclass
+class _Block:
+    """A block of input as read: where it lies, its data, with a halo where it sits in them.
+
+    A unit staged by a stopped in-place run is read as its new data (``staged``).
+    """
+
+    index: Index | None  # None: an empty part (a rank without a unit in the step)
+    data: np.ndarray
+    core: Index | None = None
+    staged: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
 class _Sweep:
     """One sweep over a dataset: who does which unit, what is finished, reused buffers.
 
-    ``scratch`` holds the read block and the kernels' results from one step to the next:
-    a step's block is written (and, in place, staged) before the next step reads.
+    Each step reads (:meth:`read`) and transforms (:meth:`compute`) one unit per rank in
+    one agreement, stages it in place (:meth:`stage`), writes it (:meth:`write`), then
+    records what is finished (:meth:`checkpoint`). ``scratch`` holds the read block and the
+    kernels' results from one step to the next: a step's block is written (and, in place,
+    staged) before the next step reads. The counters are this rank's.
     """
+
+    #: Fault points entered on every rank before a step reads and transforms its unit.
+    FAULTS: ClassVar[tuple[str, ...] | None] = ("read", "kernel")
 
     work: Work
     target: Target
     chain: Chain
     comm: Comm
-    journal: Journal | None
+    journal: Progress
+    record: Record | None  # where the counters go at the end; None: a pre-pass
+    din: h5py.Dataset
+    dout: h5py.Dataset | None  # None: nothing is written (statistics, pre-passes)
+    dxpl: Any  # transfer properties of the writes to dout (None: independent)
     blocks: list[Index]
     pieces: list[Index]  # a reduction along axes: how each unit reads its input
     plan: list[list[int]]  # per rank: its units, in order
@@ -228,6 +319,18 @@ class _Sweep:
     last: float = dataclasses.field(default_factory=time.monotonic)
     scratch: Scratch = dataclasses.field(default_factory=Scratch)
     flushed: bool = False  # the dataset's storage address is on disk
+    read_bytes: int = 0
+    written_bytes: int = 0
+    busy: float = 0.0  # seconds spent reading, transforming, staging and writing
+    resumed: int = 0  # units finished by an earlier run
+
+    @property
+    def me(self) -> int:
+        return rank(self.comm)
+
+    @property
+    def steps(self) -> int:
+        return max(len(p) for p in self.plan)
 
     @property
     def deferred(self) -> bool:
@@ -243,34 +346,174 @@ class _Sweep:
     def step_units(self, i: int) -> list[int]:
         return [u for r in range(len(self.plan)) if (u := self.unit(r, i)) is not None]
 
-    def checkpoint(self, dout: h5py.Dataset | None) -> None:
+    def processing(self) -> contextlib.AbstractContextManager[Outcome]:
+        """The agreement around reading and transforming a step's unit."""
+        phase = f"processing {self.target.path}"
+        return collective_errors(self.comm, phase, fault=self.FAULTS)
+
+    def read(self, u: int | None) -> Iterable[_Block]:
+        """Read this rank's unit ``u`` (None: an empty part) into the sweep's buffers."""
+        target = self.target
+        staged = u is not None and self.journal.is_staged(target.path, u)
+        index = None if u is None or staged else self.blocks[u]
+        data, core = _load(target, self.chain, self.din, index, self.scratch)
+        self.read_bytes += 0 if index is None else nbytes(index, target.dtype)
+        if u is not None and staged:  # an in-place unit staged by a stopped run
+            return [_Block(index, self.journal.staged_data(target.path, u), staged=True)]
+        return [_Block(index, data, core)]
+
+    def compute(self, u: int | None, blocks: Iterable[_Block]) -> np.ndarray:
+        """Transform the unit's block (a staged one is new data already)."""
+        (block,) = blocks
+        if block.staged:
+            return block.data
+        if block.index is None:
+            return np.empty(0, self.target.out_dtype)
+        with _naming(self):
+            out, parts = self.chain.apply(
+                block.data, block.index, self.target.fill, block.core, self.scratch
+            )
+            out = _as_output(out, self.target)
+        self.pending_parts = [a.combine(b) for a, b in zip(self.pending_parts, parts, strict=True)]
+        return out
+
+    def stage(self, i: int, u: int | None, out: np.ndarray) -> None:
+        """In place: keep the new data of this step's units before the old data is overwritten."""
+        if not self.work.in_place or self.dout is None:
+            return
+        path = self.target.path
+        with collective_errors(self.comm, f"staging {path}"):
+            if u is not None:
+                self.journal.stage(path, u, out)
+        self.journal.mark_staged(path, self.step_units(i))
+        with collective_errors(self.comm, "journal"):
+            if self.me == 0:
+                self.journal.save()
+
+    def write(self, u: int | None, out: np.ndarray) -> Outcome:
+        """Write this rank's block (collective when ``dxpl`` is) and agree on the outcome.
+
+        Fault points: ``collective-write`` before a collective write (the other ranks may be
+        in the call already), ``write`` after the write.
+        """
+        index = None if u is None else self.blocks[u]
+        due = time.monotonic() - self.last > CHECKPOINT_SECONDS
+        fault = None if self.dxpl is None else "collective-write"
+        phase = f"writing {self.target.path}"
+        with collective_errors(self.comm, phase, due=due, fault=fault) as agreed:
+            if self.dout is not None:
+                _write(self, self.dout, index, out)
+                self.written_bytes += out.nbytes
+            inject("write")  # after the block's work: agreements enter fault points before it
+        return agreed
+
+    def checkpoint(self, i: int, agreed: Outcome) -> None:
+        """After step ``i``: record the finished units when due, report progress, stop if asked.
+
+        With a journal, every step is recorded, or for deferred outputs every
+        :data:`CHECKPOINT_SECONDS` and at a stop; without one only :meth:`finish` records.
+        """
+        self.pending += self.step_units(i)
+        if self.journal.resumable and (agreed.due or agreed.stop or not self.deferred):
+            self.commit()
+        if self.record is not None and self.work.progress is not None and self.me == 0:
+            done = self.step_units(i)
+            self.work.progress(sum(read_bytes(self.target, self.blocks[v]) for v in done))
+        if agreed.stop and self.record is not None:  # pre-passes leave stopping to the main pass
+            raise StoppedError(self.journal.stop_message(agreed.stop))
+
+    def commit(self) -> None:
         """Record the finished units (and statistics) in the journal. Collective."""
-        me = rank(self.comm)
-        with collective_errors(self.comm, f"checkpoint of {self.target.path}"):
-            inject("checkpoint")
-            if dout is not None and (self.deferred or not self.flushed):
+        with collective_errors(self.comm, f"checkpoint of {self.target.path}", fault="checkpoint"):
+            if self.dout is not None and (self.deferred or not self.flushed):
                 # Before units count, on disk: the chunk index of a filtered dataset, what
                 # a part file holds, and where any dataset's storage lies (HDF5 allocates
                 # it at the first write, under mpio when the dataset is opened, and keeps
                 # that in its cache).
-                with _collective_if(dout.file.driver == "mpio", self.comm):
-                    dout.file.flush()
+                with _collective_if(self.dout.file.driver == "mpio", self.comm):
+                    self.dout.file.flush()
                 self.flushed = True
         if self.parts:  # the same on every rank: the chain has reducers
             gathered = allgather(self.comm, self.pending_parts)
             fresh = [combine_all(column) for column in zip(*gathered, strict=True)]
             self.parts = [a.combine(b) for a, b in zip(self.parts, fresh, strict=True)]
             self.pending_parts = [Partial() for _ in self.parts]
-        if self.journal is not None:
-            self.journal.finish(self.target.path, self.pending)
-            with collective_errors(self.comm, "journal"):
-                if me == 0:
-                    self.journal.save()
-                    if self.parts:
-                        self.journal.save_partials(self.target.path, self.parts)
-                for u in self.pending:
-                    self.journal.redo_file(self.target.path, u).unlink(missing_ok=True)
+        if self.journal.resumable:  # without a journal, nothing to agree on writing
+            self._record()
         self.pending, self.last = [], time.monotonic()
+
+    def _record(self) -> None:
+        """Write the journal with the pending units finished, then drop their staged data.
+
+        Rank 0 alone does both, in this order: the staged data of a unit goes only once the
+        journal says it is finished (a unit left staged without it would be read again from
+        data already overwritten, and transformed twice).
+        """
+        path = self.target.path
+        self.journal.finish(path, self.pending)
+        with collective_errors(self.comm, "journal"):
+            if self.me == 0:
+                self.journal.save()
+                if self.parts:
+                    self.journal.save_partials(path, self.parts)
+                self.journal.unstage(path, self.pending)
+
+    def finish(self) -> None:
+        """Record the units left (all of them without a journal); add to the run's record."""
+        if self.pending or not self.journal.resumable:
+            self.commit()
+        if self.record is None:
+            return
+        record, me = self.record, self.me
+        record.read += self.read_bytes
+        record.written += self.written_bytes
+        record.busy += self.busy
+        record.resumed += self.resumed
+        mine = [self.blocks[v] for v in self.plan[me]]  # in the shape share() predicts
+        record.shares[self.target.path] = describe(me, mine, self.read_bytes)
+
+
+class _AxisSweep(_Sweep):
+    """A reduction along axes: each unit is an output block, its input read piece by piece.
+
+    Every rank makes one read per piece (ranks without a block read nothing). One agreement
+    covers all pieces of a step, so the fault points ``read`` and ``kernel`` are entered at
+    each piece inside it, not by the agreement.
+    """
+
+    FAULTS = None
+
+    def read(self, u: int | None) -> Iterator[_Block]:
+        """The pieces of output block ``u``'s input, each read when it is taken."""
+        target = self.target
+        index = None if u is None else self.blocks[u]
+        for piece in self.pieces:
+            box = None if index is None else input_box(target, index, piece)
+            data, core = _load(target, self.chain, self.din, box, self.scratch)
+            inject("read")
+            self.read_bytes += 0 if box is None else nbytes(box, target.dtype)
+            yield _Block(box, data, core)
+
+    def compute(self, u: int | None, blocks: Iterable[_Block]) -> np.ndarray:
+        """Reduce the pieces, as they are read, into the output block."""
+        target, chain = self.target, self.chain
+        kernel = chain.axis_reducer
+        assert kernel is not None
+        op = kernel.ops[0]
+        total: AxisPartial | None = None
+        for block in blocks:
+            inject("kernel")
+            if block.index is not None:
+                with _naming(self):
+                    part = chain.reduce_axes(
+                        block.data, block.index, target.fill, block.core, self.scratch
+                    )
+                total = part if total is None else total.combine(part, op)
+        if total is None:
+            return np.empty(0, target.out_dtype)
+        dtype = chain.dtype_at(len(chain) - 1, target.dtype)
+        with _naming(self):
+            return _as_output(finish(total, op, kernel.ddof, dtype, target.out_fill), target)
 
 
 def _collective_if(collective: bool, comm: Comm) -> contextlib.AbstractContextManager[None]:
@@ -278,62 +521,17 @@ def _collective_if(collective: bool, comm: Comm) -> contextlib.AbstractContextMa
     return collective_call(comm) if collective else contextlib.nullcontext()
 
 
-def _pass(
-    work: Work,
-    target: Target,
-    chain: Chain,
-    din: h5py.Dataset,
-    dout: h5py.Dataset | None,
-    comm: Comm,
-    journal: Journal | None = None,
-    record: Record | None = None,
-) -> list[Partial]:
-    """One sweep over the dataset (collective steps); the combined partials of reductions.
-
-    ``record`` (None for pre-passes) collects this rank's bytes, busy time and share.
-    """
-    me, n = rank(comm), size(comm)
-    blocks = units(target, chain, work.budget)
-    todo = list(range(len(blocks))) if journal is None else journal.remaining(target.path)
-    start = [Partial() for _ in chain.reducers]
-    if journal is not None and chain.reducers:
-        start = journal.load_partials(target.path, len(start))
-    parts = pieces(target, chain, blocks, work.budget) if target.axes else []
-    plan = owned(todo, len(blocks), n) if work.options.subfiled else assign(todo, n)
-    sweep = _Sweep(work, target, chain, comm, journal, blocks, parts, plan, start, start)
-    sweep.pending_parts = [Partial() for _ in start]
-    staged = set() if journal is None else set(journal.staged.get(target.path, []))
-    dxpl = None if dout is None else transfer_plist(dout)
-    done, busy = [0, 0], 0.0
-    count = max(len(p) for p in sweep.plan)
-    for i in range(count):
-        u = sweep.unit(me, i)
-        index = None if u is None else blocks[u]
-        tick = time.perf_counter()
-        redo = u in staged and journal is not None and journal.redo_file(target.path, u).exists()
-        out = _compute(sweep, din, u, redo, done)
-        if work.in_place and journal is not None and dout is not None:
-            _stage(sweep, i, u, out)
-        agreed = _write(sweep, dout, dxpl, index, out)
-        done[1] += out.nbytes if dout is not None else 0
-        busy += time.perf_counter() - tick
-        sweep.pending += sweep.step_units(i)
-        if journal is not None and (agreed.due or agreed.stop or not sweep.deferred):
-            sweep.checkpoint(dout)
-        if record is not None and work.progress is not None and me == 0:
-            work.progress(sum(read_bytes(target, blocks[v]) for v in sweep.step_units(i)))
-        del out  # nothing holds the block: the next step reuses the sweep's buffers
-        if agreed.stop and record is not None:  # pre-passes leave stopping to the main pass
-            _stop(sweep, dout, agreed.stop)
-    if sweep.pending or journal is None:
-        sweep.checkpoint(dout)
-    if record is not None:  # what this rank actually did, in the shape share() predicts
-        record.read += done[0]
-        record.written += done[1]
-        record.busy += busy
-        record.resumed += len(blocks) - len(todo)
-        record.shares[target.path] = describe(me, [blocks[v] for v in sweep.plan[me]], done[0])
-    return sweep.parts
+def _write(sweep: _Sweep, dout: h5py.Dataset, index: Index | None, out: np.ndarray) -> None:
+    """Write this rank's block ``out`` (collective when the sweep's ``dxpl`` is)."""
+    try:
+        with _collective_if(sweep.dxpl is not None, sweep.comm):
+            write_block(dout, output_boxes(sweep.target, index), out, sweep.dxpl)
+    except OSError as exc:  # name a full disk, quota or file-size limit if it is one
+        why = full_storage(exc, Path(dout.file.filename), out.nbytes, dout.nbytes)
+        hint = "" if why is None else f" (disk full, quota or file-size limit: {why})"
+        raise H5ParError(
+            f"cannot write {sweep.target.path} of {sweep.work.destination}: {exc}{hint}"
+        ) from exc
 
 
 def _read(
@@ -384,85 +582,6 @@ def _load(
     return grid, extended.core
 
 
-def _write(
-    sweep: _Sweep, dout: h5py.Dataset | None, dxpl: Any, index: Index | None, out: np.ndarray
-) -> Outcome:
-    """Write this rank's block (collective when ``dxpl`` is) and agree on the outcome."""
-    target = sweep.target
-    due = time.monotonic() - sweep.last > CHECKPOINT_SECONDS
-    with collective_errors(sweep.comm, f"writing {target.path}", due=due) as agreed:
-        if dout is not None:
-            if dxpl is not None:
-                inject("collective-write")  # the other ranks are in the call by now
-            try:
-                with _collective_if(dxpl is not None, sweep.comm):
-                    write_block(dout, output_boxes(target, index), out, dxpl)
-            except OSError as exc:  # name a full disk, quota or file-size limit if it is one
-                why = full_storage(exc, Path(dout.file.filename), out.nbytes, dout.nbytes)
-                hint = "" if why is None else f" (disk full, quota or file-size limit: {why})"
-                raise H5ParError(
-                    f"cannot write {target.path} of {sweep.work.destination}: {exc}{hint}"
-                ) from exc
-        inject("write")
-    return agreed
-
-
-def _compute(
-    sweep: _Sweep, din: h5py.Dataset, u: int | None, redo: bool, done: list[int]
-) -> np.ndarray:
-    """Read and transform this rank's unit ``u`` (None: an empty part) in the sweep's buffers."""
-    target = sweep.target
-    index = None if u is None else sweep.blocks[u]
-    out = np.empty(0, target.out_dtype)
-    with collective_errors(sweep.comm, f"processing {target.path}"):
-        if target.axes:
-            return _reduce_block(sweep, din, index, done)
-        block, core = _load(target, sweep.chain, din, None if redo else index, sweep.scratch)
-        done[0] += 0 if index is None or redo else nbytes(index, target.dtype)
-        inject("read")
-        inject("kernel")
-        if u is not None and redo:  # an in-place unit staged by a stopped run
-            assert sweep.journal is not None
-            out = np.load(sweep.journal.redo_file(target.path, u), allow_pickle=False)
-        elif index is not None:
-            with _naming(sweep):
-                out, parts = sweep.chain.apply(block, index, target.fill, core, sweep.scratch)
-                out = _as_output(out, target)
-            sweep.pending_parts = [
-                a.combine(b) for a, b in zip(sweep.pending_parts, parts, strict=True)
-            ]
-    return out
-
-
-def _reduce_block(
-    sweep: _Sweep, din: h5py.Dataset, index: Index | None, done: list[int]
-) -> np.ndarray:
-    """A reduction along axes: read output block ``index``'s input piece by piece, reduce.
-
-    Every rank makes one read per piece (ranks without a block read nothing).
-    """
-    target, chain = sweep.target, sweep.chain
-    kernel = chain.axis_reducer
-    assert kernel is not None
-    op = kernel.ops[0]
-    total: AxisPartial | None = None
-    for piece in sweep.pieces:
-        box = None if index is None else input_box(target, index, piece)
-        block, core = _load(target, chain, din, box, sweep.scratch)
-        inject("read")
-        inject("kernel")
-        if box is not None:
-            done[0] += nbytes(box, target.dtype)
-            with _naming(sweep):
-                part = chain.reduce_axes(block, box, target.fill, core, sweep.scratch)
-            total = part if total is None else total.combine(part, op)
-    if total is None:
-        return np.empty(0, target.out_dtype)
-    dtype = chain.dtype_at(len(chain) - 1, target.dtype)
-    with _naming(sweep):
-        return _as_output(finish(total, op, kernel.ddof, dtype, target.out_fill), target)
-
-
 @contextlib.contextmanager
 def _naming(sweep: _Sweep) -> Iterator[None]:
     """Name the file and dataset in kernel errors (kernels see blocks only)."""
@@ -470,42 +589,6 @@ def _naming(sweep: _Sweep) -> Iterator[None]:
         yield
     except H5ParError as exc:
         raise type(exc)(f"{str(sweep.work.input)!r}: dataset {sweep.target.path}: {exc}") from exc
-
-
-def _stage(sweep: _Sweep, i: int, u: int | None, out: np.ndarray) -> None:
-    """In place: keep the new data of this step's units before the old data is overwritten."""
-    journal = sweep.journal
-    assert journal is not None
-    path = sweep.target.path
-    with collective_errors(sweep.comm, f"staging {path}"):
-        if u is not None:
-            file = journal.redo_file(path, u)
-            file.parent.mkdir(exist_ok=True)
-            temp = file.with_suffix(".tmp.npy")
-            with warnings.catch_warnings():  # an enum's members (dtype metadata) are not data
-                warnings.filterwarnings("ignore", "metadata on a dtype", UserWarning)
-                np.save(temp, out, allow_pickle=False)
-            os.replace(temp, file)
-    journal.staged[path] = sorted({*journal.staged.get(path, []), *sweep.step_units(i)})
-    with collective_errors(sweep.comm, "journal"):
-        if rank(sweep.comm) == 0:
-            journal.save()
-
-
-def _stop(sweep: _Sweep, dout: h5py.Dataset | None, signal: str) -> None:
-    """Every rank ends the run after this step's checkpoint (exit status 75)."""
-    journal = sweep.journal
-    if journal is None:
-        raise StoppedError(
-            f"stopped on {signal}; nothing was written: rerun the job to start again"
-        )
-    if sweep.pending:
-        sweep.checkpoint(dout)
-    done, total = journal.count()
-    raise StoppedError(
-        f"stopped on {signal} at a block boundary with {done} of {total} units done; rerun "
-        f"the same job to resume (work folder {journal.folder})"
-    )
 
 
 def _as_output(out: np.ndarray, target: Target) -> np.ndarray:
@@ -519,16 +602,14 @@ def _as_output(out: np.ndarray, target: Target) -> np.ndarray:
 # What kernels need before the data pass.
 
 
-def _prepare(
-    work: Work, target: Target, din: h5py.Dataset, comm: Comm, journal: Journal | None
-) -> Chain:
+def _prepare(work: Work, target: Target, din: h5py.Dataset, comm: Comm, journal: Progress) -> Chain:
     """Bind what kernels need before the data pass: broadcast sources, histogram ranges.
 
     In-place runs keep both in the journal: a resumed run must not compute them from data
     the stopped run already overwrote.
     """
     chain = work.chain
-    keep = journal if work.in_place else None
+    keep = _kept(journal) if work.in_place else None
     for position, kernel in enumerate(chain.kernels):
         if isinstance(kernel, Broadcast):
             source = _broadcast_source(work, target, chain, position, din, comm, keep)
@@ -590,7 +671,7 @@ def _histogram_range(
     probe = Chain(
         (*chain.prefix(position).kernels, Reduce(op=["min", "max"], skipna=kernel.skipna))
     )
-    (part,) = _pass(work, target, probe, din, None, comm)
+    (part,) = _pass(_sweep(work, target, probe, comm, din))
     if part.count == 0:
         low, high = 0, 1  # numpy's range for empty input
     elif not (np.isfinite(part.min) and np.isfinite(part.max)):

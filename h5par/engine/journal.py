@@ -7,6 +7,10 @@ combined statistics of finished units (``partials-*.npz``) and, for in-place run
 data of a block staged before it overwrites the old one (``redo/``), the broadcast source
 rows and the histogram ranges computed from the unmodified input.
 
+A run that writes nothing (statistics only, and the read-only pre-passes of any run) keeps no
+journal: :class:`NoJournal` stands for it, with the interface the data pass uses
+(:class:`Progress`).
+
 Only rank 0 writes the journal (atomically: a temporary file renamed over it). Rank 0 also
 holds the work folder's ``lock`` (:func:`take`) from before it resumes or starts a run until
 the output is in place: one run per work folder, on any node. The journal's
@@ -27,9 +31,10 @@ import shutil
 import socket
 import stat
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,10 +42,13 @@ from h5par.errors import UsageError
 from h5par.kernels import Partial
 
 __all__ = [
+    "NO_JOURNAL",
     "BusyError",
     "Journal",
     "Lock",
+    "NoJournal",
     "Owner",
+    "Progress",
     "canonical",
     "check_free",
     "file_identity",
@@ -525,13 +533,21 @@ class Journal:
         """The temporary output file."""
         return self.folder / OUTPUT
 
-    def remaining(self, path: str) -> list[int]:
-        """Units of ``path`` not finished yet, in order.
+    @property
+    def resumable(self) -> bool:
+        """True: finished units are kept, a rerun of the same job resumes from them."""
+        return True
+
+    def remaining(self, path: str, count: int) -> list[int]:
+        """Units of ``path`` (``count`` in all, as recorded) not finished yet, in order.
 
         >>> j = Journal(Path("."), "f", units={"/x": 6}, done={"/x": [[0, 2], [4, 5]]})
-        >>> j.remaining("/x")
+        >>> j.remaining("/x", 6)
         [2, 3, 5]
         """
+        assert count == self.units[path], (
+            f"{path}: {count} units, the journal has {self.units[path]}"
+        )
         finished = {u for a, b in self.done.get(path, []) for u in range(a, b)}
         return [u for u in range(self.units[path]) if u not in finished]
 
@@ -553,6 +569,14 @@ class Journal:
         left = [u for u in self.staged.pop(path, []) if u not in finished]
         if left:
             self.staged[path] = left
+
+    def stop_message(self, signal: str) -> str:
+        """What a run stopped on ``signal`` at a block boundary tells the user."""
+        done, total = self.count()
+        return (
+            f"stopped on {signal} at a block boundary with {done} of {total} units done; rerun "
+            f"the same job to resume (work folder {self.folder})"
+        )
 
     def count(self) -> tuple[int, int]:
         """(finished units, all units) over every dataset."""
@@ -592,6 +616,38 @@ class Journal:
         """Where the new data of an in-place unit waits until it is written."""
         return self.folder / "redo" / f"{_key(path)}-{unit}.npy"
 
+    def stage(self, path: str, unit: int, data: np.ndarray) -> None:
+        """Keep the new data of in-place unit ``unit`` of ``path`` (atomically) until written."""
+        file = self.redo_file(path, unit)
+        file.parent.mkdir(exist_ok=True)
+        temp = file.with_suffix(".tmp.npy")
+        with warnings.catch_warnings():  # an enum's members (dtype metadata) are not data
+            warnings.filterwarnings("ignore", "metadata on a dtype", UserWarning)
+            np.save(temp, data, allow_pickle=False)
+        os.replace(temp, file)
+
+    def mark_staged(self, path: str, units: Sequence[int]) -> None:
+        """Record ``units`` of ``path`` as staged (their new data kept by :meth:`stage`).
+
+        >>> j = Journal(Path("."), "f", units={"/x": 9}, staged={"/x": [4]})
+        >>> j.mark_staged("/x", [2, 4]); j.staged
+        {'/x': [2, 4]}
+        """
+        self.staged[path] = sorted({*self.staged.get(path, []), *units})
+
+    def is_staged(self, path: str, unit: int) -> bool:
+        """True when the new data of ``unit`` of ``path`` waits in ``redo/`` (a stopped run's)."""
+        return unit in self.staged.get(path, []) and self.redo_file(path, unit).exists()
+
+    def staged_data(self, path: str, unit: int) -> np.ndarray:
+        """The new data :meth:`stage` kept for ``unit`` of ``path``."""
+        return np.load(self.redo_file(path, unit), allow_pickle=False)
+
+    def unstage(self, path: str, units: Sequence[int]) -> None:
+        """Delete the kept new data of finished ``units`` of ``path`` (those that have any)."""
+        for unit in units:
+            self.redo_file(path, unit).unlink(missing_ok=True)
+
     def source_file(self, path: str, position: int) -> Path:
         """Where an in-place run keeps the broadcast source of kernel ``position``."""
         return self.folder / f"source-{_key(path)}-{position}.npy"
@@ -609,6 +665,123 @@ class Journal:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+
+
+class Progress(Protocol):
+    """What the data pass asks of a journal: :class:`Journal`, or :class:`NoJournal`.
+
+    Every rank holds the same one; only rank 0 calls :meth:`save` and :meth:`save_partials`.
+    """
+
+    @property
+    def resumable(self) -> bool:
+        """True when finished units are kept for a rerun to resume from."""
+        ...
+
+    def remaining(self, path: str, count: int) -> list[int]:
+        """Units of ``path`` (``count`` of them) not finished yet, in order."""
+        ...
+
+    def load_partials(self, path: str, count: int) -> list[Partial]:
+        """The combined statistics of the finished units of ``path`` (``count`` reducers)."""
+        ...
+
+    def is_staged(self, path: str, unit: int) -> bool:
+        """True when the new data of in-place ``unit`` of ``path`` was kept before writing."""
+        ...
+
+    def staged_data(self, path: str, unit: int) -> np.ndarray:
+        """The new data kept for a staged ``unit`` of ``path``."""
+        ...
+
+    def stage(self, path: str, unit: int, data: np.ndarray) -> None:
+        """Keep the new data of in-place ``unit`` of ``path`` until it is written."""
+        ...
+
+    def mark_staged(self, path: str, units: Sequence[int]) -> None:
+        """Record ``units`` of ``path`` as staged."""
+        ...
+
+    def finish(self, path: str, units: Sequence[int]) -> None:
+        """Record ``units`` of ``path`` as finished."""
+        ...
+
+    def unstage(self, path: str, units: Sequence[int]) -> None:
+        """Delete the kept new data of finished ``units`` of ``path``."""
+        ...
+
+    def save(self) -> None:
+        """Write the journal (rank 0)."""
+        ...
+
+    def save_partials(self, path: str, parts: Sequence[Partial]) -> None:
+        """Keep the combined statistics of the finished units of ``path`` (rank 0)."""
+        ...
+
+    def stop_message(self, signal: str) -> str:
+        """What a run stopped on ``signal`` at a block boundary tells the user."""
+        ...
+
+
+class NoJournal:
+    """The journal of a pass that writes nothing: every unit to do, nothing kept.
+
+    Statistics-only runs and read-only pre-passes use it; a rerun starts over.
+
+    >>> NO_JOURNAL.remaining("/x", 3), NO_JOURNAL.is_staged("/x", 0), NO_JOURNAL.resumable
+    ([0, 1, 2], False, False)
+    >>> NO_JOURNAL.load_partials("/x", 1) == [Partial()]
+    True
+    """
+
+    __slots__ = ()
+
+    @property
+    def resumable(self) -> bool:
+        """False: nothing is kept, a rerun starts over."""
+        return False
+
+    def remaining(self, path: str, count: int) -> list[int]:
+        """Every unit: none was finished before."""
+        return list(range(count))
+
+    def load_partials(self, path: str, count: int) -> list[Partial]:
+        """Neutral statistics: no unit was finished before."""
+        return [Partial() for _ in range(count)]
+
+    def is_staged(self, path: str, unit: int) -> bool:
+        """False: no unit is staged."""
+        return False
+
+    def staged_data(self, path: str, unit: int) -> np.ndarray:
+        """No unit is staged (:meth:`is_staged` is always False)."""
+        raise KeyError(f"{path}: unit {unit} is not staged (no journal)")
+
+    def stage(self, path: str, unit: int, data: np.ndarray) -> None:
+        """Nothing is kept."""
+
+    def mark_staged(self, path: str, units: Sequence[int]) -> None:
+        """Nothing is kept."""
+
+    def finish(self, path: str, units: Sequence[int]) -> None:
+        """Nothing is kept."""
+
+    def unstage(self, path: str, units: Sequence[int]) -> None:
+        """Nothing was kept."""
+
+    def save(self) -> None:
+        """Nothing is written."""
+
+    def save_partials(self, path: str, parts: Sequence[Partial]) -> None:
+        """Nothing is written."""
+
+    def stop_message(self, signal: str) -> str:
+        """Nothing to resume from."""
+        return f"stopped on {signal}; nothing was written: rerun the job to start again"
+
+
+#: The one :class:`NoJournal` (it holds nothing).
+NO_JOURNAL = NoJournal()
 
 
 def _partial(data: Any, i: int) -> Partial:

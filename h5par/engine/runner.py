@@ -27,7 +27,6 @@ from h5par.kernels import Kernel
 from h5par.parallel import faults
 from h5par.parallel.agreement import collective_errors
 from h5par.parallel.comm import allgather, bcast, private, rank, resolve_comm, size
-from h5par.parallel.faults import inject
 from h5par.parallel.guard import DEFAULT_WATCHDOG, guarded
 
 if TYPE_CHECKING:
@@ -160,8 +159,7 @@ def apply(
     private(comm)  # before any file is opened: see h5par.parallel.comm.private
     faults.reset()
     with guarded(watchdog):
-        with collective_errors(comm, "validate"):
-            inject("validate")
+        with collective_errors(comm, "validate", fault="validate"):
             work = configure(
                 input=input, output=output, kernels=kernels, datasets=datasets,
                 in_place=in_place, overwrite=overwrite, memory=memory, options=options,
@@ -180,8 +178,7 @@ def run_work(work: Work, comm: Comm, plan: Plan | None = None) -> Result:
     """
     faults.reset()
     start = time.perf_counter()
-    with collective_errors(comm, "inspect"):
-        inject("inspect")
+    with collective_errors(comm, "inspect", fault="inspect"):
         if rank(comm) == 0:
             check_input_settled(work)  # not half updated by an in-place run
             plan = plan or inspect_input(work)

@@ -84,7 +84,7 @@ def open_journal(work: Work, plan: Plan, comm: Comm) -> tuple[Journal | None, Lo
         with collective_errors(comm, "create output"):
             if rank(comm) == 0:
                 journal, lock = _resume_or_start(work, plan)
-            inject("create")
+            inject("create")  # after rank 0's work (not on entry): a failure here removes it
     except Exception:
         if journal is not None and partly_updated(work, journal) is None:
             journal.remove()  # rank 0 started it, another rank failed

@@ -22,6 +22,7 @@ from h5par.parallel.comm import (
     released,
     settle_notices,
 )
+from h5par.parallel.faults import inject
 from h5par.parallel.guard import (
     beat,
     calls,
@@ -63,7 +64,13 @@ class Outcome:
 
 
 @contextmanager
-def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Iterator[Outcome]:
+def collective_errors(
+    comm: Comm | None,
+    phase: str,
+    due: bool = False,
+    *,
+    fault: str | tuple[str, ...] | None = None,
+) -> Iterator[Outcome]:
     """Run a block on every rank, then agree on failure. Collective over ``comm``.
 
     If the block raises on any rank, every rank raises a :class:`CollectiveError` carrying
@@ -88,6 +95,11 @@ def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Itera
         Name of the phase ("open", "write", ...) used in the message.
     due : bool
         Passed on from rank 0 to every rank as ``Outcome.due``.
+    fault : str, tuple of str, or None
+        The fault point(s) (:mod:`h5par.parallel.faults`) entered on every rank before the
+        block runs, in order; a fault that raises there fails the block (and the block's
+        body is skipped) like an exception inside it. None: no fault point, the default,
+        since phase names ("writing /x") are not fault points.
 
     Yields
     ------
@@ -97,13 +109,15 @@ def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Itera
     outcome = Outcome()
     beat(phase)
     if comm is None or comm.Get_size() == 1:
+        _enter(fault)
         yield outcome
         outcome.stop, outcome.due = stop_signal(), due
         return
     failure: Exception | None = None
     try:
+        _enter(fault)
         yield outcome
-    except Exception as exc:
+    except Exception as exc:  # a failing fault point skips the block: raised after agreeing
         failure = exc
     mine: Any = (
         None if failure is None else (comm.Get_rank(), socket.gethostname(), *_report(failure))
@@ -134,6 +148,12 @@ def collective_errors(comm: Comm | None, phase: str, due: bool = False) -> Itera
         message = f"{text} [{phase}, rank {rank} of {comm.Get_size()} on {host}{others}]"
     error = CollectiveUsageError if status == UsageError.exit_status else CollectiveError
     raise error(message, rank, host, status) from failure
+
+
+def _enter(fault: str | tuple[str, ...] | None) -> None:
+    """Act out the faults set for the fault point(s) ``fault`` (see :func:`collective_errors`)."""
+    for point in (fault,) if isinstance(fault, str) else fault or ():
+        inject(point)
 
 
 def _where(comm: Comm) -> str:

@@ -210,6 +210,32 @@ def test_neighbourhood_kernels_axis_reductions_and_subfiled_output_resume_bitwis
             assert got["z"] == (data["z"] * 2.0).tobytes()
 
 
+@pytest.mark.parametrize("bad", range(4))
+def test_an_agreement_enters_its_fault_points_before_its_block(fault, bad) -> None:
+    from h5par.parallel import faults
+    from h5par.parallel.agreement import collective_errors
+
+    if bad >= comm.size:
+        pytest.skip(f"no rank {bad} in a {comm.size}-rank run")
+    faults.reset()
+    os.environ["H5PAR_FAULT"] = f"kernel:{bad}:raise:2, read:*:raise"
+    ran = []
+    with pytest.raises((CollectiveError, InjectedFaultError)) as info:
+        for step in range(3):
+            with collective_errors(comm, "read"):  # named like a fault point: enters none
+                pass
+            with collective_errors(comm, "processing /x", fault=("kernel",)):
+                ran.append(step)
+    assert f"injected fault at kernel on rank {bad}" in str(info.value)
+    assert ran == ([0] if comm.rank == bad else [0, 1])  # the failing rank skipped its block
+    faults.reset()
+    os.environ["H5PAR_FAULT"] = f"kernel:{bad}:raise, read:{bad}:raise"
+    entered = collective_errors(comm, "processing /x", fault=("read", "kernel"))
+    with pytest.raises((CollectiveError, InjectedFaultError)) as info, entered:
+        pass
+    assert f"injected fault at read on rank {bad}" in str(info.value)  # in order: read first
+
+
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.timeout(120)
 def test_failure_notices_are_all_taken_after_the_agreement() -> None:

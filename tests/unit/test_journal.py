@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -305,3 +306,33 @@ def test_status_gives_one_line_per_file_whatever_its_name_holds(tmp_path) -> Non
     lines = job_status(job)
     assert len("\n".join(lines).splitlines()) == 2, lines
     assert lines[0].endswith("a\\nb_c.h5: not started"), lines
+
+
+def test_staged_data_is_kept_until_unstaged_and_enum_metadata_gives_no_warning(tmp_path) -> None:
+    j = journal.Journal(tmp_path, "f", units={"/x": 4})
+    data = np.array([0, 1, 1], dtype=h5py.enum_dtype({"off": 0, "on": 1}, basetype="i1"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        j.stage("/x", 2, data)
+    assert not j.is_staged("/x", 2)  # kept, but not recorded as staged yet
+    j.mark_staged("/x", [2, 3])
+    assert j.is_staged("/x", 2) and not j.is_staged("/x", 3)  # unit 3 kept nothing
+    assert j.staged_data("/x", 2).tobytes() == data.tobytes()
+    j.finish("/x", [2])
+    j.unstage("/x", [2])
+    assert j.staged == {"/x": [3]} and not j.redo_file("/x", 2).exists()
+    assert j.remaining("/x", 4) == [0, 1, 3]
+
+
+def test_no_journal_has_every_unit_to_do_and_keeps_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    none = journal.NO_JOURNAL
+    assert none.remaining("/x", 3) == [0, 1, 2] and not none.resumable
+    none.stage("/x", 0, np.ones(3))
+    none.mark_staged("/x", [0])
+    none.finish("/x", [0])
+    none.save()
+    none.save_partials("/x", none.load_partials("/x", 2))
+    assert not none.is_staged("/x", 0) and none.remaining("/x", 3) == [0, 1, 2]
+    assert list(tmp_path.iterdir()) == []
+    assert "nothing was written" in none.stop_message("SIGTERM")
