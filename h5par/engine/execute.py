@@ -41,7 +41,7 @@ from h5par.core.units import (
     read_bytes,
 )
 from h5par.engine.config import Work
-from h5par.engine.journal import NO_JOURNAL, Journal, Progress
+from h5par.engine.journal import NO_JOURNAL, Journal, Journaling
 from h5par.engine.plan import Plan, pieces, units
 from h5par.engine.workfolder import (
     PARTS,
@@ -132,7 +132,7 @@ def _last_failure_point(comm: Comm) -> None:
 
 
 def _data_phase(
-    work: Work, plan: Plan, journal: Progress, comm: Comm
+    work: Work, plan: Plan, journal: Journaling, comm: Comm
 ) -> tuple[dict[str, dict[str, Any]], Record]:
     mode = "r+" if work.in_place else "r"
     reductions: dict[str, dict[str, Any]] = {}
@@ -169,7 +169,7 @@ def _data_phase(
     return reductions, record
 
 
-def _kept(journal: Progress) -> Journal:
+def _kept(journal: Journaling) -> Journal:
     """The journal of a run that writes (a new output, or in place): one with a work folder."""
     assert isinstance(journal, Journal), "a run that writes keeps a journal"
     return journal
@@ -203,7 +203,7 @@ def _process(
     din: h5py.Dataset,
     dout: h5py.Dataset | None,
     comm: Comm,
-    journal: Progress,
+    journal: Journaling,
     record: Record,
 ) -> dict[str, Any]:
     chain = _prepare(work, target, din, comm, journal)
@@ -226,7 +226,7 @@ def _sweep(
     din: h5py.Dataset,
     dout: h5py.Dataset | None = None,
     *,
-    journal: Progress = NO_JOURNAL,
+    journal: Journaling = NO_JOURNAL,
     record: Record | None = None,
 ) -> _Sweep:
     """The sweep over ``din`` into ``dout`` (None: nothing written) of the units still to do.
@@ -305,7 +305,7 @@ class _Sweep:
     target: Target
     chain: Chain
     comm: Comm
-    journal: Progress
+    journal: Journaling
     record: Record | None  # where the counters go at the end; None: a pre-pass
     din: h5py.Dataset
     dout: h5py.Dataset | None  # None: nothing is written (statistics, pre-passes)
@@ -602,7 +602,9 @@ def _as_output(out: np.ndarray, target: Target) -> np.ndarray:
 # What kernels need before the data pass.
 
 
-def _prepare(work: Work, target: Target, din: h5py.Dataset, comm: Comm, journal: Progress) -> Chain:
+def _prepare(
+    work: Work, target: Target, din: h5py.Dataset, comm: Comm, journal: Journaling
+) -> Chain:
     """Bind what kernels need before the data pass: broadcast sources, histogram ranges.
 
     In-place runs keep both in the journal: a resumed run must not compute them from data

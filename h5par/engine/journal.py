@@ -9,7 +9,7 @@ rows and the histogram ranges computed from the unmodified input.
 
 A run that writes nothing (statistics only, and the read-only pre-passes of any run) keeps no
 journal: :class:`NoJournal` stands for it, with the interface the data pass uses
-(:class:`Progress`).
+(:class:`Journaling`).
 
 Only rank 0 writes the journal (atomically: a temporary file renamed over it). Rank 0 also
 holds the work folder's ``lock`` (:func:`take`) from before it resumes or starts a run until
@@ -45,10 +45,10 @@ __all__ = [
     "NO_JOURNAL",
     "BusyError",
     "Journal",
+    "Journaling",
     "Lock",
     "NoJournal",
     "Owner",
-    "Progress",
     "canonical",
     "check_free",
     "file_identity",
@@ -667,7 +667,7 @@ class Journal:
                 entry.unlink()
 
 
-class Progress(Protocol):
+class Journaling(Protocol):
     """What the data pass asks of a journal: :class:`Journal`, or :class:`NoJournal`.
 
     Every rank holds the same one; only rank 0 calls :meth:`save` and :meth:`save_partials`.

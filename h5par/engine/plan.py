@@ -104,24 +104,22 @@ def _unit_bytes(target: Target, chain: Chain, budget: int) -> int:
 
 
 def _bricks(target: Target) -> bool:
-    """True when units are boxes of whole chunks: the output's chunks, same-shaped blocks.
+    """True when units are boxes of whole chunks: a chunked output of the input's shape.
 
-    A reshape's units stay runs contiguous in C order (their output is a flat range).
+    A reshape's units stay runs contiguous in C order (their output is a flat range); a
+    reduction along axes keeps output blocks sized by the budget, aligned to its chunks
+    where they fit: its output is small and its input large, so many units (ranks) matter
+    more than writing each output chunk once.
     """
-    return target.align is not None and (target.out_shape == target.shape or bool(target.axes))
+    return target.align is not None and target.out_shape == target.shape
 
 
 def unit_note(target: Target, chain: Chain, budget: int) -> str | None:
     """What ``h5par plan`` says when a chunk alone exceeds a unit's share of the budget."""
     if not _bricks(target) or target.align is None:
         return None
-    itemsize = (
-        ACCUMULATOR_BYTES if target.axes else step_itemsize(target.dtype, target.out_dtype, chain)
-    )
-    chunk = math.prod(target.align) * itemsize
-    share = (
-        _array_bytes(target, chain, budget) if target.axes else _unit_bytes(target, chain, budget)
-    )
+    chunk = math.prod(target.align) * step_itemsize(target.dtype, target.out_dtype, chain)
+    share = _unit_bytes(target, chain, budget)
     if chunk <= share:
         return None
     return (
@@ -189,8 +187,7 @@ def pieces(target: Target, chain: Chain, blocks: Sequence[Index], budget: int) -
     largest = max((math.prod(index_shape(b)) for b in blocks), default=1)
     itemsize = largest * max(target.dtype.itemsize, 8)  # pieces are reduced in float64
     reduced = tuple(slice(0, target.shape[a]) for a in target.axes)
-    # An output block of whole chunks larger than its share reads one reduced index at a time.
-    limit = max(_array_bytes(target, chain, budget), itemsize)
+    limit = _array_bytes(target, chain, budget)
     return _steps(target, reduced, itemsize, limit, budget, None) or [reduced]
 
 

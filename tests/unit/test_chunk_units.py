@@ -83,14 +83,15 @@ def test_units_of_a_filtered_output_never_split_a_chunk(case, dtype, budget, cha
         ), "each unit is one whole chunk"
 
 
-def test_reduction_along_an_axis_has_output_chunk_units() -> None:
+def test_a_reduction_along_an_axis_keeps_many_units_in_one_output_chunk() -> None:
+    # A time mean's output is small (one 1 MiB chunk here) and its input large: its units
+    # stay budget-sized output blocks so that ranks share the reading.
     chain = Chain.from_specs([{"name": "reduce", "op": "mean", "axis": 0}])
-    target = Target(
-        "/x", (8, 40, 40), np.dtype("f4"), (40, 40), np.dtype("f4"), (16, 16), {}, axes=(0,)
-    )
-    blocks = units(target, chain, budget=1 << 20)
-    assert (coverage((40, 40), blocks) == 1).all()
-    assert all(whole_chunks(b, (40, 40), (16, 16)) for b in blocks)
+    shape, out = (1000, 512, 512), (512, 512)
+    target = Target("/x", shape, np.dtype("f4"), out, np.dtype("f4"), out, {}, axes=(0,))
+    blocks = units(target, chain, budget=256 << 20)
+    assert len(blocks) >= 64 and (coverage(out, blocks) == 1).all()
+    assert unit_note(target, chain, 256 << 20) is None
 
 
 def test_the_table_workload_writes_each_gzip_chunk_in_one_unit() -> None:
