@@ -209,7 +209,8 @@ def chunk_steps(
     :func:`steps` cuts elements, one chunk counting as one element: a step is a box of
     whole chunks along every axis (clipped only where ``region`` ends), never part of a
     chunk, so a filtered chunk is compressed once. A chunk larger than ``budget`` is a
-    step of its own.
+    step of its own; one larger than an MPI-IO transfer (:data:`MAX_TRANSFER_BYTES`) is
+    cut as :func:`steps` cuts elements.
 
     Examples
     --------
@@ -224,6 +225,8 @@ def chunk_steps(
         return [()]
     grid = tuple(slice(s.start // c, -(-s.stop // c)) for s, c in zip(region, chunks, strict=True))
     chunk_bytes = math.prod(chunks) * itemsize
+    if chunk_bytes > MAX_TRANSFER_BYTES:
+        return steps(region, itemsize, budget, chunks)
     boxes = steps(grid, chunk_bytes, max(budget, chunk_bytes))
     return [
         tuple(

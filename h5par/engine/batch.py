@@ -88,7 +88,7 @@ def run(
     todo = [i for i, done in enumerate(finished) if not done]
     shared, own = _split(todo, sizes, size(comm), job.file_parallel_below)
     progress = Progress(sum(sizes[i] for i in todo), enabled=not quiet and rank(comm) == 0)
-    with collective_errors(comm, "validate"):  # every rank: the same checks of every file
+    with collective_errors(comm, "validate", fault="validate"):  # every rank, every file
         provenance = _provenance(job, started)
         works = {
             i: work_for(

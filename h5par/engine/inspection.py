@@ -21,6 +21,7 @@ from h5par.core.sizes import format_size
 from h5par.core.slicing import Selection, parse, resolve
 from h5par.core.units import Target
 from h5par.engine.config import Work
+from h5par.engine.journal import stat_identity
 from h5par.engine.plan import STEP_FRACTION, Plan, step_itemsize
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.hierarchy import dataset_paths, has_refs, kept_type, missing_sources, source_layout
@@ -50,6 +51,7 @@ def _selection(job: Work, dset: h5py.Dataset) -> Selection | None:
 
 def inspect_input(job: Work) -> Plan:
     """What rank 0 finds in the input: the datasets to process and to copy (metadata only)."""
+    source = stat_identity(job.input)  # before reading: what the plan was made of
     try:
         with open_input(
             job.input, job.driver, job.driver_options
@@ -66,7 +68,7 @@ def inspect_input(job: Work) -> Plan:
                 raise UsageError(f"{str(job.input)!r}: {exc}") from exc
             order = bool(src.id.get_create_plist().get_link_creation_order())
             kept = [c for c in copies if c is not None]
-            return Plan(targets, src.userblock_size, order, kept)
+            return Plan(targets, src.userblock_size, order, kept, source)
     except H5ParError:
         raise
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:

@@ -54,6 +54,7 @@ __all__ = [
     "file_identity",
     "fingerprint",
     "holder",
+    "stat_identity",
     "take",
     "work_folder",
     "work_folder_of",
@@ -455,6 +456,14 @@ def _write_owner(fd: int, owner: Owner) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
     os.fsync(fd)
+
+
+def stat_identity(path: Path) -> dict[str, int]:
+    """:func:`file_identity` of the file at ``path`` ({} if it is none: a family pattern)."""
+    try:
+        return file_identity(os.stat(path))
+    except OSError:
+        return {}
 
 
 def file_identity(stat: os.stat_result) -> dict[str, int]:

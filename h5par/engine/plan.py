@@ -49,6 +49,7 @@ class Plan:
     userblock: int
     track_order: bool
     copies: list[Target] = dataclasses.field(default_factory=list)
+    source: dict[str, int] = dataclasses.field(default_factory=dict)  # the input's identity
 
 
 def step_itemsize(dtype: np.dtype[Any], out_dtype: np.dtype[Any], chain: Chain) -> int:

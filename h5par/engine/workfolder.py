@@ -26,9 +26,9 @@ from h5par.engine.journal import (
     BusyError,
     Journal,
     Lock,
-    file_identity,
     fingerprint,
     holder,
+    stat_identity,
     take,
     work_folder_of,
 )
@@ -116,7 +116,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     if work.in_place and old is not None and old.changed:
         raise UsageError(
             f"{work.input} is partly updated by an unfinished in-place run of another job "
-            f"(or the job's kernel code, or the file, changed since; journal in {folder}): "
+            f"(or the job's kernel code, the file, or the version of h5par changed since; journal in {folder}): "
             "rerun that job with the same code to finish it (deleting the journal leaves "
             "the file half updated)"
         )
@@ -126,7 +126,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     _check_not_done_meanwhile(work)
     journal = Journal(folder, stamp)
     journal.clear()
-    journal.read = {} if work.in_place else _stat_identity(work.input)
+    journal.read = {} if work.in_place else stat_identity(work.input)
     journal.units = {
         t.path: len(units(t, work.chain_for(t), work.budget)) for t in all_targets(plan)
     }
@@ -143,7 +143,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
 def _resumed(work: Work, journal: Journal) -> Journal:
     """The journal of a stopped run to resume, once its in-place file is known unchanged."""
     if work.in_place and journal.left:
-        if journal.left != _stat_identity(work.input):
+        if journal.left != stat_identity(work.input):
             raise UsageError(
                 f"{work.input} was changed since its in-place run stopped (size, times or "
                 f"inode differ; journal in {journal.folder}): restore the file as that run "
@@ -159,7 +159,7 @@ def left_as_is(work: Work, journal: Journal) -> None:
     """Record how a stopped in-place run leaves its file (rank 0, every rank closed it)."""
     if work.in_place:
         with contextlib.suppress(OSError):
-            journal.left = _stat_identity(work.input)
+            journal.left = stat_identity(work.input)
             journal.save()
 
 
@@ -232,16 +232,8 @@ def _input_identity(work: Work) -> dict[str, int]:
     changes the times: the inode only. Never the device number, which differs between
     the nodes mounting one NFS file system.
     """
-    identity = _stat_identity(work.input)
+    identity = stat_identity(work.input)
     return {"inode": identity["inode"]} if work.in_place and identity else identity
-
-
-def _stat_identity(path: Path) -> dict[str, int]:
-    """Size, modification and change times and inode of ``path`` ({} if it is no file)."""
-    try:
-        return file_identity(os.stat(path))
-    except OSError:  # a family driver's member pattern
-        return {}
 
 
 def _kernel_code(chain: Chain) -> list[list[str | None]]:
@@ -347,11 +339,24 @@ def _check_input_unchanged(work: Work, journal: Journal) -> None:
 
     An in-place run of another job on the input, say: the output would mix old and new data.
     """
-    if journal.read and _stat_identity(work.input) != journal.read:
+    if journal.read and stat_identity(work.input) != journal.read:
         raise H5ParError(
             f"input {str(work.input)!r} changed while this run read it (size, times or inode "
             "differ from when it started; another process wrote it?): the output would mix "
             "old and new data and is not written; rerun once nothing else writes the input"
+        )
+
+
+def check_plan_current(work: Work, plan: Plan) -> None:
+    """Refuse a plan made before the input changed (rank 0; a job's later file replaced).
+
+    ``h5par run`` inspects every input before the first is processed and reuses those
+    plans; an input replaced meanwhile would be processed by the old file's plan.
+    """
+    if plan.source != stat_identity(work.input):
+        raise H5ParError(
+            f"{work.input} changed after the job checked it (size, times or inode differ): "
+            "its plan is out of date; rerun the job (finished files are skipped)"
         )
 
 
