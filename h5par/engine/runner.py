@@ -22,7 +22,7 @@ from h5par.engine.execute import execute
 from h5par.engine.folders import make_output_folder
 from h5par.engine.inspection import inspect_input
 from h5par.engine.plan import Plan
-from h5par.engine.workfolder import check_input_settled, check_plan_current
+from h5par.engine.workfolder import check_input_settled
 from h5par.kernels import Kernel
 from h5par.parallel import faults
 from h5par.parallel.agreement import collective_errors
@@ -181,8 +181,6 @@ def run_work(work: Work, comm: Comm, plan: Plan | None = None) -> Result:
     with collective_errors(comm, "inspect", fault="inspect"):
         if rank(comm) == 0:
             check_input_settled(work)  # not half updated by an in-place run
-            if plan is not None:
-                check_plan_current(work, plan)
             plan = plan or inspect_input(work)
             if work.output is not None:
                 make_output_folder(work.output.parent)  # validated: before the data pass

@@ -124,6 +124,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
         why = "no earlier run was stopped" if old is None else "the job or the input changed"
         raise UsageError(f"--resume: nothing to resume for {work.destination} ({why})")
     _check_not_done_meanwhile(work)
+    _check_plan_current(work, plan)
     journal = Journal(folder, stamp)
     journal.clear()
     journal.read = {} if work.in_place else stat_identity(work.input)
@@ -347,11 +348,13 @@ def _check_input_unchanged(work: Work, journal: Journal) -> None:
         )
 
 
-def check_plan_current(work: Work, plan: Plan) -> None:
-    """Refuse a plan made before the input changed (rank 0; a job's later file replaced).
+def _check_plan_current(work: Work, plan: Plan) -> None:
+    """Refuse a fresh start from a plan made before the input changed (rank 0, locked).
 
     ``h5par run`` inspects every input before the first is processed and reuses those
-    plans; an input replaced meanwhile would be processed by the old file's plan.
+    plans; an input replaced meanwhile would be processed by the old file's plan. Checked
+    after the lock and :func:`_check_not_done_meanwhile`: an in-place run of the same job
+    that changed the file meanwhile is told apart first.
     """
     if plan.source != stat_identity(work.input):
         raise H5ParError(
