@@ -223,10 +223,10 @@ def chunk_steps(
     """
     if not region:
         return [()]
-    grid = tuple(slice(s.start // c, -(-s.stop // c)) for s, c in zip(region, chunks, strict=True))
     chunk_bytes = math.prod(chunks) * itemsize
     if chunk_bytes > MAX_TRANSFER_BYTES:
         return steps(region, itemsize, budget, chunks)
+    grid = tuple(slice(s.start // c, -(-s.stop // c)) for s, c in zip(region, chunks, strict=True))
     boxes = steps(grid, chunk_bytes, max(budget, chunk_bytes))
     return [
         tuple(

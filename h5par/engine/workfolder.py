@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 
+from h5par.core.decomposition import Index
 from h5par.core.units import Target
 from h5par.engine.config import Work
 from h5par.engine.journal import (
@@ -109,7 +110,8 @@ def _resume_or_start(work: Work, plan: Plan) -> tuple[Journal, Lock]:
 
 
 def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
-    stamp = _fingerprint(work, plan)
+    boxes = {t.path: units(t, work.chain_for(t), work.budget) for t in all_targets(plan)}
+    stamp = _fingerprint(work, plan, boxes)
     old = Journal.load(folder)
     if old is not None and old.fingerprint == stamp and (work.in_place or _readable(old)):
         return _resumed(work, old)
@@ -128,9 +130,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     journal = Journal(folder, stamp)
     journal.clear()
     journal.read = {} if work.in_place else stat_identity(work.input)
-    journal.units = {
-        t.path: len(units(t, work.chain_for(t), work.budget)) for t in all_targets(plan)
-    }
+    journal.units = {path: len(blocks) for path, blocks in boxes.items()}
     if work.output is not None:
         try:
             _create_output(work, plan, journal)
@@ -195,8 +195,11 @@ def _job_digest(work: Work) -> Any:
         return None
 
 
-def _fingerprint(work: Work, plan: Plan) -> str:
-    """The digest of everything the result depends on, as explicit values (no ``repr``)."""
+def _fingerprint(work: Work, plan: Plan, boxes: dict[str, list[Index]]) -> str:
+    """The digest of everything the result depends on, as explicit values (no ``repr``).
+
+    ``boxes`` are the unit boxes of every target (:func:`~h5par.engine.plan.units`).
+    """
     return fingerprint(
         {
             "input": str(work.input.resolve()),
@@ -209,19 +212,18 @@ def _fingerprint(work: Work, plan: Plan) -> str:
             "driver": [work.driver, work.driver_options],
             "respect_fill_value": work.respect_fill_value,
             "targets": all_targets(plan),
-            "units": _units_digest(work, plan),
+            "units": _units_digest(boxes),
             "parts": work.nranks if work.options.subfiled else None,
         }
     )
 
 
-def _units_digest(work: Work, plan: Plan) -> str:
+def _units_digest(boxes: dict[str, list[Index]]) -> str:
     """A digest of every target's unit boxes: a journal's unit numbers mean these boxes.
 
     A resume by code that cuts units otherwise (another version of h5par) starts over
     instead of taking unit numbers for other boxes.
     """
-    boxes = {t.path: units(t, work.chain_for(t), work.budget) for t in all_targets(plan)}
     plain = {p: [[[s.start, s.stop] for s in box] for box in u] for p, u in boxes.items()}
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
 
