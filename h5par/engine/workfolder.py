@@ -35,6 +35,7 @@ from h5par.engine.journal import (
 )
 from h5par.engine.plan import Plan, units
 from h5par.errors import H5ParError, UsageError
+from h5par.hdf5.allocation import allocate_missing
 from h5par.hdf5.hierarchy import build_output, reattach_scales
 from h5par.hdf5.io import open_input
 from h5par.hdf5.subfiles import parts_folder, virtual_dataset
@@ -114,7 +115,9 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     stamp = _fingerprint(work, plan, boxes)
     old = Journal.load(folder)
     if old is not None and old.fingerprint == stamp and (work.in_place or _readable(old)):
-        return _resumed(work, old)
+        journal = _resumed(work, old)
+        _allocate_for_ranks(work, plan, journal)
+        return journal
     if work.in_place and old is not None and old.changed:
         raise UsageError(
             f"{work.input} is partly updated by an unfinished in-place run of another job "
@@ -137,6 +140,8 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
         except BaseException:
             journal.clear()
             raise
+    else:
+        _allocate_for_ranks(work, plan, journal)
     journal.save()
     return journal
 
@@ -154,6 +159,21 @@ def _resumed(work: Work, journal: Journal) -> Journal:
         journal.left = {}  # this run changes the file: its own stop records it again
         journal.save()
     return journal
+
+
+def _allocate_for_ranks(work: Work, plan: Plan, journal: Journal) -> None:
+    """Give every chunk of the datasets several ranks will write storage (rank 0, locked).
+
+    Partly written chunked datasets (an output one rank started, an in-place input with
+    holes) hang HDF5 1.10 when several ranks write them (:mod:`h5par.hdf5.allocation`).
+    A new output needs nothing: HDF5 allocates its empty datasets when ranks open it.
+    """
+    if work.nranks < 2 or work.options.subfiled:
+        return
+    path = work.input if work.in_place else journal.output
+    with h5py.File(path, "r+") as f:
+        for target in all_targets(plan):
+            allocate_missing(f[target.path])
 
 
 def left_as_is(work: Work, journal: Journal) -> None:

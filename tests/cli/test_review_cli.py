@@ -1,7 +1,7 @@
 """Defects found by review of the layer refactor and whole-chunk units, through ``h5par run``.
 
-Each failed on arch/layers c3e6d87; the one still marked ``xfail(strict=True)`` is a known
-defect (older than the refactor) that is not fixed yet.
+Each failed on arch/layers c3e6d87. The hang of a one-rank compressed run resumed on two
+ranks, older than the refactor, is in ``test_partly_allocated.py``.
 """
 
 from __future__ import annotations
@@ -84,43 +84,3 @@ def test_a_later_input_replaced_while_an_earlier_one_runs_is_refused_then_rerun(
     assert again.returncode == 0, again.stderr
     with h5py.File(tmp_path / "f2_o.h5", "r") as f:
         assert f["x"][...].tolist() == np.arange(200.0).tolist()
-
-
-GZ_JOB = """version = 1
-[input]
-path = "in.h5"
-[output]
-path = "out.h5"
-[run]
-file_parallel_below = 0
-memory = "4MiB"
-[[kernels]]
-name = "scale"
-factor = 2.0
-"""
-
-
-@pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun")
-@pytest.mark.xfail(strict=True, reason="review: resume on 2 ranks of a 1-rank gzip run hangs")
-def test_a_compressed_run_stopped_on_one_rank_resumes_on_two(tmp_path: Path, mpitools) -> None:
-    """Also on 49ce36e (not introduced by arch/layers). The temporary output of a one-rank
-    run is written without mpio; resumed on 2 ranks, both ranks block for ever in the
-    collective filtered write (hdf5/io.py write_block), the watchdog silent (both are in
-    the call). Stops on 2 or 3 ranks resume on 1, 2 or 3 ranks fine."""
-    rng = np.random.default_rng(0)
-    with h5py.File(tmp_path / "in.h5", "w") as f:
-        data = rng.standard_normal((200, 90, 70))
-        f.create_dataset("x", data=data, chunks=(17, 23, 70), compression="gzip", shuffle=True)
-    (tmp_path / "job.toml").write_text(GZ_JOB)
-
-    def h5par_run(n: int, fault: str | None, timeout: float) -> int:
-        cmd = ["mpirun", "-n", str(n), sys.executable, "-m", "mpi4py", "-m", "h5par", "run"]
-        env = mpitools.mpi_env({"H5PAR_FAULT": fault} if fault else None)
-        return mpitools.launch(
-            [*cmd, "job.toml"], cwd=tmp_path, env=env, timeout=timeout
-        ).returncode
-
-    assert h5par_run(1, "write:0:term:3", 60) == 75
-    assert h5par_run(2, None, 40) == 0  # hangs: launch() fails the test at its timeout
-    with h5py.File(tmp_path / "out.h5", "r") as f:
-        assert f["x"][()].tobytes() == (data * 2).tobytes()
