@@ -8,7 +8,8 @@ from pathlib import Path
 from h5par.app.slurm import slurm_state
 from h5par.engine.batch import finished_file
 from h5par.engine.jobs import Job, JobFile
-from h5par.engine.journal import Journal, holder, work_folder_of
+from h5par.engine.journal import Journal, work_folder_of
+from h5par.engine.lock import holder
 
 __all__ = ["job_status"]
 
@@ -47,7 +48,7 @@ def _state(job: Job, file: JobFile) -> str:
         )
     done, total = journal.count()
     try:
-        age = time.time() - (folder / "journal.json").stat().st_mtime
+        age = time.time() - journal.updated()
     except OSError:  # it finished (or was removed) since it was read
         return _state(job, file)
     how = "stopped (rerun the job to resume)" if owner is None else "running"

@@ -23,7 +23,8 @@ from h5par.engine.config import Work, work_for
 from h5par.engine.folders import new_folders
 from h5par.engine.inspection import inspect_input
 from h5par.engine.jobs import Job, JobFile, job_from_dict, load_job
-from h5par.engine.journal import check_free, file_identity, work_folder_of
+from h5par.engine.journal import file_identity, work_folder_of
+from h5par.engine.lock import check_free
 from h5par.engine.plan import Plan, share, unit_note
 from h5par.engine.progress import Progress
 from h5par.engine.runner import Result, run_work
@@ -181,7 +182,7 @@ def _identity(path: Path) -> str:
 def _check_not_busy(job: Job, file: JobFile) -> None:
     """Refuse at once a file whose work folder another run holds (rank 0; reads the lock).
 
-    The run takes the lock itself later (:func:`h5par.engine.journal.take`); this says so before
+    The run takes the lock itself later (:func:`h5par.engine.lock.take`); this says so before
     anything opens the file, which the running job may hold.
     """
     destination = file.input if job.in_place else file.output

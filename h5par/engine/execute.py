@@ -387,8 +387,7 @@ class _Sweep:
                 self.journal.stage(path, u, out)
         self.journal.mark_staged(path, self.step_units(i))
         with collective_errors(self.comm, "journal"):
-            if self.me == 0:
-                self.journal.save()
+            self.journal.checkpoint(write=self.me == 0)
 
     def write(self, u: int | None, out: np.ndarray) -> Outcome:
         """Write this rank's block (collective when ``dxpl`` is) and agree on the outcome.
@@ -452,8 +451,8 @@ class _Sweep:
         path = self.target.path
         self.journal.finish(path, self.pending)
         with collective_errors(self.comm, "journal"):
+            self.journal.checkpoint(write=self.me == 0)
             if self.me == 0:
-                self.journal.save()
                 if self.parts:
                     self.journal.save_partials(path, self.parts)
                 self.journal.unstage(path, self.pending)
@@ -682,7 +681,6 @@ def _histogram_range(
         )
     else:
         low, high = part.min, part.max
-    if keep is not None:  # JSON numbers: exact for every integer and float the data can hold
-        bounds = [np.asarray(low).item(), np.asarray(high).item()]
-        keep.ranges.setdefault(target.path, []).append([position, *bounds])
+    if keep is not None:
+        keep.keep_range(target.path, position, low, high)
     return low, high

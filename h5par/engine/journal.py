@@ -1,8 +1,8 @@
 """Resumable progress: the work folder kept next to an output, and its journal.
 
 A run that writes builds everything in a *work folder*, ``.NAME.h5par/`` next to its
-destination: the temporary output (``output.h5``), ``journal.json`` listing the finished
-*units* of every dataset (global blocks that do not depend on the rank count), the
+destination: the temporary output (``output.h5``), the journal listing the finished *units*
+of every dataset (global blocks that do not depend on the rank count), the
 combined statistics of finished units (``partials-*.npz``) and, for in-place runs, the new
 data of a block staged before it overwrites the old one (``redo/``), the broadcast source
 rows and the histogram ranges computed from the unmodified input.
@@ -11,26 +11,22 @@ A run that writes nothing (statistics only, and the read-only pre-passes of any 
 journal: :class:`NoJournal` stands for it, with the interface the data pass uses
 (:class:`Journaling`).
 
-Only rank 0 writes the journal (atomically: a temporary file renamed over it). Rank 0 also
-holds the work folder's ``lock`` (:func:`take`) from before it resumes or starts a run until
-the output is in place: one run per work folder, on any node. The journal's
-:func:`fingerprint` holds explicit values only (:func:`canonical`). Nothing here talks MPI
-or HDF5.
+Only rank 0 writes the journal: its whole state (``journal.json``, atomically: a temporary
+file renamed over it) when a run starts, resumes or stops, and in between one appended line
+per change (``journal-G.log``), so a checkpoint costs what changed, not what the run holds.
+Rank 0 also holds the work folder's ``lock`` (:mod:`h5par.engine.lock`) from before it
+resumes or starts a run until the output is in place: one run per work folder, on any node.
+The journal's :func:`fingerprint` holds explicit values only (:func:`canonical`). Nothing
+here talks MPI or HDF5.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import errno
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-import socket
-import stat
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,30 +34,29 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from h5par.errors import UsageError
+from h5par.core.intervals import covers, intervals, merge, size
+from h5par.engine.lock import LOCK
 from h5par.kernels import Partial
 
 __all__ = [
     "NO_JOURNAL",
-    "BusyError",
     "Journal",
     "Journaling",
-    "Lock",
     "NoJournal",
-    "Owner",
     "canonical",
-    "check_free",
     "file_identity",
     "fingerprint",
-    "holder",
     "stat_identity",
-    "take",
     "work_folder",
     "work_folder_of",
 ]
 
 VERSION = 1
 OUTPUT = "output.h5"
+#: The journal's state as of its last :meth:`Journal.save`; ``journal-G.log`` holds the
+#: changes recorded since (generation ``G``), one JSON line per :meth:`Journal.checkpoint`.
+STATE = "journal.json"
+_SAVED = ("fingerprint", "units", "done", "staged", "ranges", "left", "read", "generation")
 
 
 def work_folder(destination: Path) -> Path:
@@ -161,303 +156,6 @@ def _canonical_dtype(dtype: np.dtype[Any]) -> dict[str, Any]:
     return out
 
 
-#: The lock file of a work folder: rank 0 of the run working in it holds it (``flock``) and
-#: writes its owner record in it (JSON: host, pid, start time).
-LOCK = "lock"
-#: How often :func:`take` tries a lock held by another process (a probe holds it an instant).
-_TRIES = 20
-_HELD, _TAKEN, _NO_LOCKS = "held", "taken", "no locks"
-
-
-@dataclasses.dataclass(frozen=True)
-class Owner:
-    """Who holds a work folder: the owner record in its lock file.
-
-    Attributes
-    ----------
-    host : str
-        Host name of rank 0 of the run.
-    pid : int
-        Its process id on that host.
-    started : str
-        When it took the lock (UTC, ISO 8601).
-    slurm : str
-        Under SLURM, ``JOBID/RESTART`` (``SLURM_JOB_ID``, ``SLURM_RESTART_COUNT``), else "".
-    """
-
-    host: str
-    pid: int
-    started: str
-    slurm: str = ""
-
-    @classmethod
-    def me(cls) -> Owner:
-        """This process, now."""
-        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        job = os.environ.get("SLURM_JOB_ID", "")
-        slurm = f"{job}/{os.environ.get('SLURM_RESTART_COUNT', '0')}" if job else ""
-        return cls(socket.gethostname(), os.getpid(), now, slurm)
-
-    def superseded(self) -> bool:
-        """True when this process is a later run of the owner's SLURM job (requeued).
-
-        SLURM runs one incarnation of a job at a time: the owner died with its node.
-
-        >>> Owner("n1", 7, "t", "42/0").superseded()  # not under SLURM here
-        False
-        """
-        mine, theirs = Owner.me().slurm.split("/"), self.slurm.split("/")
-        if len(mine) != 2 or len(theirs) != 2 or mine[0] != theirs[0]:
-            return False
-        return theirs[1].isdigit() and mine[1].isdigit() and int(theirs[1]) < int(mine[1])
-
-    @property
-    def here(self) -> bool:
-        """True when the owner ran on this host."""
-        return self.host == socket.gethostname()
-
-    def alive(self) -> bool:
-        """False only when the owner is known to be gone: its host is this one, its pid not.
-
-        A process on another host cannot be checked from here: it counts as alive.
-        """
-        if not self.here:
-            return True
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def describe(self, folder: Path) -> str:
-        """The owner and, on another host, how to clear its lock if it is gone (messages)."""
-        if not self.host:
-            return "it is taking or releasing the lock"
-        where = f"pid {self.pid} on {self.host} since {self.started}"
-        if self.here:
-            return where
-        return f"{where}; if it no longer runs there, delete {folder / LOCK} and rerun"
-
-
-class BusyError(UsageError):
-    """Another h5par run works in the work folder (exit status 2: this run wrote nothing)."""
-
-
-class Lock:
-    """The lock of a work folder, taken by :func:`take` and held until :meth:`release`.
-
-    While it is held, the lock file holds this process's :class:`Owner` record and, where
-    the file system supports it, an exclusive ``flock``.
-    """
-
-    def __init__(self, folder: Path, fd: int) -> None:
-        self.folder, self.fd = folder, fd
-
-    def __enter__(self) -> Lock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def release(self) -> None:
-        """Let go of the work folder; it is removed when nothing but the lock is left in it."""
-        if self.fd < 0:
-            return
-        try:
-            if _same_file(self.folder / LOCK, self.fd):
-                if [p.name for p in self.folder.iterdir()] == [LOCK]:
-                    (self.folder / LOCK).unlink()  # still locked: nobody takes it meanwhile
-                    self.folder.rmdir()
-                else:
-                    os.ftruncate(self.fd, 0)  # no owner: the next run takes over at once
-        except OSError:
-            pass  # the folder went (finalized or removed): nothing is left to clean
-        finally:
-            os.close(self.fd)  # releases the flock
-            self.fd = -1
-
-
-def take(folder: Path) -> Lock:
-    """Take the lock of work folder ``folder`` (created if missing) for this run (rank 0).
-
-    The lock is busy while another process holds its ``flock``, or while its owner record
-    names an owner that may be alive: one on another host (``flock`` is per host on some
-    file systems), or, where there is no ``flock``, a live process on this host. A lock
-    left by a run that died on this host is taken over.
-
-    Raises
-    ------
-    BusyError
-        Another run works in ``folder`` (the message names the folder and its owner).
-    UsageError
-        The lock cannot be taken (the folder cannot be created, the lock file not opened).
-    """
-    for _ in range(_TRIES):
-        fd = _open_lock(folder)
-        if fd is None:
-            continue
-        try:
-            state = _flock(fd, folder)
-            if state != _HELD and _same_file(folder / LOCK, fd):
-                owner = _owner(fd)
-                if owner is not None and _busy_owner(owner, state):
-                    raise BusyError(_busy(folder, owner))
-                _write_owner(fd, Owner.me())
-                return Lock(folder, fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)  # held (perhaps for an instant), or replaced meanwhile: try again
-        time.sleep(0.05)
-    check_free(folder)  # held all along: busy; else the folder keeps vanishing or changing
-    raise UsageError(f"cannot lock work folder {str(folder)!r}: it keeps changing")
-
-
-def holder(folder: Path) -> Owner | None:
-    """The owner of the lock of work folder ``folder``; None when no run holds it.
-
-    Changes nothing (the lock file is only read): ``h5par status`` asks this.
-    """
-    try:
-        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        owner = _owner(fd)
-        try:
-            state = _TAKEN if _try(fd, fcntl.LOCK_SH) else _HELD
-        except OSError:
-            state = _NO_LOCKS
-        if state == _HELD:
-            return owner or Owner("", 0, "")  # taking or releasing it right now
-        return owner if owner is not None and _busy_owner(owner, state) else None
-    finally:
-        os.close(fd)
-
-
-def check_free(folder: Path) -> None:
-    """Raise :class:`BusyError` when a run holds the lock of work folder ``folder``."""
-    owner = holder(folder)
-    if owner is not None:
-        raise BusyError(_busy(folder, owner))
-
-
-def _busy_owner(owner: Owner, state: str) -> bool:
-    """Whether a recorded owner still counts, given what ``flock`` said about the lock."""
-    if owner.superseded():
-        return False
-    if state == _TAKEN:  # the flock was free: an owner on this host is dead
-        return not owner.here
-    return owner.alive()
-
-
-def _busy(folder: Path, owner: Owner) -> str:
-    return (
-        f"another h5par run is working in {folder} ({owner.describe(folder)}): wait until it ends"
-    )
-
-
-def _open_lock(folder: Path) -> int | None:
-    """The lock file opened for writing, or None when the folder vanished meanwhile."""
-    _check_real_folder(folder)
-    try:
-        folder.mkdir(exist_ok=True)
-    except FileNotFoundError as exc:
-        if not folder.parent.is_dir():
-            raise UsageError(f"output folder {str(folder.parent)!r} does not exist") from exc
-        raise UsageError(f"output folder {str(folder.parent)!r} is not writable") from exc
-    except OSError as exc:
-        if exc.errno == errno.ENAMETOOLONG:
-            raise UsageError(
-                f"work folder {str(folder)!r}: name too long (valid: a file name of at most "
-                f"{_name_max(folder.parent) - len('..h5par')} bytes, the work folder adds 7)"
-            ) from exc
-        raise UsageError(
-            f"output folder {str(folder.parent)!r} is not writable ({exc.strerror})"
-        ) from exc
-    try:
-        return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except FileNotFoundError:
-        return None  # the run that finished in it removed it: try again
-    except OSError as exc:
-        raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from exc
-
-
-def _name_max(folder: Path) -> int:
-    """The longest file name ``folder``'s file system allows (255 where it cannot be asked)."""
-    try:
-        return os.statvfs(folder).f_namemax
-    except OSError:
-        return 255
-
-
-def _check_real_folder(folder: Path) -> None:
-    """Refuse a work folder that is a link or no folder: h5par empties and removes it.
-
-    A link to a scratch folder would have its other files deleted at a fresh start (and
-    the output could not be renamed across file systems).
-    """
-    try:
-        mode = os.lstat(folder).st_mode
-    except OSError:
-        return  # missing: created next
-    if not stat.S_ISDIR(mode):
-        what = "a symbolic link" if stat.S_ISLNK(mode) else "not a folder"
-        raise UsageError(
-            f"work folder {str(folder)!r} is {what} (valid: a folder h5par creates itself "
-            "next to the output; move it away and rerun)"
-        )
-
-
-def _try(fd: int, kind: int) -> bool:
-    """Try a ``flock`` of ``kind`` without waiting: False when another process holds it."""
-    try:
-        fcntl.flock(fd, kind | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _flock(fd: int, folder: Path) -> str:
-    """The exclusive ``flock``: taken, held by another process, or no locks on this file system."""
-    try:
-        return _TAKEN if _try(fd, fcntl.LOCK_EX) else _HELD
-    except OSError as exc:
-        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-            return _NO_LOCKS  # the owner record alone decides
-        raise UsageError(f"cannot lock work folder {str(folder)!r}: {exc.strerror}") from exc
-
-
-def _same_file(path: Path, fd: int) -> bool:
-    """True when ``path`` still names the file open as ``fd`` (not removed and re-created)."""
-    try:
-        here, there = os.stat(path), os.fstat(fd)
-    except OSError:
-        return False
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
-
-
-def _owner(fd: int) -> Owner | None:
-    """The owner record in the lock file (None: empty, or not a record)."""
-    try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"null")
-        if data is None:
-            return None
-        fields = (str(data["host"]), int(data["pid"]), str(data["started"]))
-        return Owner(*fields, str(data.get("slurm", "")))
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-
-
-def _write_owner(fd: int, owner: Owner) -> None:
-    data = json.dumps(dataclasses.asdict(owner)).encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
-    os.fsync(fd)
-
-
 def stat_identity(path: Path) -> dict[str, int]:
     """:func:`file_identity` of the file at ``path`` ({} if it is none: a family pattern)."""
     try:
@@ -507,6 +205,10 @@ class Journal:
     read : dict
         Runs writing a new output: the input's size, times and inode when the run started
         (finalize refuses an input another process wrote meanwhile).
+    generation : int
+        Counts :meth:`save` calls; the log of changes since is ``journal-GENERATION.log``.
+    changes : list
+        Changes not yet written to the log (:meth:`checkpoint`).
     """
 
     folder: Path
@@ -517,25 +219,87 @@ class Journal:
     ranges: dict[str, list[list[Any]]] = dataclasses.field(default_factory=dict)
     left: dict[str, int] = dataclasses.field(default_factory=dict)
     read: dict[str, int] = dataclasses.field(default_factory=dict)
+    generation: int = 0
+    changes: list[dict[str, Any]] = dataclasses.field(default_factory=list, repr=False)
 
     @classmethod
     def load(cls, folder: Path) -> Journal | None:
-        """The journal in ``folder``, or None when there is none or it cannot be read."""
+        """The journal in ``folder`` with its log replayed, or None when it cannot be read."""
         try:
-            data = json.loads((folder / "journal.json").read_text())
+            data = json.loads((folder / STATE).read_text())
             if data.pop("version") != VERSION:
                 return None
-            return cls(folder=folder, **data)
+            journal = cls(folder=folder, **data)
         except (OSError, ValueError, TypeError, KeyError):
             return None
+        journal._replay()
+        return journal
 
     def save(self) -> None:
-        """Write ``journal.json`` atomically (a crash leaves the old or the new one)."""
-        data = dataclasses.asdict(self)
-        data.pop("folder")
-        temp = self.folder / "journal.json.tmp"
+        """Write the whole state atomically, in a new generation with an empty log.
+
+        A crash leaves the old state and its log, or the new state; a log is replayed only
+        onto the state of its own generation. Used when a run starts, resumes or stops:
+        :meth:`checkpoint` records progress in between.
+        """
+        old = self._log
+        self.generation += 1
+        data = {name: getattr(self, name) for name in _SAVED}
+        temp = self.folder / f"{STATE}.tmp"
         temp.write_text(json.dumps({"version": VERSION, **data}))
-        os.replace(temp, self.folder / "journal.json")
+        os.replace(temp, self.folder / STATE)
+        old.unlink(missing_ok=True)
+        self.changes.clear()
+
+    def checkpoint(self, write: bool = True) -> None:
+        """Append what changed since the last checkpoint to the log, in one write.
+
+        Costs what changed (one line per :meth:`finish` or :meth:`mark_staged`), not the
+        whole state. ``write=False`` forgets the changes instead: every rank keeps the
+        state, rank 0 alone writes it.
+        """
+        text = "".join(json.dumps(change) + "\n" for change in self.changes)
+        self.changes.clear()
+        if not write or not text:
+            return
+        fd = os.open(self._log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+    def updated(self) -> float:
+        """When the journal was last written (seconds since the epoch; OSError if removed)."""
+        times = [p.stat().st_mtime for p in (self.folder / STATE, self._log) if p.exists()]
+        if not times:
+            raise FileNotFoundError(self.folder / STATE)
+        return max(times)
+
+    @property
+    def _log(self) -> Path:
+        return self.folder / f"journal-{self.generation}.log"
+
+    def _replay(self) -> None:
+        """Apply the log of this generation; a line a crash cut short is ignored."""
+        try:
+            lines = self._log.read_text().splitlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                change = json.loads(line)
+                kind, path, value = change["kind"], change["path"], change["value"]
+            except (ValueError, TypeError, KeyError):
+                continue
+            if kind == "finish":
+                self._finish(path, value)
+            elif kind == "staged":
+                self._mark_staged(path, value)
+            elif kind == "range":
+                self.ranges.setdefault(path, []).append(value)
+
+    def _change(self, kind: str, path: str, value: Any) -> None:
+        self.changes.append({"kind": kind, "path": path, "value": value})
 
     @property
     def output(self) -> Path:
@@ -563,19 +327,17 @@ class Journal:
     def finish(self, path: str, units: Sequence[int]) -> None:
         """Record ``units`` of ``path`` as finished (and no longer staged).
 
-        >>> j = Journal(Path("."), "f", units={"/x": 9})
-        >>> j.finish("/x", [0, 1, 5]); j.finish("/x", [2, 6]); j.done["/x"]
-        [[0, 3], [5, 7]]
+        >>> j = Journal(Path("."), "f", units={"/x": 9}, staged={"/x": [2, 4]})
+        >>> j.finish("/x", [0, 1, 5]); j.finish("/x", [2, 6]); j.done["/x"], j.staged
+        ([[0, 3], [5, 7]], {'/x': [4]})
         """
-        finished = {u for a, b in self.done.get(path, []) for u in range(a, b)} | set(units)
-        merged: list[list[int]] = []
-        for u in sorted(finished):
-            if merged and merged[-1][1] == u:
-                merged[-1][1] = u + 1
-            else:
-                merged.append([u, u + 1])
-        self.done[path] = merged
-        left = [u for u in self.staged.pop(path, []) if u not in finished]
+        spans = intervals(units)
+        self._finish(path, spans)
+        self._change("finish", path, spans)
+
+    def _finish(self, path: str, spans: Sequence[Sequence[int]]) -> None:
+        self.done[path] = done = merge(self.done.get(path, []), spans)
+        left = [u for u in self.staged.pop(path, []) if not covers(done, u)]
         if left:
             self.staged[path] = left
 
@@ -589,8 +351,7 @@ class Journal:
 
     def count(self) -> tuple[int, int]:
         """(finished units, all units) over every dataset."""
-        done = sum(b - a for intervals in self.done.values() for a, b in intervals)
-        return done, sum(self.units.values())
+        return sum(size(spans) for spans in self.done.values()), sum(self.units.values())
 
     @property
     def changed(self) -> bool:
@@ -642,7 +403,20 @@ class Journal:
         >>> j.mark_staged("/x", [2, 4]); j.staged
         {'/x': [2, 4]}
         """
+        self._mark_staged(path, units)
+        self._change("staged", path, list(units))
+
+    def _mark_staged(self, path: str, units: Sequence[int]) -> None:
         self.staged[path] = sorted({*self.staged.get(path, []), *units})
+
+    def keep_range(self, path: str, position: int, low: Any, high: Any) -> None:
+        """Keep the data range the histogram of kernel ``position`` of ``path`` uses.
+
+        JSON numbers: exact for every integer and float the data can hold.
+        """
+        value = [position, np.asarray(low).item(), np.asarray(high).item()]
+        self.ranges.setdefault(path, []).append(value)
+        self._change("range", path, value)
 
     def is_staged(self, path: str, unit: int) -> bool:
         """True when the new data of ``unit`` of ``path`` waits in ``redo/`` (a stopped run's)."""
@@ -719,8 +493,8 @@ class Journaling(Protocol):
         """Delete the kept new data of finished ``units`` of ``path``."""
         ...
 
-    def save(self) -> None:
-        """Write the journal (rank 0)."""
+    def checkpoint(self, write: bool = True) -> None:
+        """Write what changed since the last checkpoint (rank 0); the others pass False."""
         ...
 
     def save_partials(self, path: str, parts: Sequence[Partial]) -> None:
@@ -778,7 +552,7 @@ class NoJournal:
     def unstage(self, path: str, units: Sequence[int]) -> None:
         """Nothing was kept."""
 
-    def save(self) -> None:
+    def checkpoint(self, write: bool = True) -> None:
         """Nothing is written."""
 
     def save_partials(self, path: str, parts: Sequence[Partial]) -> None:

@@ -23,16 +23,8 @@ import h5py
 from h5par.core.decomposition import Index
 from h5par.core.units import Target
 from h5par.engine.config import Work
-from h5par.engine.journal import (
-    BusyError,
-    Journal,
-    Lock,
-    fingerprint,
-    holder,
-    stat_identity,
-    take,
-    work_folder_of,
-)
+from h5par.engine.journal import Journal, fingerprint, stat_identity, work_folder_of
+from h5par.engine.lock import BusyError, Lock, holder, take
 from h5par.engine.plan import Plan, units
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.allocation import allocate_missing
@@ -157,7 +149,7 @@ def _resumed(work: Work, journal: Journal) -> Journal:
                 f"purpose, delete {journal.folder} to start over"
             )
         journal.left = {}  # this run changes the file: its own stop records it again
-        journal.save()
+    journal.save()  # its log folded in: a line a kill cut short is not appended to
     return journal
 
 

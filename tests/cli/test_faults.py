@@ -8,7 +8,6 @@ data bitwise equal to a clean run.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -21,6 +20,8 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+
+from h5par.engine.journal import Journal
 
 WRAPPER = "import sys, h5par.app.cli as c; s = c.main(sys.argv[1:]); print(f'EXIT {s}', flush=True); sys.exit(s)"
 TOOLS = SimpleNamespace()  # launch() and mpi_env() from conftest, set by the autouse fixture
@@ -195,8 +196,8 @@ def test_sigkill_of_one_rank_mid_write_then_resume_on_three(work, clean) -> None
     result, seconds = timed(lambda: run(2, work, "write:1:kill:10"))
     assert result.returncode != 0 and seconds < LIMIT
     assert "exited on signal 9" in result.stderr
-    journal = json.loads((work / ".out.h5.h5par" / "journal.json").read_text())
-    assert journal["done"], "the killed run recorded its finished units"
+    journal = Journal.load(work / ".out.h5.h5par")
+    assert journal is not None and journal.done, "the killed run recorded its finished units"
     status = launch([sys.executable, "-m", "h5par", "status", "job.toml"], cwd=work, env=mpi_env())
     assert "in.h5 -> out.h5: stopped (rerun the job to resume): " in status.stdout, status.stderr
     check_aftermath(work, clean, 3)
@@ -243,10 +244,10 @@ def start(work: Path, nranks: int, fault: str) -> subprocess.Popen[str]:
 
 
 def wait_for_progress(work: Path, proc: subprocess.Popen[str]) -> None:
-    journal = work / ".out.h5.h5par" / "journal.json"
     deadline = time.monotonic() + LIMIT
     while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and json.loads(journal.read_text())["done"]:
+        journal = Journal.load(work / ".out.h5.h5par")
+        if journal is not None and journal.done:
             return
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)

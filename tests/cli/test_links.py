@@ -65,7 +65,7 @@ def test_an_in_place_run_through_a_link_is_refused_while_the_file_is_worked_on(
 
 @pytest.mark.timeout(120)
 def test_a_busy_file_whose_name_holds_a_newline_is_refused_in_one_line(mpitools, tmp_path) -> None:
-    from h5par.engine.journal import take
+    from h5par.engine.lock import take
 
     name = "snap\nrun 1 ü.h5"
     with h5py.File(tmp_path / name, "w") as f:

@@ -9,7 +9,6 @@ Jobs take their environment from ``h5par submit`` (sbatch's default ``--export=A
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ import numpy as np
 import pytest
 
 from h5par.app.slurm import REPOSITORY_SLURM, TEMPLATES, batch_script
+from h5par.engine.journal import Journal
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
@@ -318,15 +318,11 @@ def equals_numpy(work: Path) -> bool:
 
 
 def wait_for_progress(work: Path, jobid: str, slurm, timeout: float = 60) -> None:
-    journal = work / ".out.h5.h5par" / "journal.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if journal.exists():
-            try:
-                if json.loads(journal.read_text())["done"]:
-                    return
-            except (json.JSONDecodeError, KeyError):
-                pass  # caught mid-write
+        journal = Journal.load(work / ".out.h5.h5par")
+        if journal is not None and journal.done:
+            return
         state = job_fields(jobid, slurm)["JobState"]
         if state in FINAL:
             logs = "\n".join(p.read_text() for p in work.glob("job-*.out"))

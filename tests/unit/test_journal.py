@@ -20,15 +20,16 @@ import pytest
 
 from h5par.core.layout import OutputOptions
 from h5par.core.units import Target
-from h5par.engine import journal
+from h5par.engine import journal, lock
 from h5par.engine.jobs import job_from_dict
-from h5par.engine.journal import LOCK, BusyError, fingerprint, holder, take
+from h5par.engine.journal import fingerprint
+from h5par.engine.lock import LOCK, BusyError, holder, take
 from h5par.errors import UsageError
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from h5par.engine.journal import take
+from h5par.engine.lock import take
 lock = take(Path(sys.argv[1]))
 print("held", flush=True)
 time.sleep(120)
@@ -143,7 +144,7 @@ def test_without_flock_the_owner_record_alone_decides(tmp_path, monkeypatch) -> 
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(journal.fcntl, "flock", no_locks)
+    monkeypatch.setattr(lock.fcntl, "flock", no_locks)
     folder = tmp_path / ".o.h5par"
     record(folder, socket.gethostname(), os.getppid())  # alive
     with pytest.raises(BusyError, match=f"pid {os.getppid()}"):
@@ -331,8 +332,69 @@ def test_no_journal_has_every_unit_to_do_and_keeps_nothing(tmp_path, monkeypatch
     none.stage("/x", 0, np.ones(3))
     none.mark_staged("/x", [0])
     none.finish("/x", [0])
-    none.save()
+    none.checkpoint()
     none.save_partials("/x", none.load_partials("/x", 2))
     assert not none.is_staged("/x", 0) and none.remaining("/x", 3) == [0, 1, 2]
     assert list(tmp_path.iterdir()) == []
     assert "nothing was written" in none.stop_message("SIGTERM")
+
+
+def test_checkpoints_append_what_changed_and_a_load_replays_them(tmp_path) -> None:
+    j = journal.Journal(tmp_path, "f", units={"/x": 6, "/y": 2})
+    j.save()
+    j.finish("/x", [0, 1])
+    j.mark_staged("/y", [0])
+    j.keep_range("/y", 1, np.float32(-0.5), np.int64(7))
+    j.checkpoint()
+    j.finish("/x", [2])
+    j.finish("/y", [0])
+    j.checkpoint()
+    j.finish("/x", [5])  # not checkpointed: lost by a kill, done again on resume
+    back = journal.Journal.load(tmp_path)
+    assert back is not None
+    assert back.done == {"/x": [[0, 3]], "/y": [[0, 1]]} and back.staged == {}
+    assert back.ranges == {"/y": [[1, -0.5, 7]]} and back.remaining("/x", 6) == [3, 4, 5]
+    back.save()  # folds the log into the state, in a new generation
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.json"]
+    assert journal.Journal.load(tmp_path) == back
+
+
+def test_a_log_line_a_kill_cut_short_is_ignored_and_an_old_log_never_replayed(tmp_path) -> None:
+    j = journal.Journal(tmp_path, "f", units={"/x": 9})
+    j.save()
+    j.finish("/x", [0])
+    j.checkpoint()
+    log = next(tmp_path.glob("journal-*.log"))
+    with log.open("a") as f:
+        f.write('{"kind": "finish", "path": "/x", "val')  # the kill came mid-write
+    back = journal.Journal.load(tmp_path)
+    assert back is not None and back.done == {"/x": [[0, 1]]}
+    stale = log.read_text()
+    back.save()
+    log.write_text(stale + '\n{"kind": "finish", "path": "/x", "value": [[1, 9]]}\n')
+    again = journal.Journal.load(tmp_path)  # a crash between the state and the log's removal
+    assert again is not None and again.done == {"/x": [[0, 1]]}
+
+
+def test_a_checkpoint_costs_what_changed_not_what_the_run_holds(tmp_path) -> None:
+    paths = [f"/g{i // 50}/v{i % 50}" for i in range(2000)]
+    j = journal.Journal(tmp_path, "f", units=dict.fromkeys(paths, 3))
+    j.save()
+    log = tmp_path / "journal-1.log"
+    grown = []
+    for path in paths:
+        before = log.stat().st_size if log.exists() else 0
+        j.finish(path, [0, 1, 2])
+        j.checkpoint()
+        grown.append(log.stat().st_size - before)
+    assert max(grown) == min(grown) + 2  # "/g0/v0" to "/g39/v49": two digits more
+    assert len(j.changes) == 0
+    back = journal.Journal.load(tmp_path)
+    assert back is not None and back.count() == (6000, 6000)
+
+
+def test_finishing_units_in_order_keeps_one_interval(tmp_path) -> None:
+    j = journal.Journal(tmp_path, "f", units={"/x": 100_000})
+    for u in range(0, 100_000, 7):
+        j.finish("/x", range(u, min(u + 7, 100_000)))
+    assert j.done == {"/x": [[0, 100_000]]} and j.remaining("/x", 100_000) == []
