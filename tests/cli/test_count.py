@@ -1,0 +1,104 @@
+"""Many datasets in one file, many small files: killed mid-run, resumed on another rank count.
+
+The journal records each finished dataset as one appended line (issue 23); what a kill
+loses is redone, nothing is done twice, and the result is bitwise numpy's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun")
+
+JOB = """version = 1
+[input]
+path = "{input}"
+[output]
+path = "{output}"
+[[kernels]]
+name = "clip"
+min = 0.0
+"""
+
+
+def h5par_run(mpitools: Any, cwd: Path, nranks: int, fault: str | None = None) -> Any:
+    cmd = ["mpirun", "-n", str(nranks), sys.executable, "-m", "mpi4py", "-m", "h5par"]
+    env = mpitools.mpi_env({"H5PAR_FAULT": fault} if fault else None)
+    return mpitools.launch([*cmd, "run", "job.toml", "--quiet"], cwd=cwd, env=env, timeout=240)
+
+
+@pytest.mark.parametrize(("first", "then"), [(1, 3), (2, 1), (3, 2)])
+def test_many_datasets_killed_mid_run_resume_on_another_rank_count(
+    tmp_path: Path, mpitools: Any, first: int, then: int
+) -> None:
+    rng = np.random.default_rng(first)
+    with h5py.File(tmp_path / "many.h5", "w") as f:
+        for g in range(12):
+            for d in range(25):
+                f.create_dataset(f"{g}/v{d}", data=rng.standard_normal(100 + d))
+    (tmp_path / "job.toml").write_text(JOB.format(input="many.h5", output="out.h5"))
+
+    killed = h5par_run(mpitools, tmp_path, first, "write:0:kill:60")
+    assert killed.returncode != 0 and not (tmp_path / "out.h5").exists()
+    resumed = h5par_run(mpitools, tmp_path, then)
+    assert resumed.returncode == 0, resumed.stderr
+    with h5py.File(tmp_path / "many.h5", "r") as f, h5py.File(tmp_path / "out.h5", "r") as g:
+        paths: list[str] = []
+        f.visit(lambda name: paths.append(name) if isinstance(f[name], h5py.Dataset) else None)
+        assert len(paths) == 300
+        for path in paths:
+            assert g[path][()].tobytes() == np.clip(f[path][()], 0.0, None).tobytes(), path
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (mpirun's ranks), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(("first", "then"), [(1, 2), (2, 3), (3, 1)])
+def test_many_small_files_killed_mid_run_resume_on_another_rank_count(
+    tmp_path: Path, mpitools: Any, first: int, then: int
+) -> None:
+    rng = np.random.default_rng(first)
+    (tmp_path / "in").mkdir()
+    for i in range(60):
+        with h5py.File(tmp_path / "in" / f"d{i:03d}.h5", "w") as f:
+            f["x"] = rng.standard_normal((20, 20))
+    (tmp_path / "job.toml").write_text(JOB.format(input="in/*.h5", output="out/{stem}.h5"))
+
+    # A fault's count starts again with each file: a rank is killed from outside instead.
+    cmd = ["mpirun", "-n", str(first), sys.executable, "-m", "mpi4py", "-m", "h5par"]
+    env = mpitools.mpi_env({"H5PAR_FAULT": "write:*:delay=0.1"})
+    proc = mpitools.background([*cmd, "run", "job.toml", "--quiet"], cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("out/*.h5"))) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for child in children(proc.pid):  # a rank killed: mpirun ends the others
+        os.kill(child, signal.SIGKILL)
+        break
+    assert mpitools.finish(proc)[0] != 0
+    assert 10 <= len(list((tmp_path / "out").glob("*.h5"))) < 60
+    resumed = h5par_run(mpitools, tmp_path, then)
+    assert resumed.returncode == 0, resumed.stderr
+    for i in range(60):
+        name = f"d{i:03d}.h5"
+        with h5py.File(tmp_path / "in" / name, "r") as f, h5py.File(tmp_path / "out" / name) as g:
+            assert g["x"][()].tobytes() == np.clip(f["x"][()], 0.0, None).tobytes(), name
