@@ -24,6 +24,7 @@ from h5par.core.units import Target
 from h5par.engine.config import Work
 from h5par.engine.journal import NO_JOURNAL, Journal, Journaling
 from h5par.engine.plan import Plan
+from h5par.engine.small import batches, process_batch
 from h5par.engine.sweep import Record, read_target, run_pass, sweep_of
 from h5par.engine.workfolder import (
     PARTS,
@@ -103,7 +104,12 @@ def _data_phase(
             with collective_errors(comm, "open output"):
                 fout = _open_output(work, plan, _kept(journal), comm)
         try:
-            for target in plan.targets:
+            for group in batches(work, plan.targets, size(comm)):
+                if len(group) > 1:
+                    assert fout is not None
+                    process_batch(work, group, fin, fout, comm, journal, record)
+                    continue
+                (target,) = group
                 dout = None if fout is None else fout[target.path]
                 result = _process(work, target, fin[target.path], dout, comm, journal, record)
                 if result:

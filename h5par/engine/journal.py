@@ -28,7 +28,7 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -129,17 +129,17 @@ def canonical(value: Any) -> Any:
         }
         return {"class": type(value).__qualname__, **fields}
     if isinstance(value, Mapping):
-        return [[canonical(k), canonical(v)] for k, v in _sorted(value.items())]
+        return _sorted([canonical(k), canonical(v)] for k, v in value.items())
     if isinstance(value, list | tuple):
         return [canonical(v) for v in value]
     if isinstance(value, set | frozenset):
-        return [canonical(v) for v in _sorted(value)]
+        return _sorted(canonical(v) for v in value)
     raise TypeError(f"cannot fingerprint a {type(value).__qualname__}: {value!r}")
 
 
-def _sorted(items: Any) -> list[Any]:
-    """``items`` in the order of their canonical JSON text (mapping keys of any type)."""
-    return sorted(items, key=lambda item: json.dumps(canonical(item), sort_keys=True))
+def _sorted(items: Iterable[Any]) -> list[Any]:
+    """Canonical ``items`` in the order of their JSON text (mapping keys of any type)."""
+    return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
 
 
 def _canonical_dtype(dtype: np.dtype[Any]) -> dict[str, Any]:

@@ -251,11 +251,18 @@ class Sweep:
         fault = None if self.dxpl is None else "collective-write"
         phase = f"writing {self.target.path}"
         with collective_errors(self.comm, phase, due=due, fault=fault) as agreed:
-            if self.dout is not None:
-                _write(self, self.dout, index, out)
-                self.written_bytes += out.nbytes
-            inject("write")  # after the block's work: agreements enter fault points before it
+            self.put(index, out)
         return agreed
+
+    def put(self, index: Index | None, out: np.ndarray) -> None:
+        """Write block ``out`` at ``index`` into ``dout`` (if any), then the ``write`` fault point.
+
+        The caller agrees on the outcome (:meth:`write`, or a batch of small datasets).
+        """
+        if self.dout is not None:
+            _write(self, self.dout, index, out)
+            self.written_bytes += out.nbytes
+        inject("write")  # after the block's work: agreements enter fault points before it
 
     def checkpoint(self, i: int, agreed: Outcome) -> None:
         """After step ``i``: record the finished units when due, report progress, stop if asked.

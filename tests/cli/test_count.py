@@ -1,7 +1,8 @@
 """Many datasets in one file, many small files: killed mid-run, resumed on another rank count.
 
-The journal records each finished dataset as one appended line (issue 23); what a kill
-loses is redone, nothing is done twice, and the result is bitwise numpy's.
+Small datasets go in batches spread over the ranks, the journal records each batch as
+appended lines (issue 23); what a kill loses is redone, nothing is done twice, and the
+result is bitwise numpy's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
+
+from h5par.engine.journal import Journal
 
 pytestmark = pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun")
 
@@ -37,27 +40,50 @@ def h5par_run(mpitools: Any, cwd: Path, nranks: int, fault: str | None = None) -
     return mpitools.launch([*cmd, "run", "job.toml", "--quiet"], cwd=cwd, env=env, timeout=240)
 
 
-@pytest.mark.parametrize(("first", "then"), [(1, 3), (2, 1), (3, 2)])
-def test_many_datasets_killed_mid_run_resume_on_another_rank_count(
-    tmp_path: Path, mpitools: Any, first: int, then: int
-) -> None:
-    rng = np.random.default_rng(first)
-    with h5py.File(tmp_path / "many.h5", "w") as f:
-        for g in range(12):
+def many_datasets(folder: Path, seed: int) -> None:
+    """1100 datasets: three batches (at most 512 each), the file shared by every rank."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(folder / "many.h5", "w") as f:
+        for g in range(44):
             for d in range(25):
-                f.create_dataset(f"{g}/v{d}", data=rng.standard_normal(100 + d))
-    (tmp_path / "job.toml").write_text(JOB.format(input="many.h5", output="out.h5"))
+                f.create_dataset(f"{g}/v{d}", data=rng.standard_normal(50 + d))
+    job = JOB.format(input="many.h5", output="out.h5") + "[run]\nfile_parallel_below = 0\n"
+    (folder / "job.toml").write_text(job)
 
-    killed = h5par_run(mpitools, tmp_path, first, "write:0:kill:60")
-    assert killed.returncode != 0 and not (tmp_path / "out.h5").exists()
-    resumed = h5par_run(mpitools, tmp_path, then)
-    assert resumed.returncode == 0, resumed.stderr
-    with h5py.File(tmp_path / "many.h5", "r") as f, h5py.File(tmp_path / "out.h5", "r") as g:
+
+def check_many_datasets(folder: Path) -> None:
+    with h5py.File(folder / "many.h5", "r") as f, h5py.File(folder / "out.h5", "r") as g:
         paths: list[str] = []
         f.visit(lambda name: paths.append(name) if isinstance(f[name], h5py.Dataset) else None)
-        assert len(paths) == 300
+        assert len(paths) == 1100
         for path in paths:
             assert g[path][()].tobytes() == np.clip(f[path][()], 0.0, None).tobytes(), path
+
+
+@pytest.mark.parametrize(("first", "then", "nth"), [(1, 3, 600), (2, 1, 300), (3, 2, 200)])
+def test_many_datasets_killed_mid_run_resume_on_another_rank_count(
+    tmp_path: Path, mpitools: Any, first: int, then: int, nth: int
+) -> None:
+    many_datasets(tmp_path, first)  # the kill comes in the second batch
+    killed = h5par_run(mpitools, tmp_path, first, f"write:0:kill:{nth}")
+    assert killed.returncode != 0 and not (tmp_path / "out.h5").exists()
+    journal = Journal.load(tmp_path / ".out.h5.h5par")
+    assert journal is not None and 0 < journal.count()[0] < 1100
+    resumed = h5par_run(mpitools, tmp_path, then)
+    assert resumed.returncode == 0, resumed.stderr
+    check_many_datasets(tmp_path)
+
+
+def test_a_stop_in_a_batch_ends_after_its_checkpoint_and_resumes(
+    tmp_path: Path, mpitools: Any
+) -> None:
+    many_datasets(tmp_path, 7)
+    stopped = h5par_run(mpitools, tmp_path, 2, "write:1:term:100")
+    assert stopped.returncode == 75, stopped.stderr
+    assert "stopped on SIGTERM at a block boundary with 512 of 1100 units done" in stopped.stderr
+    resumed = h5par_run(mpitools, tmp_path, 3)
+    assert resumed.returncode == 0, resumed.stderr
+    check_many_datasets(tmp_path)
 
 
 def children(pid: int) -> list[int]:
