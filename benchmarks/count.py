@@ -105,12 +105,16 @@ def make_files(folder: Path, count: int, side: int) -> None:
             f.create_dataset("x", data=rng.normal(size=(side, side)))
 
 
-def write_job(path: Path, source: str, target: str) -> None:
-    """An h5par clip job reading ``source`` and writing ``target`` (relative to ``path``)."""
+def write_job(path: Path, source: str, target: str, shared: bool = False) -> None:
+    """An h5par clip job reading ``source`` and writing ``target`` (relative to ``path``).
+
+    ``shared``: every rank works on the file (``file_parallel_below = 0``), whatever its size.
+    """
     path.write_text(
         f'version = 1\n[input]\npath = "{source}"\n'
         f'[output]\npath = "{target}"\noverwrite = true\n'
         '[[kernels]]\nname = "clip"\nmin = 0.0\n'
+        + ("[run]\nfile_parallel_below = 0\n" if shared else "")
     )
 
 
@@ -120,7 +124,7 @@ def prepare(args: argparse.Namespace, workload: str, root: Path) -> dict[str, An
     if workload == "datasets":
         groups = args.groups * args.scale
         make_datasets(root / "many.h5", groups, args.per_group, args.length)
-        write_job(root / "job.toml", "many.h5", "out/many.h5")
+        write_job(root / "job.toml", "many.h5", "out/many.h5", shared=True)
         loop = [LOOP_DATASETS, str(root / "many.h5"), str(root / "out" / "many.h5")]
         count = groups * args.per_group
     else:
