@@ -106,10 +106,12 @@ def process_batch(
     for target in batch:
         record.shares[target.path] = describe(rank(comm), [], 0)
     record.resumed += len(batch) - len(todo)
+    if not todo:  # the same on every rank: the journal is
+        return
     outputs = [fout[t.path] for t in todo]  # every rank, in order: mpio allocates at open
     sizes = [_read_size(work, t) for t in todo]
     mine = _shares(sizes, size(comm))[rank(comm)]
-    phase = f"processing {len(todo)} small datasets ({todo[0].path} ...)" if todo else ""
+    phase = f"processing {len(todo)} small datasets ({todo[0].path} ...)"
     with collective_errors(comm, phase, fault=Sweep.FAULTS) as agreed:
         for k in mine:
             target = todo[k]
@@ -150,8 +152,6 @@ def _shares(sizes: Sequence[int], nranks: int) -> list[list[int]]:
 
 def _checkpoint(todo: Sequence[Target], fout: h5py.File, comm: Comm, journal: Journaling) -> None:
     """Flush the output, then record the batch's datasets as finished. Collective."""
-    if not todo:
-        return
     with collective_errors(comm, f"checkpoint of {len(todo)} small datasets", fault="checkpoint"):
         # Where each dataset's storage lies must be on disk before the journal says done.
         if fout.driver == "mpio":
