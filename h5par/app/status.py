@@ -8,7 +8,7 @@ from pathlib import Path
 from h5par.app.slurm import slurm_state
 from h5par.engine.batch import finished_file
 from h5par.engine.jobs import Job, JobFile
-from h5par.engine.journal import Journal, work_folder_of
+from h5par.engine.journal import DamagedJournalError, Journal, work_folder_of
 from h5par.engine.lock import holder
 
 __all__ = ["job_status"]
@@ -36,7 +36,10 @@ def _state(job: Job, file: JobFile) -> str:
     if finished_file(job, file):
         return "done"
     folder = work_folder_of(destination, job.in_place)
-    journal = Journal.load(folder)
+    try:
+        journal = Journal.load(folder)
+    except DamagedJournalError as exc:
+        return f"damaged: {exc}"
     owner = holder(folder)
     if journal is None and owner is not None:  # it holds the lock, building its output
         return f"running: starting ({folder}; {owner.describe(folder)})"

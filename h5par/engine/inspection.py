@@ -104,6 +104,8 @@ def _parallel_copy(job: Work, dset: h5py.Dataset) -> Target | None:
         return None
     if dset.size * dtype.itemsize < PARALLEL_COPY_BYTES or dtype.hasobject or has_refs(dtype):
         return None
+    if dtype.subdtype is not None:  # h5py reads such blocks with the subarray's axes added
+        return None
     if dtype.itemsize > job.budget // STEP_FRACTION or not _fully_allocated(dset):
         return None  # huge elements; sparse datasets (the object copy keeps holes unallocated)
     dcpl = dset.id.get_create_plist()

@@ -22,7 +22,9 @@ here talks MPI or HDF5.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -36,10 +38,12 @@ import numpy as np
 
 from h5par.core.intervals import covers, intervals, merge, size
 from h5par.engine.lock import LOCK
+from h5par.errors import UsageError
 from h5par.kernels import Partial
 
 __all__ = [
     "NO_JOURNAL",
+    "DamagedJournalError",
     "Journal",
     "Journaling",
     "NoJournal",
@@ -177,6 +181,37 @@ def file_identity(stat: os.stat_result) -> dict[str, int]:
     }
 
 
+class DamagedJournalError(UsageError):
+    """A journal that exists but cannot be read whole (exit status 2)."""
+
+
+def _write_all(path: Path, data: bytes, durable: bool, append: bool = False) -> None:
+    """Write ``data`` to ``path`` whole (a short write is retried), synced if ``durable``."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            if written <= 0:
+                raise OSError(errno.EIO, f"cannot write {path}: nothing written")
+            view = view[written:]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the file system allows opening it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _key(path: str) -> str:
     return hashlib.sha1(path.encode()).hexdigest()[:16]
 
@@ -224,14 +259,24 @@ class Journal:
 
     @classmethod
     def load(cls, folder: Path) -> Journal | None:
-        """The journal in ``folder`` with its log replayed, or None when it cannot be read."""
+        """The journal in ``folder`` with its log replayed; None when there is none.
+
+        Raises
+        ------
+        DamagedJournalError
+            The state cannot be read, or a line of the log before its last is damaged:
+            units recorded there as finished would be taken for units still to do.
+        """
+        state = folder / STATE
+        if not state.exists():
+            return None
         try:
-            data = json.loads((folder / STATE).read_text())
+            data = json.loads(state.read_text())
             if data.pop("version") != VERSION:
                 return None
             journal = cls(folder=folder, **data)
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise DamagedJournalError(f"journal {str(state)!r} cannot be read ({exc})") from exc
         journal._replay()
         return journal
 
@@ -246,27 +291,24 @@ class Journal:
         self.generation += 1
         data = {name: getattr(self, name) for name in _SAVED}
         temp = self.folder / f"{STATE}.tmp"
-        temp.write_text(json.dumps({"version": VERSION, **data}))
+        _write_all(temp, json.dumps({"version": VERSION, **data}).encode(), durable=True)
         os.replace(temp, self.folder / STATE)
+        _sync_folder(self.folder)
         old.unlink(missing_ok=True)
         self.changes.clear()
 
-    def checkpoint(self, write: bool = True) -> None:
-        """Append what changed since the last checkpoint to the log, in one write.
+    def checkpoint(self, write: bool = True, durable: bool = False) -> None:
+        """Append what changed since the last checkpoint to the log.
 
         Costs what changed (one line per :meth:`finish` or :meth:`mark_staged`), not the
-        whole state. ``write=False`` forgets the changes instead: every rank keeps the
-        state, rank 0 alone writes it.
+        whole state. ``durable`` syncs the log to disk before returning (in place: the
+        staged data of finished units is deleted next). ``write=False`` forgets the changes
+        instead: every rank keeps the state, rank 0 alone writes it.
         """
         text = "".join(json.dumps(change) + "\n" for change in self.changes)
         self.changes.clear()
-        if not write or not text:
-            return
-        fd = os.open(self._log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+        if write and text:
+            _write_all(self._log, text.encode(), durable, append=True)
 
     def updated(self) -> float:
         """When the journal was last written (seconds since the epoch; OSError if removed)."""
@@ -280,17 +322,25 @@ class Journal:
         return self.folder / f"journal-{self.generation}.log"
 
     def _replay(self) -> None:
-        """Apply the log of this generation; a line a crash cut short is ignored."""
+        """Apply the log of this generation; its last line, if a kill cut it short, is not.
+
+        Every line but the last ends with a newline; a damaged one of those is an error
+        (:class:`DamagedJournalError`), never skipped.
+        """
         try:
-            lines = self._log.read_text().splitlines()
-        except OSError:
+            *lines, _torn = self._log.read_text().split("\n")  # the last: maybe cut short
+        except FileNotFoundError:
             return
-        for line in lines:
+        except (OSError, ValueError) as exc:
+            raise DamagedJournalError(f"journal log {str(self._log)!r}: {exc}") from exc
+        for number, line in enumerate(lines, 1):
             try:
                 change = json.loads(line)
                 kind, path, value = change["kind"], change["path"], change["value"]
-            except (ValueError, TypeError, KeyError):
-                continue
+            except (ValueError, TypeError, KeyError) as exc:
+                raise DamagedJournalError(
+                    f"journal log {str(self._log)!r} is damaged at line {number} ({exc})"
+                ) from exc
             if kind == "finish":
                 self._finish(path, value)
             elif kind == "staged":
@@ -493,7 +543,7 @@ class Journaling(Protocol):
         """Delete the kept new data of finished ``units`` of ``path``."""
         ...
 
-    def checkpoint(self, write: bool = True) -> None:
+    def checkpoint(self, write: bool = True, durable: bool = False) -> None:
         """Write what changed since the last checkpoint (rank 0); the others pass False."""
         ...
 
@@ -552,7 +602,7 @@ class NoJournal:
     def unstage(self, path: str, units: Sequence[int]) -> None:
         """Nothing was kept."""
 
-    def checkpoint(self, write: bool = True) -> None:
+    def checkpoint(self, write: bool = True, durable: bool = False) -> None:
         """Nothing is written."""
 
     def save_partials(self, path: str, parts: Sequence[Partial]) -> None:

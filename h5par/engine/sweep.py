@@ -238,7 +238,7 @@ class Sweep:
                 self.journal.stage(path, u, out)
         self.journal.mark_staged(path, self.step_units(i))
         with collective_errors(self.comm, "journal"):
-            self.journal.checkpoint(write=self.me == 0)
+            self.journal.checkpoint(write=self.me == 0, durable=self.work.in_place)
 
     def write(self, u: int | None, out: np.ndarray) -> Outcome:
         """Write this rank's block (collective when ``dxpl`` is) and agree on the outcome.
@@ -309,7 +309,7 @@ class Sweep:
         path = self.target.path
         self.journal.finish(path, self.pending)
         with collective_errors(self.comm, "journal"):
-            self.journal.checkpoint(write=self.me == 0)
+            self.journal.checkpoint(write=self.me == 0, durable=self.work.in_place)
             if self.me == 0:
                 if self.parts:
                     self.journal.save_partials(path, self.parts)

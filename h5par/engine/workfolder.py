@@ -23,7 +23,13 @@ import h5py
 from h5par.core.decomposition import Index
 from h5par.core.units import Target
 from h5par.engine.config import Work
-from h5par.engine.journal import Journal, fingerprint, stat_identity, work_folder_of
+from h5par.engine.journal import (
+    DamagedJournalError,
+    Journal,
+    fingerprint,
+    stat_identity,
+    work_folder_of,
+)
 from h5par.engine.lock import BusyError, Lock, holder, take
 from h5par.engine.plan import Plan, units
 from h5par.errors import H5ParError, UsageError
@@ -105,7 +111,7 @@ def _resume_or_start(work: Work, plan: Plan) -> tuple[Journal, Lock]:
 def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
     boxes = {t.path: units(t, work.chain_for(t), work.budget) for t in all_targets(plan)}
     stamp = _fingerprint(work, plan, boxes)
-    old = Journal.load(folder)
+    old = _load(work, folder)
     if old is not None and old.fingerprint == stamp and (work.in_place or _readable(old)):
         journal = _resumed(work, old)
         _allocate_for_ranks(work, plan, journal)
@@ -136,6 +142,23 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
         _allocate_for_ranks(work, plan, journal)
     journal.save()
     return journal
+
+
+def _load(work: Work, folder: Path) -> Journal | None:
+    """The journal of an earlier run in ``folder``; a damaged one is refused in place.
+
+    In place, units the damaged part recorded as finished would be transformed again
+    (their staged data is gone). A new output is built again from the input instead.
+    """
+    try:
+        return Journal.load(folder)
+    except DamagedJournalError as exc:
+        if work.in_place:
+            raise DamagedJournalError(
+                f"{exc}: {work.input} may be partly updated and the journal no longer says "
+                "which units; restore the file from a copy, then delete the work folder"
+            ) from exc
+        return None
 
 
 def _resumed(work: Work, journal: Journal) -> Journal:

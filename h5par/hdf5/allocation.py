@@ -49,14 +49,33 @@ def partly_allocated(dset: h5py.Dataset) -> bool:
 
 
 def missing_chunks(dset: h5py.Dataset) -> Iterator[Index]:
-    """The boxes of the chunks of ``dset`` that have no storage in the file, in C order."""
+    """The boxes of the chunks of ``dset`` that have no storage in the file, in C order.
+
+    A chunk is looked up by reading its stored bytes (one index lookup each): HDF5 1.10's
+    ``H5Dget_chunk_info_by_coord`` walks the whole chunk index for every chunk, which made
+    this quadratic in the number of chunks (40 000 chunks: 20 s).
+    """
     assert dset.chunks is not None
     shape, chunks = tuple(dset.shape), tuple(dset.chunks)
     for offset in itertools.product(*(range(0, n, c) for n, c in zip(shape, chunks, strict=True))):
-        if dset.id.get_chunk_info_by_coord(offset).byte_offset is None:
+        if not _stored(dset, offset):
             yield tuple(
                 slice(o, min(o + c, n)) for o, c, n in zip(offset, chunks, shape, strict=True)
             )
+
+
+def _stored(dset: h5py.Dataset, offset: tuple[int, ...]) -> bool:
+    try:
+        dset.id.read_direct_chunk(offset)
+    except (RuntimeError, OSError) as exc:
+        if any(text in str(exc) for text in _MISSING):
+            return False
+        raise
+    return True
+
+
+#: What HDF5 1.10 says when ``read_direct_chunk`` finds no chunk (filtered, unfiltered).
+_MISSING = ("chunk storage is not allocated", "chunk address isn't defined")
 
 
 def allocate_missing(dset: h5py.Dataset) -> int:

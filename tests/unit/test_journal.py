@@ -398,3 +398,19 @@ def test_finishing_units_in_order_keeps_one_interval(tmp_path) -> None:
     for u in range(0, 100_000, 7):
         j.finish("/x", range(u, min(u + 7, 100_000)))
     assert j.done == {"/x": [[0, 100_000]]} and j.remaining("/x", 100_000) == []
+
+
+def test_a_damaged_line_before_the_last_is_refused_not_skipped(tmp_path) -> None:
+    j = journal.Journal(tmp_path, "f", units={"/x": 9})
+    j.save()
+    for u in range(3):
+        j.finish("/x", [u])
+        j.checkpoint()
+    log = tmp_path / "journal-1.log"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text(lines[0] + lines[1][:20] + "\n" + lines[2])
+    with pytest.raises(journal.DamagedJournalError, match="damaged at line 2"):
+        journal.Journal.load(tmp_path)
+    (tmp_path / "journal.json").write_text('{"version": 1, "fingerp')
+    with pytest.raises(journal.DamagedJournalError, match="cannot be read"):
+        journal.Journal.load(tmp_path)
