@@ -423,8 +423,10 @@ def _dd_pair(ctx: Context, method: Method, output: Path | None) -> list[str]:
         first, second = "of=/dev/null", "of=/dev/null"
     elif method.key.endswith("two-files"):
         first, second = f"of={output}", f"of={_second_file(output)}"
-    else:  # the second half at its own offset of the same file
-        first, second = f"of={output}", f"of={output} oflag=seek_bytes seek={half} conv=notrunc"
+    else:  # the second half at its own offset of the same file; neither truncates it (the
+        # first dd opening it after the second wrote would cut the second half off)
+        first = f"of={output} conv=notrunc"
+        second = f"of={output} oflag=seek_bytes seek={half} conv=notrunc"
     script = (
         f"dd {common} {first} iflag=count_bytes count={half} & a=$!; "
         f"dd {common} {second} iflag=skip_bytes skip={half} & b=$!; "
