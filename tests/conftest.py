@@ -147,11 +147,30 @@ def _run_mpi_fixture() -> object:
     return run_mpi
 
 
+def h5par_run(
+    cwd: Path,
+    nranks: int,
+    *args: str,
+    fault: str | None = None,
+    timeout: float = MPI_TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """``mpirun -n NRANKS python -m mpi4py -m h5par run job.toml ARGS`` in ``cwd``.
+
+    ``fault`` is set as ``H5PAR_FAULT``; the run is ended (and the test failed) at ``timeout``.
+    """
+    cmd = ["mpirun", "-n", str(nranks), sys.executable, "-m", "mpi4py", "-m", "h5par"]
+    env = mpi_env({"H5PAR_FAULT": fault} if fault else None)
+    return launch([*cmd, "run", "job.toml", *args], cwd=cwd, env=env, timeout=timeout)
+
+
 @pytest.fixture(name="mpitools", scope="session")
 def _mpitools_fixture() -> object:
     """``launch(cmd, cwd, env, timeout)``, ``background(cmd, cwd, env)`` and ``finish(proc,
-    timeout)`` (a run in the background), ``mpi_env(extra)`` for tests building commands."""
-    return SimpleNamespace(launch=launch, background=background, finish=finish, mpi_env=mpi_env)
+    timeout)`` (a run in the background), ``mpi_env(extra)`` for tests building commands,
+    ``h5par_run(cwd, nranks, *args, fault, timeout)`` for ``h5par run job.toml``."""
+    return SimpleNamespace(
+        launch=launch, background=background, finish=finish, mpi_env=mpi_env, h5par_run=h5par_run
+    )
 
 
 @pytest.fixture(name="run_python")

@@ -24,6 +24,7 @@ from h5par.engine.config import Work
 from h5par.engine.journal import stat_identity
 from h5par.engine.plan import STEP_FRACTION, Plan, step_itemsize
 from h5par.errors import H5ParError, UsageError
+from h5par.hdf5.allocation import chunk_count
 from h5par.hdf5.hierarchy import dataset_paths, has_refs, kept_type, missing_sources, source_layout
 from h5par.hdf5.io import memory_type, open_input
 from h5par.kernels import Broadcast
@@ -138,8 +139,7 @@ def _fully_allocated(dset: h5py.Dataset) -> bool:
     """True when every chunk (or the contiguous block) of ``dset`` exists in the file."""
     if dset.chunks is None:
         return bool(dset.id.get_storage_size() > 0)
-    grid = math.prod(-(-n // c) for n, c in zip(dset.shape, dset.chunks, strict=True))
-    return bool(dset.id.get_num_chunks() == grid)
+    return bool(dset.id.get_num_chunks() == chunk_count(dset))
 
 
 def _target(job: Work, dset: h5py.Dataset) -> Target | None:

@@ -30,13 +30,12 @@ from h5par.core.units import Target, describe, read_bytes
 from h5par.engine.config import Work
 from h5par.engine.journal import Journaling
 from h5par.engine.plan import units
-from h5par.engine.sweep import Record, Sweep, sweep_of
+from h5par.engine.sweep import Record, Sweep, flush, sweep_of
 from h5par.errors import StoppedError
 from h5par.kernels import Broadcast, Reduce
 from h5par.parallel import guard
 from h5par.parallel.agreement import collective_errors
 from h5par.parallel.comm import rank, size
-from h5par.parallel.guard import collective_call
 
 if TYPE_CHECKING:
     from h5par.parallel.comm import Comm
@@ -109,7 +108,7 @@ def process_batch(
     if not todo:  # the same on every rank: the journal is
         return
     outputs = [fout[t.path] for t in todo]  # every rank, in order: mpio allocates at open
-    sizes = [_read_size(work, t) for t in todo]
+    sizes = [_small(work, t, size(comm)) or 0 for t in todo]  # each one small: batched
     mine = _shares(sizes, size(comm))[rank(comm)]
     phase = f"processing {len(todo)} small datasets ({todo[0].path} ...)"
     with collective_errors(comm, phase, fault=Sweep.FAULTS) as agreed:
@@ -135,10 +134,6 @@ def process_batch(
         raise StoppedError(journal.stop_message(agreed.stop))
 
 
-def _read_size(work: Work, target: Target) -> int:
-    return read_bytes(target, units(target, work.chain_for(target), work.budget)[0])
-
-
 def _shares(sizes: Sequence[int], nranks: int) -> list[list[int]]:
     """Which datasets each rank processes, by their ``sizes``: largest first, greedily.
 
@@ -153,12 +148,7 @@ def _shares(sizes: Sequence[int], nranks: int) -> list[list[int]]:
 def _checkpoint(todo: Sequence[Target], fout: h5py.File, comm: Comm, journal: Journaling) -> None:
     """Flush the output, then record the batch's datasets as finished. Collective."""
     with collective_errors(comm, f"checkpoint of {len(todo)} small datasets", fault="checkpoint"):
-        # Where each dataset's storage lies must be on disk before the journal says done.
-        if fout.driver == "mpio":
-            with collective_call(comm):
-                fout.flush()
-        else:
-            fout.flush()
+        flush(fout, comm)
     for target in todo:
         journal.finish(target.path, [0])
     with collective_errors(comm, "journal"):

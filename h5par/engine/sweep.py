@@ -48,7 +48,7 @@ from h5par.parallel.guard import collective_call
 if TYPE_CHECKING:
     from h5par.parallel.comm import Comm
 
-__all__ = ["CHECKPOINT_SECONDS", "Record", "Sweep", "read_target", "run_pass", "sweep_of"]
+__all__ = ["CHECKPOINT_SECONDS", "Record", "Sweep", "flush", "read_target", "run_pass", "sweep_of"]
 
 #: Seconds between checkpoints of compressed or subfiled outputs (each one flushes the file).
 CHECKPOINT_SECONDS = 30.0
@@ -283,12 +283,7 @@ class Sweep:
         """Record the finished units (and statistics) in the journal. Collective."""
         with collective_errors(self.comm, f"checkpoint of {self.target.path}", fault="checkpoint"):
             if self.dout is not None and (self.deferred or not self.flushed):
-                # Before units count, on disk: the chunk index of a filtered dataset, what
-                # a part file holds, and where any dataset's storage lies (HDF5 allocates
-                # it at the first write, under mpio when the dataset is opened, and keeps
-                # that in its cache).
-                with _collective_if(self.dout.file.driver == "mpio", self.comm):
-                    self.dout.file.flush()
+                flush(self.dout.file, self.comm)
                 self.flushed = True
         if self.parts:  # the same on every rank: the chain has reducers
             gathered = allgather(self.comm, self.pending_parts)
@@ -371,6 +366,17 @@ class _AxisSweep(Sweep):
         dtype = chain.dtype_at(len(chain) - 1, target.dtype)
         with _naming(self):
             return _as_output(finish(total, op, kernel.ddof, dtype, target.out_fill), target)
+
+
+def flush(file: h5py.File, comm: Comm) -> None:
+    """Flush ``file`` before units count as finished. Collective under mpio.
+
+    What must be on disk first: the chunk index of a filtered dataset, what a part file
+    holds, and where any dataset's storage lies (HDF5 allocates it at the first write,
+    under mpio when the dataset is opened, and keeps that in its cache).
+    """
+    with _collective_if(file.driver == "mpio", comm):
+        file.flush()
 
 
 def _collective_if(collective: bool, comm: Comm) -> contextlib.AbstractContextManager[None]:

@@ -32,7 +32,7 @@ from h5par.core.decomposition import Index
 from h5par.hdf5.io import write_block
 from h5par.parallel import guard
 
-__all__ = ["allocate_missing", "missing_chunks", "partly_allocated"]
+__all__ = ["allocate_missing", "chunk_count", "missing_chunks", "partly_allocated"]
 
 
 def partly_allocated(dset: h5py.Dataset) -> bool:
@@ -43,9 +43,13 @@ def partly_allocated(dset: h5py.Dataset) -> bool:
     """
     if dset.chunks is None or dset.shape is None or dset.size == 0:
         return False
-    stored = dset.id.get_num_chunks()
-    grid = math.prod(-(-n // c) for n, c in zip(dset.shape, dset.chunks, strict=True))
-    return bool(0 < stored < grid)
+    return bool(0 < dset.id.get_num_chunks() < chunk_count(dset))
+
+
+def chunk_count(dset: h5py.Dataset) -> int:
+    """How many chunks the chunked dataset ``dset`` has, stored or not."""
+    assert dset.chunks is not None
+    return math.prod(-(-n // c) for n, c in zip(dset.shape, dset.chunks, strict=True))
 
 
 def missing_chunks(dset: h5py.Dataset) -> Iterator[Index]:

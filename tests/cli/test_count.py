@@ -35,9 +35,7 @@ min = 0.0
 
 
 def h5par_run(mpitools: Any, cwd: Path, nranks: int, fault: str | None = None) -> Any:
-    cmd = ["mpirun", "-n", str(nranks), sys.executable, "-m", "mpi4py", "-m", "h5par"]
-    env = mpitools.mpi_env({"H5PAR_FAULT": fault} if fault else None)
-    return mpitools.launch([*cmd, "run", "job.toml", "--quiet"], cwd=cwd, env=env, timeout=240)
+    return mpitools.h5par_run(cwd, nranks, "--quiet", fault=fault, timeout=240)
 
 
 def many_datasets(folder: Path, seed: int) -> None:

@@ -10,7 +10,6 @@ the next collective flush.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +41,7 @@ FILTERS: dict[str, dict[str, Any]] = {
 
 
 def h5par_run(mpitools: Any, cwd: Path, nranks: int, fault: str | None = None) -> Any:
-    cmd = ["mpirun", "-n", str(nranks), sys.executable, "-m", "mpi4py", "-m", "h5par"]
-    env = mpitools.mpi_env({"H5PAR_FAULT": fault} if fault else None)
-    return mpitools.launch([*cmd, "run", "job.toml"], cwd=cwd, env=env, timeout=60)
+    return mpitools.h5par_run(cwd, nranks, fault=fault, timeout=60)
 
 
 @pytest.mark.parametrize("filters", FILTERS)

@@ -10,7 +10,6 @@ transformed values again and transforms them a second time (exit status 0).
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,7 @@ factor = 2.0
 
 
 def h5par_run(mpitools: Any, cwd: Path, nranks: int, fault: str | None = None) -> Any:
-    cmd = ["mpirun", "-n", str(nranks), sys.executable, "-m", "mpi4py", "-m", "h5par"]
-    env = mpitools.mpi_env({"H5PAR_FAULT": fault} if fault else None)
-    return mpitools.launch([*cmd, "run", "job.toml", "--quiet"], cwd=cwd, env=env, timeout=120)
+    return mpitools.h5par_run(cwd, nranks, "--quiet", fault=fault, timeout=120)
 
 
 def killed_in_place_run(tmp_path: Path, mpitools: Any) -> dict[str, np.ndarray]:
