@@ -49,6 +49,7 @@ class Target:
     select: Selection | None = None  # what is read of the dataset (shape: its result)
     axes: tuple[int, ...] = ()  # axes a closing ``reduce`` removes (units: output blocks)
     virtual: bool = False  # a virtual dataset of the input (read without mpio)
+    stored: tuple[int, ...] | None = None  # the input's chunks when filtered (read whole)
 
     @property
     def filtered(self) -> bool:

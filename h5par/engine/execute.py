@@ -23,7 +23,7 @@ from h5par.core.decomposition import index_shape
 from h5par.core.units import Target
 from h5par.engine.config import Work
 from h5par.engine.journal import NO_JOURNAL, Journal, Journaling
-from h5par.engine.plan import Plan
+from h5par.engine.plan import Plan, input_cache
 from h5par.engine.small import batches, process_batch
 from h5par.engine.sweep import Record, read_target, run_pass, sweep_of
 from h5par.engine.workfolder import (
@@ -35,7 +35,7 @@ from h5par.engine.workfolder import (
     partly_updated,
 )
 from h5par.errors import H5ParError, StoppedError
-from h5par.hdf5.io import File
+from h5par.hdf5.io import File, open_dataset
 from h5par.hdf5.subfiles import part_datasets, part_path
 from h5par.kernels import Broadcast, Chain, KernelError, Reduce
 from h5par.parallel.agreement import collective_errors
@@ -111,13 +111,14 @@ def _data_phase(
                     continue
                 (target,) = group
                 dout = None if fout is None else fout[target.path]
-                result = _process(work, target, fin[target.path], dout, comm, journal, record)
+                din = _open_input(work, fin, target)
+                result = _process(work, target, din, dout, comm, journal, record)
                 if result:
                     reductions[target.path] = result
             for copy in plan.copies:  # only with an output file
                 assert fout is not None
                 chain = work.chain_for(copy)
-                din, dout = fin[copy.path], fout[copy.path]
+                din, dout = _open_input(work, fin, copy), fout[copy.path]
                 run_pass(
                     sweep_of(work, copy, chain, comm, din, dout, journal=journal, record=record)
                 )
@@ -131,6 +132,11 @@ def _data_phase(
         if fout is not None and fout is not fin:
             fout.close()
     return reductions, record
+
+
+def _open_input(work: Work, fin: h5py.File, target: Target) -> h5py.Dataset:
+    """The input dataset of ``target``, its chunk cache sized for the units (plan.input_cache)."""
+    return open_dataset(fin, target.path, input_cache(target, work.chain_for(target), work.budget))
 
 
 def _kept(journal: Journaling) -> Journal:

@@ -25,7 +25,14 @@ from h5par.engine.journal import stat_identity
 from h5par.engine.plan import STEP_FRACTION, Plan, step_itemsize
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.allocation import chunk_count
-from h5par.hdf5.hierarchy import dataset_paths, has_refs, kept_type, missing_sources, source_layout
+from h5par.hdf5.hierarchy import (
+    dataset_paths,
+    filtered_chunks,
+    has_refs,
+    kept_type,
+    missing_sources,
+    source_layout,
+)
 from h5par.hdf5.io import memory_type, open_input
 from h5par.kernels import Broadcast
 from h5par.kernels.chain import convert_fill
@@ -170,7 +177,7 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     out_fill = None if fill is None else convert_fill(fill, out_dtype)
     return Target(
         dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill, select=select,
-        axes=axes, virtual=dset.is_virtual,
+        axes=axes, virtual=dset.is_virtual, stored=filtered_chunks(dset),
     )  # fmt: skip
 
 

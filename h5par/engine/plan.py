@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from h5par.core.cache import ChunkCache, chunk_cache
 from h5par.core.decomposition import Index, chunk_steps, index_shape, steps
 from h5par.core.sizes import format_size
 from h5par.core.units import Target, assign, describe, read_bytes, reduced_size
@@ -24,6 +25,7 @@ from h5par.kernels import Chain
 __all__ = [
     "STEP_FRACTION",
     "Plan",
+    "input_cache",
     "pieces",
     "share",
     "step_itemsize",
@@ -190,6 +192,41 @@ def pieces(target: Target, chain: Chain, blocks: Sequence[Index], budget: int) -
     reduced = tuple(slice(0, target.shape[a]) for a in target.axes)
     limit = _array_bytes(target, chain, budget)
     return _steps(target, reduced, itemsize, limit, budget, None) or [reduced]
+
+
+def input_cache(target: Target, chain: Chain, budget: int) -> ChunkCache | None:
+    """The chunk cache for reading ``target``'s units from its filtered input's chunks.
+
+    What the budget leaves beside the steps' arrays, so that no input chunk is
+    decompressed twice when units do not follow the input's chunks (a rechunking job).
+    Blocks are read as they are, or with the chain's halo (wrapping reads aside); a
+    selection or a reduction along axes keeps HDF5's default cache.
+
+    Output chunks ``(64, 128)`` over input chunks ``(1, 16384)`` of float32: each unit of
+    64 x 4096 touches 64 input chunks of 64 KiB; a smaller budget holds fewer.
+
+    >>> shape, f4 = (64, 16384), np.dtype("f4")
+    >>> t = Target("/x", shape, f4, shape, f4, (64, 128), {}, stored=(1, 16384))
+    >>> input_cache(t, Chain(), budget=64 << 20), input_cache(t, Chain(), budget=8 << 20)
+    ((4259840, 6521), (4194304, 6421))
+    >>> input_cache(dataclasses.replace(t, stored=(64, 128)), Chain(), budget=64 << 20) is None
+    True
+    """
+    if target.stored is None or target.select is not None or target.axes:
+        return None
+    blocks = units(target, chain, budget)
+    halo = chain.halo(len(target.shape))
+    widths = ((0, 0),) * len(target.shape) if halo is None else halo[0]
+    boxes = [
+        tuple(
+            slice(max(0, s.start - before), min(n, s.stop + after))
+            for s, n, (before, after) in zip(block, target.shape, widths, strict=True)
+        )
+        for block in blocks
+    ]
+    itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
+    used = fraction(chain) * max(math.prod(index_shape(b)) for b in boxes) * itemsize
+    return chunk_cache(boxes, target.stored, target.dtype.itemsize, budget - used)
 
 
 def share(target: Target, chain: Chain, r: int, nranks: int, budget: int) -> dict[str, Any]:

@@ -35,6 +35,7 @@ __all__ = [
     "copy_attrs",
     "create_type",
     "dataset_paths",
+    "filtered_chunks",
     "has_refs",
     "kept_type",
     "link_names",
@@ -111,6 +112,16 @@ def source_layout(dset: h5py.Dataset) -> SourceLayout:
         scaleoffset=dset.scaleoffset,
         fillvalue=dset.fillvalue if user_fill else None,
     )
+
+
+def filtered_chunks(dset: h5py.Dataset) -> tuple[int, ...] | None:
+    """The chunks of a dataset stored through filters (None: unfiltered, contiguous, virtual).
+
+    Reading any part of such a chunk decompresses all of it.
+    """
+    if dset.is_virtual or dset.chunks is None or dset.id.get_create_plist().get_nfilters() == 0:
+        return None
+    return tuple(dset.chunks)
 
 
 def kept_type(dset: h5py.Dataset, out_dtype: np.dtype[Any]) -> dict[str, bytes]:

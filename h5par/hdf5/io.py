@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
-from h5py import h5fd, h5p, h5s, h5t
+from h5py import h5d, h5fd, h5p, h5s, h5t
 
 from h5par.core.decomposition import Index, index_shape
 from h5par.core.sizes import format_size
@@ -37,6 +37,7 @@ __all__ = [
     "full_storage",
     "hdf5_versions",
     "memory_type",
+    "open_dataset",
     "open_error",
     "open_input",
     "read_block",
@@ -290,6 +291,22 @@ def transfer_plist(dset: h5py.Dataset) -> h5p.PropDXID | None:
     dxpl = h5p.create(h5p.DATASET_XFER)
     dxpl.set_dxpl_mpio(h5fd.MPIO_COLLECTIVE)
     return dxpl
+
+
+def open_dataset(group: h5py.Group, path: str, cache: tuple[int, int] | None) -> h5py.Dataset:
+    """Dataset ``path`` of ``group``, with a chunk cache of ``cache = (bytes, slots)``.
+
+    None keeps HDF5's default (1 MiB). HDF5 sizes the cache when a dataset is first
+    opened: a handle already open elsewhere in the file keeps its cache.
+    """
+    if cache is None:
+        dset = group[path]
+        assert isinstance(dset, h5py.Dataset)
+        return dset
+    nbytes, nslots = cache
+    dapl = h5p.create(h5p.DATASET_ACCESS)
+    dapl.set_chunk_cache(nslots, nbytes, dapl.get_chunk_cache()[2])  # HDF5's preemption weight
+    return h5py.Dataset(h5d.open(group.id, path.encode(), dapl=dapl))
 
 
 def memory_type(dset: h5py.Dataset) -> h5t.TypeID | None:

@@ -87,3 +87,37 @@ def test_units_of_the_run_are_whole_chunks(folder) -> None:
         for box in units(target, Chain.from_specs([{"name": "clip", "min": 0}]), budget):
             edges = [[s.start, s.stop] for s in box]
             assert _whole_chunks(edges, FIELD.shape) and 0 not in index_shape(box)
+
+
+BIG = RNG.normal(size=(18, 256, 300)).astype("f4")  # input chunks of 300 KiB: cached
+
+
+@pytest.mark.parametrize("memory", ["8MiB", "64MiB"])
+@pytest.mark.parametrize("stored", [(1, 256, 300), (9, 128, 100), (18, 64, 300)])
+def test_rechunked_output_is_numpy_through_the_input_chunk_cache(folder, stored, memory) -> None:
+    """Input chunks unlike the output's: units read parts of input chunks (cache sized)."""
+    from h5par.core.sizes import parse_size
+    from h5par.core.units import Target
+    from h5par.engine.plan import input_cache
+    from h5par.kernels import Chain
+
+    clip = [{"name": "clip", "min": 0.0}]
+    out_chunks = (4, 64, 64)
+    target = Target("/field", BIG.shape, BIG.dtype, BIG.shape, BIG.dtype, out_chunks, {},
+                    stored=stored)  # fmt: skip
+    cached = input_cache(target, Chain.from_specs(clip), parse_size(memory)) is not None
+    assert cached == (stored != (18, 64, 300))  # reused by units apart: the default cache
+    src = folder / f"stored-{'x'.join(map(str, stored))}-{comm.size}.h5"
+    if comm.rank == 0:
+        with h5py.File(src, "w") as f:
+            f.create_dataset("field", data=BIG, chunks=stored, compression="gzip", shuffle=True)
+    comm.Barrier()
+    out = folder / f"rechunked-{src.stem}-{memory}.h5"
+    options = OutputOptions(chunks=out_chunks, compression="gzip")
+    h5par.apply(src, out, clip, memory=memory, options=options, overwrite=True)
+    if comm.rank == 0:
+        with h5py.File(out, "r") as f:
+            assert f["field"].chunks == out_chunks
+            got = f["field"][...]
+        assert got.tobytes() == np.clip(BIG, np.float32(0), None).tobytes()
+    comm.Barrier()
