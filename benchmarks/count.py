@@ -19,13 +19,10 @@ better). Exit status 1 when an output is wrong or a run fails.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,14 +30,9 @@ from typing import Any
 
 import h5py
 import numpy as np
+from _runner import environment, launch
 
 TARGETS = {("datasets", 1): 0.7, ("datasets", 2): 1.0, ("files", 1): 0.7, ("files", 2): 1.5}
-MPI_ENV = {
-    "OMPI_ALLOW_RUN_AS_ROOT": "1",
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "OMPI_MCA_rmaps_base_oversubscribe": "1",
-    "OMPI_MCA_mpi_yield_when_idle": "1",
-}
 LOOP_DATASETS = """
 import sys, pathlib, h5py, numpy as np
 pathlib.Path(sys.argv[2]).parent.mkdir(exist_ok=True)
@@ -155,45 +147,6 @@ def command(args: argparse.Namespace, work: dict[str, Any], ranks: int) -> list[
     if ranks == 1:
         return [args.python, *h5par]
     return [args.mpirun, "-n", str(ranks), args.python, "-m", "mpi4py", *h5par]
-
-
-def environment(pythonpath: str | None) -> dict[str, str]:
-    """This process's environment with the MPI settings and the checkout to import."""
-    env = {**os.environ, **MPI_ENV}
-    env.pop("PYTHONPATH", None)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    return env
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILL every process of session ``sid``: mpirun puts its ranks in their own groups."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        if int(fields[3]) == sid:  # fields after the name: state ppid pgrp session
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(stat.parent.name), signal.SIGKILL)
-
-
-def launch(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> dict[str, Any]:
-    """Run ``cmd`` in its own session; wall seconds, exit status and the tail of stderr."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True, text=True,
-    )  # fmt: skip
-    try:
-        _, err = proc.communicate(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        kill_session(proc.pid)
-        _, err = proc.communicate()
-        timed_out = True
-    wall = time.perf_counter() - t0
-    return {"wall": wall, "returncode": proc.returncode, "timed_out": timed_out, "err": err[-2000:]}
 
 
 def clean(root: Path) -> None:

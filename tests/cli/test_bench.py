@@ -171,3 +171,50 @@ def test_heat_runs_with_its_own_interpreter(
     assert suite.parse_args([]).heat_python == sys.executable  # default: --python
     with pytest.raises(SystemExit):
         suite.parse_args([f"--heat-python={tmp_path / 'missing'}"])
+
+
+@pytest.mark.timeout(400)
+def test_chunked_benchmark_runs_and_verifies_every_method(
+    tmp_path: Path, mpitools: SimpleNamespace
+) -> None:
+    """benchmarks/chunked.py on 8 planes: every method ran, its output checked against numpy."""
+    results = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        str(BENCHMARKS / "chunked.py"),
+        "--planes=8",
+        "--plain=16MiB",
+        "--rounds=1",
+        f"--results={results}",
+    ]
+    done = mpitools.launch(cmd, env=mpitools.mpi_env(), timeout=360)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    data = json.loads((results / "chunked.json").read_text())
+    assert data["failures"] == []
+    methods = {"serial", "mpio-2", "h5par-1", "h5par-2", "h5par-2-subfiled"}
+    for workload in ("compressed", "rechunk", "plain"):
+        rows = {r["method"]: r for r in data["rows"] if r["workload"] == workload}
+        assert set(rows) == methods, workload
+        assert all(r["median"] > 0 for r in rows.values())
+    text = (results / "chunked.txt").read_text()
+    assert "h5par-2" in text and ">= 1.8" in text
+
+
+def test_chunked_benchmark_refuses_a_wrong_output(tmp_path: Path) -> None:
+    """Its check is real: a copy that is not np.clip fails verification."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import chunked
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    root = tmp_path / "w"
+    (root / "out").mkdir(parents=True)
+    data = np.random.default_rng(1).normal(size=(8, 256, 256)).astype("f4")
+    layout = chunked.layouts("compressed")[1]
+    for name, values in (("in.h5", data), ("out/out.h5", data)):  # not clipped
+        with h5py.File(root / name, "w") as f:
+            f.create_dataset("x", data=values, **{**layout, "chunks": (4, 64, 64)})
+    assert "chunks" in (chunked.verify("compressed", root) or "")
+    with h5py.File(root / "out/out.h5", "w") as f:
+        f.create_dataset("x", data=data, **layout)
+    assert "differ from np.clip" in (chunked.verify("compressed", root) or "")

@@ -1,0 +1,57 @@
+"""What the count and chunked benchmarks share: launching one run, timed, in its own session."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
+    "OMPI_MCA_mpi_yield_when_idle": "1",
+}
+
+
+def environment(pythonpath: str | None) -> dict[str, str]:
+    """This process's environment with the MPI settings and the checkout to import."""
+    env = {**os.environ, **MPI_ENV}
+    env.pop("PYTHONPATH", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    return env
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid``: mpirun puts its ranks in their own groups."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[3]) == sid:  # fields after the name: state ppid pgrp session
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+
+
+def launch(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> dict[str, Any]:
+    """Run ``cmd`` in its own session; wall seconds, exit status and the tail of stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True, text=True,
+    )  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        kill_session(proc.pid)
+        _, err = proc.communicate()
+        timed_out = True
+    wall = time.perf_counter() - t0
+    return {"wall": wall, "returncode": proc.returncode, "timed_out": timed_out, "err": err[-2000:]}
