@@ -45,7 +45,7 @@ class Work:
     chain : Chain
         The kernels, in order.
     patterns : list of str or None
-        Dataset globs to process (None: every dataset).
+        Dataset globs to process (None: every dataset but dimension scales).
     budget : int
         Memory per rank in bytes.
     options : OutputOptions

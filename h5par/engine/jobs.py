@@ -85,7 +85,7 @@ class Job:
     files : list of JobFile
         Inputs (globs expanded, sorted) with their output names.
     datasets : list of str or None
-        Dataset globs; None selects every dataset.
+        Dataset globs; None selects every dataset but dimension scales.
     select : dict
         ``[input.select]``: dataset glob -> selection (``"4:8:2"``, ``"[1, 2, 7]"``).
     kernels : list of dict

@@ -105,7 +105,8 @@ def apply(
     kernels : sequence of dict or Kernel
         The chain, e.g. ``[{"name": "clip", "min": 0}]``; empty copies the data.
     datasets : glob or list of globs, optional
-        Datasets to process (``"/*/temperature"``); default: every dataset.
+        Datasets to process (``"/*/temperature"``); default: every dataset that is not a
+        dimension scale (coordinates are copied untouched).
     in_place : bool
         Write results back into ``input`` (same dtype and shape only).
     overwrite : bool
