@@ -82,6 +82,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             quiet=getattr(args, "quiet", False),
             resume=args.resume,
             comm=comm,
+            how_to_overwrite="pass --overwrite",
         )
     with collective_errors(comm, "report"):  # rank 0 writes: every rank ends as it does
         if comm.Get_rank() == 0:
@@ -97,7 +98,13 @@ def _cmd_consolidate(args: argparse.Namespace) -> int:
     from h5par.parallel.guard import stop_signals
 
     with stop_signals():
-        result = consolidate(args.master, args.out, overwrite=args.overwrite, memory=args.memory)
+        result = consolidate(
+            args.master,
+            args.out,
+            overwrite=args.overwrite,
+            memory=args.memory,
+            how_to_overwrite="pass --overwrite",
+        )
     _print_once(
         f"h5par consolidate: {args.master} -> {args.out}: {len(result.datasets)} dataset(s), "
         f"{format_size(sum(result.bytes_written))} written by {len(result.bytes_written)} "
@@ -112,7 +119,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     if _rank() != 0:
         return EXIT_OK
-    entries = plan_job(load_job(args.job, args.set), args.ranks)
+    entries = plan_job(load_job(args.job, args.set), args.ranks, "run with --overwrite")
     if args.json:
         print(json.dumps(entries, indent=2))
     else:

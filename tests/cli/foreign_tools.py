@@ -6,6 +6,7 @@ must not share a process with the parallel HDF5 h5py uses.
     python foreign_tools.py write-netcdf PATH | check-netcdf IN OUT
     python foreign_tools.py write-tables PATH | check-tables IN OUT
     python foreign_tools.py write-climate PATH | check-climate IN OUT [VARIABLE...]
+    python foreign_tools.py write-netcdf3 PATH FORMAT   (NETCDF3_CLASSIC, NETCDF3_64BIT_OFFSET)
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ def check_climate(src: str, out: str, *converted: str) -> None:
     print("netCDF4 read the output OK")
 
 
+def write_netcdf3(path: str, kind: str) -> None:
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w", format=kind) as nc:
+        nc.createDimension("x", 4)
+        nc.createVariable("t", "f4", ("x",))[:] = temperature()[0, 0, :4]
+
+
 def write_tables(path: str) -> None:
     import tables
 
@@ -127,6 +136,7 @@ if __name__ == "__main__":
         "write-tables": write_tables,
         "check-tables": check_tables,
         "write-climate": write_climate,
+        "write-netcdf3": write_netcdf3,
         "check-climate": check_climate,
     }
     commands[sys.argv[1]](*sys.argv[2:])

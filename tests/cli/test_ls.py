@@ -1,4 +1,5 @@
-"""`h5par ls` lists groups, datasets, attributes and links, for every corpus file."""
+"""`h5par ls` lists groups, datasets, attributes and links, for every corpus file; it names
+what is wrong with a file it cannot list."""
 
 import json
 
@@ -47,3 +48,16 @@ def test_ls_reads_every_corpus_file(run_python, real_data) -> None:
             assert one_line or (result.returncode == 0 and "unreadable object" in result.stdout), (
                 result.stderr
             )
+
+
+def test_ls_names_a_missing_file_and_a_netcdf3_file(run_python, tmp_path) -> None:
+    gone = run_python(["-m", "h5par", "ls", str(tmp_path / "gone.h5")])
+    assert gone.returncode == 2 and gone.stderr.count("\n") == 1, gone.stderr
+    assert "gone.h5': no such file" in gone.stderr and "corrupt" not in gone.stderr
+    for version, kind in ((1, "classic"), (2, "64-bit offset")):
+        old = tmp_path / f"old{version}.nc"
+        old.write_bytes(b"CDF" + bytes([version]) + bytes(28))
+        listed = run_python(["-m", "h5par", "ls", str(old)])
+        assert listed.returncode == 2 and listed.stderr.count("\n") == 1, listed.stderr
+        assert f"is a netCDF-3 file ({kind} format)" in listed.stderr
+        assert f"`nccopy -k nc4 {old} {tmp_path / f'old{version}_nc4.nc'}`" in listed.stderr
