@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import traceback
@@ -29,6 +30,22 @@ def _rank() -> int:
     return world()[0]
 
 
+def _emit(text: str) -> None:
+    """Print ``text`` on stdout; a reader that has gone (``h5par ls f | head``) is no error.
+
+    Python's recipe for a closed pipe (the ``signal`` module's documentation): stdout is
+    pointed at ``os.devnull``, so that nothing written later fails, the interpreter's
+    final flush included. The verb goes on (a ``--report`` is still written) and ends
+    with its own exit status; the other ranks see nothing of it.
+    """
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def _print_once(text: str) -> None:
     """Print ``text`` from rank 0, in an agreement: a failure ends every rank alike."""
     from h5par.parallel.agreement import collective_errors
@@ -37,7 +54,7 @@ def _print_once(text: str) -> None:
     comm = resolve_comm()
     with collective_errors(comm, "output"):
         if comm.Get_rank() == 0:
-            print(text, flush=True)
+            _emit(text)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -59,7 +76,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     from h5par.hdf5.listing import list_file
 
     if _rank() == 0:
-        print(list_file(args.file, attributes=not args.no_attributes), flush=True)
+        _emit(list_file(args.file, attributes=not args.no_attributes))
     return EXIT_OK
 
 
@@ -82,10 +99,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             quiet=getattr(args, "quiet", False),
             resume=args.resume,
             comm=comm,
+            how_to_overwrite="pass --overwrite",
         )
     with collective_errors(comm, "report"):  # rank 0 writes: every rank ends as it does
         if comm.Get_rank() == 0:
-            print(summary_text(result), flush=True)
+            _emit(summary_text(result))
             if args.report:
                 write_report(result, args.report)
     return EXIT_OK
@@ -97,7 +115,13 @@ def _cmd_consolidate(args: argparse.Namespace) -> int:
     from h5par.parallel.guard import stop_signals
 
     with stop_signals():
-        result = consolidate(args.master, args.out, overwrite=args.overwrite, memory=args.memory)
+        result = consolidate(
+            args.master,
+            args.out,
+            overwrite=args.overwrite,
+            memory=args.memory,
+            how_to_overwrite="pass --overwrite",
+        )
     _print_once(
         f"h5par consolidate: {args.master} -> {args.out}: {len(result.datasets)} dataset(s), "
         f"{format_size(sum(result.bytes_written))} written by {len(result.bytes_written)} "
@@ -112,11 +136,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     if _rank() != 0:
         return EXIT_OK
-    entries = plan_job(load_job(args.job, args.set), args.ranks)
+    entries = plan_job(load_job(args.job, args.set), args.ranks, "run with --overwrite")
     if args.json:
-        print(json.dumps(entries, indent=2))
+        _emit(json.dumps(entries, indent=2))
     else:
-        print(format_plan(entries, args.ranks))
+        _emit(format_plan(entries, args.ranks))
     return EXIT_OK
 
 
@@ -125,7 +149,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from h5par.engine.jobs import load_job
 
     if _rank() == 0:
-        print("\n".join(job_status(load_job(args.job, args.set), args.job)), flush=True)
+        _emit("\n".join(job_status(load_job(args.job, args.set), args.job)))
     return EXIT_OK
 
 
@@ -147,7 +171,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         run_args=[item for pair in args.set for item in ("--set", pair)],
     )
     load_job(args.job, args.set)  # a bad job fails here, not after waiting in the queue
-    print(batch_script(options) if args.dry_run else submit(options, args.job), flush=True)
+    _emit(batch_script(options) if args.dry_run else submit(options, args.job))
     return EXIT_OK
 
 

@@ -12,7 +12,7 @@ from h5par.core.sizes import format_size
 from h5par.engine.batch import JobResult
 from h5par.errors import UsageError
 
-__all__ = ["check_report", "report_dict", "summary_text", "write_report"]
+__all__ = ["check_report", "json_ready", "report_dict", "summary_text", "write_report"]
 
 
 def _per_rank(result: JobResult, field: str) -> list[float]:
@@ -23,18 +23,31 @@ def _per_rank(result: JobResult, field: str) -> list[float]:
     return totals
 
 
-def _json_number(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
+    """``value`` with every NaN and infinity replaced by None (JSON's ``null``).
+
+    JSON has no NaN or infinity; ``null`` is what JSON readers (``jq``, JavaScript's
+    ``JSON.parse``, pandas) take as "no value", where strings would be read as text.
+
+    >>> json_ready({"mean": float("nan"), "max": [1.5, float("inf")], "count": 0})
+    {'mean': None, 'max': [1.5, None], 'count': 0}
+    """
     if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return None
     if isinstance(value, dict):
-        return {k: _json_number(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_number(v) for v in value]
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
     return value
 
 
 def report_dict(result: JobResult) -> Any:
-    """The run as plain JSON-ready data (NaN and infinities as strings)."""
+    """The run as plain JSON-ready data (NaN and infinities as None)."""
+    return json_ready(_summary(result))
+
+
+def _summary(result: JobResult) -> dict[str, Any]:
+    """The run as plain data, numbers as they are (NaN where a statistic is undefined)."""
     busy = _per_rank(result, "busy_seconds")
     read, written = _per_rank(result, "bytes_read"), _per_rank(result, "bytes_written")
     mean = statistics.fmean(busy) if busy else 0.0
@@ -71,12 +84,12 @@ def report_dict(result: JobResult) -> Any:
             for f in result.files
         ],
     }
-    return _json_number(data)
+    return data
 
 
 def summary_text(result: JobResult) -> str:
     """The summary ``h5par run`` prints from rank 0."""
-    data = report_dict(result)
+    data = _summary(result)
     per_rank = data["per_rank"]
     datasets = sum(len(f["datasets"]) for f in data["files"])
     lines = [

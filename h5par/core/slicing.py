@@ -220,13 +220,35 @@ def resolve(items: Sequence[Item], shape: Sequence[int], text: str = "") -> Sele
     return Selection(axes, text, tuple(shape))
 
 
+def _empty(item: slice | list[int], n: int, axis: int) -> str:
+    """Why a selection leaving axis ``axis`` (of length ``n``) empty is refused.
+
+    >>> _empty(slice(64, 192), 16, 1)
+    'axis 1 of length 16 would be empty: 64:192 selects no element (valid: at least one of 0..15)'
+    """
+    if isinstance(item, list):
+        text = "[]"
+    else:
+        parts = ["" if v is None else str(v) for v in (item.start, item.stop, item.step)]
+        text = ":".join(parts if item.step is not None else parts[:2])
+    return (
+        f"axis {axis} of length {n} would be empty: {text} selects no element "
+        f"(valid: at least one of 0..{n - 1})"
+    )
+
+
 def _axis(where: str, item: Item, n: int, axis: int) -> tuple[Any, ...]:
     if isinstance(item, slice):
         if item.step is not None and item.step < 1:
             raise UsageError(where + f"Step must be >= 1 (got {item.step})")
         start, stop, step = item.indices(n)
-        return ("slice", start, step, max(0, math.ceil((stop - start) / step)))
+        count = max(0, math.ceil((stop - start) / step))
+        if count == 0 and n > 0:
+            raise UsageError(where + _empty(item, n, axis))
+        return ("slice", start, step, count)
     if isinstance(item, list):
+        if not item and n > 0:
+            raise UsageError(where + _empty(item, n, axis))
         points = [p + n if p < 0 else p for p in item]
         bad = [p for p, q in zip(item, points, strict=True) if not 0 <= q < n]
         if bad:

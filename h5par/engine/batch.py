@@ -67,12 +67,15 @@ def run(
     overwrite: bool = False,
     quiet: bool = True,
     resume: bool = False,
+    how_to_overwrite: str = "pass overwrite=True",
 ) -> JobResult:
     """Run a job (a :class:`Job`, a dict as TOML gives it, or a job file). Collective.
 
     This is the function ``h5par run`` calls; ``quiet=False`` shows progress on rank 0.
     A stopped or killed run of the same job is continued from its journal; ``resume=True``
-    requires one (see :func:`h5par.apply`).
+    requires one (see :func:`h5par.apply`). ``how_to_overwrite`` is named, beside the
+    job's ``output.overwrite``, in the error for an existing output (``h5par run`` gives
+    ``"pass --overwrite"``).
     """
     comm = resolve_comm(comm)
     private(comm)  # before any file is opened: see h5par.parallel.comm.private
@@ -93,7 +96,8 @@ def run(
         provenance = _provenance(job, started)
         works = {
             i: work_for(
-                job, job.files[i], nranks=size(comm) if i in shared else 1, resume=resume,
+                job, job.files[i], how_to_overwrite, resume=resume,
+                nranks=size(comm) if i in shared else 1,
                 provenance={**provenance, "h5par_input": _identity(job.files[i].input)},
                 progress=progress.update,
             )
@@ -227,12 +231,15 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else 0
 
 
-def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
+def plan_job(
+    job: Job, nranks: int, how_to_overwrite: str = "pass overwrite=True to run"
+) -> list[dict[str, Any]]:
     """What ``run`` would do on ``nranks`` ranks, without reading data (one process).
 
     One entry per input file: its output, the output folders that would be created
     (``new_folders``), whether all ranks share it or one rank owns it, and per dataset
-    each rank's region, steps under the memory budget and bytes.
+    each rank's region, steps under the memory budget and bytes. ``how_to_overwrite`` as
+    for :func:`run`.
     """
     sizes = [_size(f.input) for f in job.files]
     shared, own = assign_files(sizes, nranks, job.file_parallel_below)
@@ -240,7 +247,7 @@ def plan_job(job: Job, nranks: int) -> list[dict[str, Any]]:
     entries = []
     for file in job.files:
         ranks = nranks if file.index in shared else 1
-        targets = inspect_input(work_for(job, file, nranks=ranks)).targets
+        targets = inspect_input(work_for(job, file, how_to_overwrite, nranks=ranks)).targets
         entries.append(
             {
                 "input": str(file.input),

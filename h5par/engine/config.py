@@ -45,7 +45,7 @@ class Work:
     chain : Chain
         The kernels, in order.
     patterns : list of str or None
-        Dataset globs to process (None: every dataset).
+        Dataset globs to process (None: every dataset but dimension scales).
     budget : int
         Memory per rank in bytes.
     options : OutputOptions
@@ -65,6 +65,10 @@ class Work:
         Elements equal to ``_FillValue`` pass through kernels and stay out of reductions.
     select : dict
         Dataset glob -> selection text (``[input.select]``).
+    overwrite_hint : str
+        How the caller asks to replace an existing output, for the errors that say it
+        exists: ``"pass overwrite=True"`` from Python, ``"set output.overwrite = true or
+        pass --overwrite"`` for a job run by the command line.
     """
 
     input: Path
@@ -84,6 +88,7 @@ class Work:
     resume: bool = False
     materialize: bool = False
     select: dict[str, str] = dataclasses.field(default_factory=dict)
+    overwrite_hint: str = "pass overwrite=True"
 
     @property
     def destination(self) -> Path | None:
@@ -141,9 +146,16 @@ def configure(
     return work
 
 
-def work_for(job: Job, file: JobFile, **settings: Any) -> Work:
-    """The :class:`Work` of one file of ``job``; ``settings`` as for :func:`configure`."""
+def work_for(
+    job: Job, file: JobFile, how_to_overwrite: str = "pass overwrite=True", **settings: Any
+) -> Work:
+    """The :class:`Work` of one file of ``job``; ``settings`` as for :func:`configure`.
+
+    ``how_to_overwrite`` says how the caller replaces an existing output besides the
+    job's ``output.overwrite`` (``"pass --overwrite"`` on the command line).
+    """
     return configure(
+        overwrite_hint=f"set output.overwrite = true or {how_to_overwrite}",
         input=file.input,
         output=None if job.in_place else file.output,
         kernels=job.chain,
@@ -174,8 +186,12 @@ def _budget(memory: str | int) -> int:
 def _check_input(work: Work) -> None:
     if work.driver != "auto" and work.driver not in DRIVERS:
         raise UsageError(f"input driver = {work.driver!r} (valid: auto, {', '.join(DRIVERS)})")
-    if not work.input.is_file() and work.driver != "family":
-        raise UsageError(f"input {str(work.input)!r} does not exist or is not a file")
+    if work.driver == "family" or work.input.is_file():
+        return
+    if not os.path.lexists(work.input):
+        raise UsageError(f"input {str(work.input)!r}: no such file")
+    what = "a folder" if work.input.is_dir() else "not a file (a dangling link, a device?)"
+    raise UsageError(f"input {str(work.input)!r} is {what} (valid: an HDF5 file)")
 
 
 def _check_mode(work: Work) -> None:
@@ -203,34 +219,33 @@ def _check_mode(work: Work) -> None:
 def _check_output(work: Work) -> None:
     """The output's name, its parts folder, and parallel writes with this h5py."""
     if work.output is not None:
-        _check_output_path(work.input, work.output, work.overwrite)
+        _check_output_path(work)
         if work.options.subfiled:
-            _check_parts(parts_folder(work.output), work.overwrite)
+            _check_parts(parts_folder(work.output), work)
     writes = work.in_place or work.output is not None
     if writes and work.nranks > 1 and not h5py.get_config().mpi and not work.options.subfiled:
         raise H5ParError(SERIAL_H5PY_FIX.format(n=work.nranks))
 
 
-def _check_output_path(source: Path, target: Path, overwrite: bool) -> None:
+def _check_output_path(work: Work) -> None:
+    source, target = work.input, work.output
+    assert target is not None
     if target.resolve() == source.resolve():
         raise UsageError(
             f"output {str(target)!r} is the input: use in_place = true to write into it"
         )
     if os.path.isdir(target):  # os.replace cannot put the finished output there
         raise UsageError(f"output {str(target)!r} is a folder (valid: the path of a file)")
-    if os.path.exists(target) and not overwrite:  # False, not OSError, for a name too long
-        raise UsageError(
-            f"output {str(target)!r} exists (set overwrite = true or pass --overwrite to replace it)"
-        )
+    if os.path.exists(target) and not work.overwrite:  # False, not OSError, for a name too long
+        raise UsageError(f"output {str(target)!r} exists ({work.overwrite_hint} to replace it)")
     check_output_folder(target.parent)  # missing folders are created after validation
 
 
-def _check_parts(parts: Path, overwrite: bool) -> None:
+def _check_parts(parts: Path, work: Work) -> None:
     """A subfiled output's parts folder is replaced at the end: only a folder, with overwrite."""
     if os.path.lexists(parts) and (os.path.islink(parts) or not os.path.isdir(parts)):
         raise UsageError(f"output parts folder {str(parts)!r} exists and is not a folder")
-    if os.path.lexists(parts) and not overwrite:
+    if os.path.lexists(parts) and not work.overwrite:
         raise UsageError(
-            f"output parts folder {str(parts)!r} exists (set overwrite = true or pass "
-            "--overwrite to replace it)"
+            f"output parts folder {str(parts)!r} exists ({work.overwrite_hint} to replace it)"
         )

@@ -243,6 +243,20 @@ def _broadcast_source(
     return source
 
 
+def _range_probe(chain: Chain, position: int) -> Chain:
+    """The chain whose one global reduction is the min/max of the data entering ``position``.
+
+    The kernels before it transform the data, global reductions among them are left out
+    (their statistics come from the main pass); a closing reduction along axes stays, so
+    that the pre-pass reads the input as the main pass does (by output blocks).
+    """
+    kernel = chain.kernels[position]
+    assert isinstance(kernel, Reduce)
+    before = [k for k in chain.prefix(position).kernels if not isinstance(k, Reduce)]
+    closing = [] if chain.axis_reducer is None else [chain.axis_reducer]
+    return Chain((*before, Reduce(op=["min", "max"], skipna=kernel.skipna), *closing))
+
+
 def _histogram_range(
     work: Work,
     target: Target,
@@ -257,12 +271,7 @@ def _histogram_range(
     if position in kept:  # the same numpy scalar type the pre-pass gives (histogram edges)
         kind = chain.dtype_at(position, target.dtype).type
         return kind(kept[position][0]), kind(kept[position][1])
-    kernel = chain.kernels[position]
-    assert isinstance(kernel, Reduce)
-    probe = Chain(
-        (*chain.prefix(position).kernels, Reduce(op=["min", "max"], skipna=kernel.skipna))
-    )
-    (part,) = run_pass(sweep_of(work, target, probe, comm, din))
+    (part,) = run_pass(sweep_of(work, target, _range_probe(chain, position), comm, din))
     if part.count == 0:
         low, high = 0, 1  # numpy's range for empty input
     elif not (np.isfinite(part.min) and np.isfinite(part.max)):

@@ -65,10 +65,10 @@ def inspect_input(job: Work) -> Plan:
             job.input, job.driver, job.driver_options
         ) as src:  # its errors name the file
             try:
-                paths = select_paths(dataset_paths(src), job.patterns)
+                paths = _selected_paths(job, src)
                 found = (_named(p, _target, job, src) for p in paths)
                 targets = [t for t in found if t is not None]
-                _check_select(job, targets)
+                _check_select(job, targets, src)
                 processed = {t.path for t in targets}
                 others = [p for p in dataset_paths(src) if p not in processed]
                 copies = [_named(p, _parallel_copy, job, src) for p in others]
@@ -87,12 +87,43 @@ def inspect_input(job: Work) -> Plan:
         ) from exc
 
 
-def _check_select(job: Work, targets: list[Target]) -> None:
+def _selected_paths(job: Work, src: h5py.File) -> list[str]:
+    """The datasets ``job`` processes: those its patterns match, else every non-scale one.
+
+    Dimension scales (``CLASS = "DIMENSION_SCALE"``: netCDF-4 coordinate variables such as
+    ``/time`` and dimension placeholders) are coordinates, not data: without patterns they
+    are copied untouched, and processed only when a pattern of ``input.datasets`` matches
+    them (their attached datasets stay attached).
+    """
+    paths = dataset_paths(src)
+    if job.patterns is None:
+        return [p for p in paths if not _is_scale(src, p)]
+    return select_paths(paths, job.patterns)
+
+
+def _is_scale(src: h5py.File, path: str) -> bool:
+    """True when the dataset at ``path`` is a dimension scale.
+
+    Attributes HDF5 cannot read (a newer HDF5's reference type) say nothing: the dataset
+    counts as data, and its inspection names what fails, as for any other dataset.
+    """
+    try:
+        return bool(src[path].is_scale)
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError):
+        return False
+
+
+def _check_select(job: Work, targets: list[Target], src: h5py.File) -> None:
     for pattern in job.select:
         if not any(matches(pattern, t.path) for t in targets):
             names = ", ".join(t.path for t in targets) or "none"
+            hint = ""
+            if job.patterns is None and any(
+                matches(pattern, p) and _is_scale(src, p) for p in dataset_paths(src)
+            ):
+                hint = "; dimension scales are processed only when input.datasets names them"
             raise UsageError(
-                f"select {pattern!r} matches no processed dataset (processed: {names})"
+                f"select {pattern!r} matches no processed dataset (processed: {names}){hint}"
             )
 
 

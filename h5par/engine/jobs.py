@@ -85,7 +85,7 @@ class Job:
     files : list of JobFile
         Inputs (globs expanded, sorted) with their output names.
     datasets : list of str or None
-        Dataset globs; None selects every dataset.
+        Dataset globs; None selects every dataset but dimension scales.
     select : dict
         ``[input.select]``: dataset glob -> selection (``"4:8:2"``, ``"[1, 2, 7]"``).
     kernels : list of dict
@@ -341,7 +341,9 @@ def _expand_inputs(spec: Any, base: Path, driver: str) -> list[Path]:
                 else ([str(full)] if full.is_file() else [])
             )
         if not hits:
-            raise UsageError(f"input.path {pattern!r} matches no file (looked in {str(base)!r})")
+            why = " matches no file" if glob.has_magic(pattern) else ": no such file"
+            why = " is a folder, not a file" if full.is_dir() else why
+            raise UsageError(f"input.path {pattern!r}{why} (looked in {str(base)!r})")
         found += [Path(h) for h in hits if Path(h) not in found]
     _check_distinct_inputs(found)
     return found

@@ -105,7 +105,8 @@ def apply(
     kernels : sequence of dict or Kernel
         The chain, e.g. ``[{"name": "clip", "min": 0}]``; empty copies the data.
     datasets : glob or list of globs, optional
-        Datasets to process (``"/*/temperature"``); default: every dataset.
+        Datasets to process (``"/*/temperature"``); default: every dataset that is not a
+        dimension scale (coordinates are copied untouched).
     in_place : bool
         Write results back into ``input`` (same dtype and shape only).
     overwrite : bool
@@ -155,18 +156,23 @@ def apply(
     CollectiveError
         A failure on any rank, raised on every rank.
     """
+    return _apply(
+        comm, watchdog, input=input, output=output, kernels=kernels, datasets=datasets,
+        in_place=in_place, overwrite=overwrite, memory=memory, options=options, driver=driver,
+        driver_options=driver_options, provenance=provenance, progress=progress,
+        respect_fill_value=respect_fill_value, resume=resume, select=select,
+        materialize=materialize,
+    )  # fmt: skip
+
+
+def _apply(comm: Comm | None, watchdog: float, **settings: Any) -> Result:
+    """Validate ``settings`` (:func:`~h5par.engine.config.configure`'s) and run. Collective."""
     comm = resolve_comm(comm)
     private(comm)  # before any file is opened: see h5par.parallel.comm.private
     faults.reset()
     with guarded(watchdog):
         with collective_errors(comm, "validate", fault="validate"):
-            work = configure(
-                input=input, output=output, kernels=kernels, datasets=datasets,
-                in_place=in_place, overwrite=overwrite, memory=memory, options=options,
-                driver=driver, driver_options=driver_options, nranks=size(comm),
-                provenance=provenance, progress=progress, respect_fill_value=respect_fill_value,
-                resume=resume, select=select, materialize=materialize,
-            )  # fmt: skip
+            work = configure(nranks=size(comm), **settings)
         return run_work(work, comm)
 
 
@@ -210,14 +216,17 @@ def consolidate(
     comm: Comm | None = None,
     progress: Callable[[int], None] | None = None,
     watchdog: float = DEFAULT_WATCHDOG,
+    how_to_overwrite: str = "pass overwrite=True",
 ) -> Result:
     """Turn a subfiled output into one ordinary file, in parallel. Collective over ``comm``.
 
     Every virtual dataset of ``output`` is read through its parts and written as an
     ordinary dataset of ``into`` (with the chunks and filters of its parts); the rest of
-    the hierarchy is copied as in any run. The subfiled output is left as it is.
+    the hierarchy is copied as in any run. The subfiled output is left as it is. An
+    existing ``into`` is an error naming ``how_to_overwrite`` (``h5par consolidate``:
+    ``"pass --overwrite"``).
     """
-    return apply(
-        output, into, [], overwrite=overwrite, memory=memory, comm=comm, progress=progress,
-        watchdog=watchdog, materialize=True,
+    return _apply(
+        comm, watchdog, input=output, output=into, overwrite=overwrite, memory=memory,
+        progress=progress, materialize=True, overwrite_hint=how_to_overwrite,
     )  # fmt: skip

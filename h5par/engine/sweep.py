@@ -225,8 +225,12 @@ class Sweep:
                 block.data, block.index, self.target.fill, block.core, self.scratch
             )
             out = _as_output(out, self.target)
-        self.pending_parts = [a.combine(b) for a, b in zip(self.pending_parts, parts, strict=True)]
+        self.add_parts(parts)
         return out
+
+    def add_parts(self, parts: list[Partial]) -> None:
+        """Add one block's statistics of the global reductions to this rank's pending ones."""
+        self.pending_parts = [a.combine(b) for a, b in zip(self.pending_parts, parts, strict=True)]
 
     def stage(self, i: int, u: int | None, out: np.ndarray) -> None:
         """In place: keep the new data of this step's units before the old data is overwritten."""
@@ -357,10 +361,11 @@ class _AxisSweep(Sweep):
             inject("kernel")
             if block.index is not None:
                 with _naming(self):
-                    part = chain.reduce_axes(
+                    part, parts = chain.reduce_axes(
                         block.data, block.index, target.fill, block.core, self.scratch
                     )
                 total = part if total is None else total.combine(part, op)
+                self.add_parts(parts)
         if total is None:
             return np.empty(0, target.out_dtype)
         dtype = chain.dtype_at(len(chain) - 1, target.dtype)

@@ -210,14 +210,14 @@ def _check_not_done_meanwhile(work: Work) -> None:
         return
     if work.output is not None and work.output.exists():
         raise UsageError(
-            f"output {str(work.output)!r} exists: another run finished it meanwhile (set "
-            "overwrite = true or pass --overwrite to replace it)"
+            f"output {str(work.output)!r} exists: another run finished it meanwhile "
+            f"({work.overwrite_hint} to replace it)"
         )
     digest = work.provenance.get("h5par_job_sha256")
     if work.in_place and digest is not None and _job_digest(work) == digest:
         raise UsageError(
             f"{str(work.input)!r} was completed by another run of this job meanwhile "
-            "(nothing to do; set overwrite = true to apply the job again)"
+            f"(nothing to do; {work.overwrite_hint} to apply the job again)"
         )
 
 

@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import resource
+import shlex
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,8 +97,12 @@ def open_error(path: str | os.PathLike[str], exc: OSError) -> H5ParError:
     >>> type(open_error("a.h5", OSError("(unable to lock file, errno = 11, error message = "
     ...                                 "'Resource temporarily unavailable')"))).__name__
     'H5ParError'
+    >>> print(open_error("gone.h5", OSError(2, "Unable to open file (No such file or directory)")))
+    'gone.h5': no such file
     """
     name, text = str(path), str(exc)
+    if exc.errno == errno.ENOENT:
+        return UsageError(f"{name!r}: no such file")
     if "unable to lock file" in text:
         found = re.search(r"errno = (\d+), error message = '([^']*)'", text)
         why = f"errno {found[1]}: {found[2]}" if found else text
@@ -108,6 +113,9 @@ def open_error(path: str | os.PathLike[str], exc: OSError) -> H5ParError:
             "without a lock (only if nothing writes the file meanwhile)"
         )
     if "file signature not found" in text:
+        kind = _netcdf3_kind(Path(path))
+        if kind is not None:
+            return UsageError(netcdf3_message(name, kind))
         return UsageError(f"{name!r} is not an HDF5 file (no HDF5 signature found)")
     found = re.search(r"truncated file: eof = (\d+),.*stored_eof = (\d+)", text)
     if found:
@@ -116,6 +124,34 @@ def open_error(path: str | os.PathLike[str], exc: OSError) -> H5ParError:
             f"{found[2]} (an interrupted copy or write?)"
         )
     return UsageError(f"cannot open {name!r} as HDF5, the file may be corrupt: {text}")
+
+
+#: netCDF-3 files begin with b"CDF" and a version byte: their format, by that byte.
+_NETCDF3 = {1: "classic", 2: "64-bit offset", 5: "64-bit data, CDF-5"}
+
+
+def _netcdf3_kind(path: Path) -> str | None:
+    """The netCDF-3 format of ``path`` from its first four bytes, or None."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        return None
+    return _NETCDF3.get(magic[3]) if len(magic) == 4 and magic[:3] == b"CDF" else None
+
+
+def netcdf3_message(name: str, kind: str) -> str:
+    """What to do with a netCDF-3 file (HDF5 cannot read it; netCDF-4 files are HDF5).
+
+    >>> print(netcdf3_message("run/a.nc", "classic"))
+    'run/a.nc' is a netCDF-3 file (classic format), not HDF5: convert it to netCDF-4 with `nccopy -k nc4 run/a.nc run/a_nc4.nc` (netCDF's tools) and process the copy
+    """
+    out = Path(name).with_name(f"{Path(name).stem}_nc4{Path(name).suffix or '.nc'}")
+    command = f"nccopy -k nc4 {shlex.quote(name)} {shlex.quote(str(out))}"
+    return (
+        f"{name!r} is a netCDF-3 file ({kind} format), not HDF5: convert it to netCDF-4 "
+        f"with `{command}` (netCDF's tools) and process the copy"
+    )
 
 
 #: errno values of a write that found its storage full, by what they mean.

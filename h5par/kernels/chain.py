@@ -46,6 +46,20 @@ def convert_fill(fill: Any, dtype: np.dtype[Any]) -> Any:
     return converted
 
 
+def _counted(x: np.ndarray, mask: np.ndarray | None, core: Index | None) -> np.ndarray:
+    """The elements of block ``x`` a global reduction counts: not missing, not in the halo.
+
+    A halo (the neighbours a later kernel reads, ``x[core]`` is the block itself) belongs
+    to the neighbouring blocks, which count it themselves.
+
+    >>> _counted(np.arange(6.0), np.arange(6) == 2, (slice(1, 5),)).tolist()
+    [1.0, 3.0, 4.0]
+    """
+    if core is not None:
+        x, mask = x[core], None if mask is None else mask[core]
+    return x if mask is None else x[~mask]
+
+
 @dataclasses.dataclass(frozen=True)
 class Chain:
     """Kernels applied in order; an empty chain copies the data unchanged.
@@ -199,40 +213,46 @@ class Chain:
         fill: Any = None,
         core: Index | None = None,
         scratch: Scratch | None = None,
-    ) -> AxisPartial:
-        """Statistics of one piece for the closing reduction along axes.
+    ) -> tuple[AxisPartial, list[Partial]]:
+        """Statistics of one piece for the closing reduction along axes, and global ones.
 
-        Elements equal to ``fill`` (and NaN with ``skipna``) are not counted.
+        Also returns the partial statistics of each global reduce kernel before it, as
+        :meth:`apply` does. Elements equal to ``fill`` (and NaN with ``skipna``) are not counted.
 
         Examples
         --------
-        >>> chain = Chain.from_specs([{"name": "reduce", "op": "count", "axis": 0}])
-        >>> chain.reduce_axes(np.array([[1.0, -1.0], [2.0, 3.0]]), (), fill=-1.0).count.tolist()
-        [2, 1]
+        >>> chain = Chain.from_specs(
+        ...     [{"name": "reduce", "op": "count"}, {"name": "reduce", "op": "count", "axis": 0}]
+        ... )
+        >>> part, (whole,) = chain.reduce_axes(np.array([[1.0, -1.0], [2.0, 3.0]]), (), fill=-1.0)
+        >>> part.count.tolist(), whole.count
+        ([2, 1], 3)
         """
         kernel = self.axis_reducer
         assert kernel is not None
-        x, mask, _ = self._run(x, index, fill, core, scratch)
+        x, mask, partials = self._run(x, index, fill, core, scratch)
         valid = None if mask is None else ~mask
         if kernel.skipna and x.dtype.kind == "f":
             valid = ~np.isnan(x) if valid is None else valid & ~np.isnan(x)
-        return axis_partial(x, kernel.reduced_axes(x.ndim), kernel.ops[0], valid)
+        return axis_partial(x, kernel.reduced_axes(x.ndim), kernel.ops[0], valid), partials
 
     def _run(
         self, x: np.ndarray, index: Index, fill: Any, core: Index | None, scratch: Scratch | None
     ) -> tuple[np.ndarray, np.ndarray | None, list[Partial]]:
         partials = []
         mask = None if fill is None else missing(x, fill)
+        halo = core  # until the kernel with neighbours keeps the core, x holds the halo
         for position, kernel in enumerate(self.kernels):
             own = None if scratch is None else scratch.at(position)
             if isinstance(kernel, Reduce):
                 if kernel.axis is None:
-                    partials.append(kernel.partial(x if mask is None else x[~mask], own))
+                    partials.append(kernel.partial(_counted(x, mask, halo), own))
                 continue
             y = kernel(x, index, own)
             if kernel.has_halo and core is not None:
                 y = y[core]
                 mask = None if mask is None else mask[core]
+                halo = None
             if mask is not None:
                 fill = convert_fill(fill, y.dtype)
                 if isinstance(kernel, Broadcast):

@@ -5,6 +5,8 @@ must not share a process with the parallel HDF5 h5py uses.
 
     python foreign_tools.py write-netcdf PATH | check-netcdf IN OUT
     python foreign_tools.py write-tables PATH | check-tables IN OUT
+    python foreign_tools.py write-climate PATH | check-climate IN OUT [VARIABLE...]
+    python foreign_tools.py write-netcdf3 PATH FORMAT   (NETCDF3_CLASSIC, NETCDF3_64BIT_OFFSET)
 """
 
 from __future__ import annotations
@@ -55,6 +57,48 @@ def check_netcdf(src: str, out: str) -> None:
     print("netCDF4 round trip OK")
 
 
+def write_climate(path: str) -> None:
+    """T and u of (time, z, y, x) in float64; coordinates time, y, x; z only a dimension."""
+    import netCDF4
+
+    rng = np.random.default_rng(22)
+    with netCDF4.Dataset(path, "w") as nc:
+        for name, n in (("time", None), ("z", 4), ("y", 6), ("x", 8)):
+            nc.createDimension(name, n)
+        nc.createVariable("time", "f8", ("time",))[:] = np.arange(3) * 3600.0 + 0.1
+        nc.createVariable("y", "f8", ("y",))[:] = np.linspace(-45.1, 45.1, 6)
+        nc.createVariable("x", "f4", ("x",))[:] = np.linspace(0, 330, 8)
+        for name in ("T", "u"):
+            var = nc.createVariable(name, "f8", ("time", "z", "y", "x"), zlib=True)
+            var[:] = rng.normal(size=(3, 4, 6, 8))
+
+
+def check_climate(src: str, out: str, *converted: str) -> None:
+    """``converted`` variables became float32 (astype); everything else is unchanged."""
+    import netCDF4
+
+    with netCDF4.Dataset(src) as a, netCDF4.Dataset(out) as b:
+        sizes = {k: len(v) for k, v in b.dimensions.items()}
+        assert sizes == {k: len(v) for k, v in a.dimensions.items()}, sizes
+        assert b.dimensions["time"].isunlimited()
+        assert set(b.variables) == set(a.variables), set(b.variables)
+        for name, var in a.variables.items():
+            got = b[name]
+            assert got.dimensions == var.dimensions, (name, got.dimensions)
+            want = var[:].astype(np.float32) if name in converted else var[:]
+            assert got.dtype == want.dtype, (name, got.dtype)
+            assert got[:].tobytes() == want.tobytes(), name
+    print("netCDF4 read the output OK")
+
+
+def write_netcdf3(path: str, kind: str) -> None:
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w", format=kind) as nc:
+        nc.createDimension("x", 4)
+        nc.createVariable("t", "f4", ("x",))[:] = temperature()[0, 0, :4]
+
+
 def write_tables(path: str) -> None:
     import tables
 
@@ -91,5 +135,8 @@ if __name__ == "__main__":
         "check-netcdf": check_netcdf,
         "write-tables": write_tables,
         "check-tables": check_tables,
+        "write-climate": write_climate,
+        "write-netcdf3": write_netcdf3,
+        "check-climate": check_climate,
     }
     commands[sys.argv[1]](*sys.argv[2:])

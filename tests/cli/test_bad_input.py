@@ -86,6 +86,12 @@ def empty_folder(name: str) -> Callable[[Path], None]:
     return lambda work: (work / name).mkdir()
 
 
+def netcdf3(name: str, version: int) -> Callable[[Path], None]:
+    """A preparation writing ``name`` as the start of a netCDF-3 file (b"CDF", ``version``)."""
+    header = b"CDF" + bytes([version]) + b"\x00\x00\x00\x00" + b"\x00" * 24
+    return lambda work: (work / name).write_bytes(header)
+
+
 def second_input(work: Path) -> None:
     """A second input, ``in2.h5``, like the first."""
     shutil.copyfile(work / "in.h5", work / "in2.h5")
@@ -170,15 +176,25 @@ CASES: dict[str, Case] = {
     ),
     # --- inputs --------------------------------------------------------------------------
     "missing input": Case(
-        '[input]\npath = "gone.h5"\n' + OUT, ("input.path 'gone.h5' matches no file",)
+        '[input]\npath = "gone.h5"\n' + OUT, ("input.path 'gone.h5': no such file",)
     ),
     "input glob matches nothing": Case(
         '[input]\npath = "run/snap_*.h5"\n' + OUT, ("input.path 'run/snap_*.h5' matches no file",)
     ),
     "input is a folder": Case(
         '[input]\npath = "sub"\n' + OUT,
-        ("input.path 'sub' matches no file",),
+        ("input.path 'sub' is a folder, not a file",),
         prepare=empty_folder("sub"),
+    ),
+    "input netCDF-3 classic": Case(
+        '[input]\npath = "old.nc"\n' + OUT + kernel('name = "abs"'),
+        ("old.nc' is a netCDF-3 file (classic format)", "nccopy -k nc4 ", "old_nc4.nc`"),
+        prepare=netcdf3("old.nc", 1),
+    ),
+    "input netCDF-3 64-bit offset": Case(
+        '[input]\npath = "old.nc"\n' + OUT + kernel('name = "abs"'),
+        ("old.nc' is a netCDF-3 file (64-bit offset format)", "nccopy -k nc4"),
+        prepare=netcdf3("old.nc", 2),
     ),
     "input not hdf5": Case(
         '[input]\npath = "existing.h5"\n' + OUT + kernel('name = "abs"'),

@@ -146,3 +146,24 @@ def test_plan_for_too_many_ranks_is_a_usage_error(run_python, work) -> None:
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("h5par: error:")]
     assert errors == ["h5par: error: --ranks 100000000000: expected 1..1048576 ranks"], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("selection", "expect"),
+    [
+        ("0:4, 64:192", "axis 1 of length 16 would be empty: 64:192 selects no element"),
+        ("5:5", "axis 0 of length 1 would be empty: 5:5 selects no element"),
+        ("..., []", "axis 3 of length 8 would be empty: [] selects no element"),
+    ],
+)
+def test_a_selection_leaving_an_axis_empty_is_a_job_error(run_mpi, work, selection, expect) -> None:
+    with h5py.File(work / "in.h5", "a") as f:
+        f["T"] = np.zeros((1, 16, 8, 8), np.float32)
+    text = (
+        job(work).read_text().replace("[output]", f'[input.select]\n"/T" = "{selection}"\n[output]')
+    )
+    (work / "job.toml").write_text(text)
+    for verb in ("run", "plan"):
+        one_line(
+            run_mpi, work, [verb, "job.toml"], 2, "dataset /T", f"selection '{selection}'", expect
+        )

@@ -158,3 +158,30 @@ def test_twenty_dumps_give_twenty_outputs(run_mpi, tmp_path, nranks) -> None:
         with h5py.File(tmp_path / "clean" / f"dump_{i:02d}.h5") as f:
             assert f["step/temperature"][...].tobytes() == expected[i].tobytes()
             assert f["step/temperature"].attrs["dt"] == 0.5
+
+
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"the report holds {name}, which is not JSON")
+
+
+def test_report_writes_numbers_and_null_for_undefined_statistics(run_mpi, tmp_path) -> None:
+    x = np.random.default_rng(22).normal(size=(12, 10, 8))
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        f["field"] = x
+        f["gaps"] = np.where(x > 0, np.nan, x)
+        f["empty"] = np.full((4, 3), np.nan)  # skipna: nothing left to count
+    (tmp_path / "job.toml").write_text(
+        'version = 1\n[input]\npath = "in.h5"\n[output]\npath = "out.h5"\n'
+        '[[kernels]]\nname = "reduce"\nop = ["min", "mean", "std", "count"]\nskipna = true\n'
+        '[[kernels]]\nname = "reduce"\nop = "mean"\naxis = 0\n'
+    )
+    ran = cli(run_mpi, 2, ["run", str(tmp_path / "job.toml"), "--report", str(tmp_path / "r.json")])
+    assert ran.returncode == 0, ran.stderr
+    text = (tmp_path / "r.json").read_text()
+    stats = json.loads(text, parse_constant=_no_constants)["files"][0]["reductions"]
+    assert stats["/empty"] == {"min": None, "mean": None, "std": None, "count": 0}
+    finite = x[x <= 0]
+    assert stats["/gaps"]["count"] == finite.size and stats["/gaps"]["min"] == finite.min()
+    assert stats["/field"]["count"] == x.size and stats["/field"]["min"] == x.min()
+    assert abs(stats["/field"]["mean"] - x.mean()) <= 1e-12 * np.abs(x).sum()
+    assert "/empty: min=nan, mean=nan, std=nan, count=0" in ran.stdout  # the summary says nan

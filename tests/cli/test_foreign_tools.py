@@ -18,3 +18,24 @@ def test_round_trip_through_a_parallel_job(run_python, run_mpi, tmp_path, tool, 
     assert ran.returncode == 0, ran.stderr
     checked = run_python([HELPER, f"check-{tool}", str(src), str(out)])
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"), [("NETCDF3_CLASSIC", "classic"), ("NETCDF3_64BIT_OFFSET", "64-bit offset")]
+)
+def test_a_netcdf3_file_says_how_to_convert_it(run_python, run_mpi, tmp_path, kind, name) -> None:
+    src = tmp_path / "old.nc"
+    written = run_python([HELPER, "write-netcdf3", str(src), kind])
+    assert written.returncode == 0, written.stderr
+    ran = run_mpi(2, ["-m", "mpi4py", "-m", "h5par", "run", "job.toml"], cwd=write_job(tmp_path))
+    errors = [line for line in ran.stderr.splitlines() if line.startswith("h5par: error:")]
+    assert ran.returncode == 2 and len(errors) == 1, ran.stderr
+    assert f"'old.nc' is a netCDF-3 file ({name} format), not HDF5" in errors[0]
+    assert "`nccopy -k nc4 old.nc old_nc4.nc`" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml", "old.nc"]
+
+
+def write_job(folder: Path) -> Path:
+    text = 'version = 1\n[input]\npath = "old.nc"\n[output]\npath = "out.nc"\n'
+    (folder / "job.toml").write_text(text + '[[kernels]]\nname = "abs"\n')
+    return folder

@@ -1,9 +1,14 @@
-"""`h5par ls` lists groups, datasets, attributes and links, for every corpus file."""
+"""`h5par ls` lists groups, datasets, attributes and links, for every corpus file; it names
+what is wrong with a file it cannot list; a reader closing the pipe early is no error."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 
 def test_ls_shows_tree_attributes_and_links(run_python, tmp_path) -> None:
@@ -47,3 +52,52 @@ def test_ls_reads_every_corpus_file(run_python, real_data) -> None:
             assert one_line or (result.returncode == 0 and "unreadable object" in result.stdout), (
                 result.stderr
             )
+
+
+def test_ls_names_a_missing_file_and_a_netcdf3_file(run_python, tmp_path) -> None:
+    gone = run_python(["-m", "h5par", "ls", str(tmp_path / "gone.h5")])
+    assert gone.returncode == 2 and gone.stderr.count("\n") == 1, gone.stderr
+    assert "gone.h5': no such file" in gone.stderr and "corrupt" not in gone.stderr
+    for version, kind in ((1, "classic"), (2, "64-bit offset")):
+        old = tmp_path / f"old{version}.nc"
+        old.write_bytes(b"CDF" + bytes([version]) + bytes(28))
+        listed = run_python(["-m", "h5par", "ls", str(old)])
+        assert listed.returncode == 2 and listed.stderr.count("\n") == 1, listed.stderr
+        assert f"is a netCDF-3 file ({kind} format)" in listed.stderr
+        assert f"`nccopy -k nc4 {old} {tmp_path / f'old{version}_nc4.nc'}`" in listed.stderr
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory) -> Path:
+    """A file whose listing, plan and run summary each fill a pipe several times over."""
+    folder = tmp_path_factory.mktemp("many")
+    with h5py.File(folder / "many.h5", "w") as f:
+        for i in range(1500):
+            name = f"station_{i:05d}_with_a_rather_long_name/temperature_at_two_metres"
+            f[name] = np.arange(3.0)
+            f[name].attrs["units"] = "degrees Celsius, measured at two metres above the ground"
+    (folder / "job.toml").write_text(
+        'version = 1\n[input]\npath = "many.h5"\n[output]\npath = "out.h5"\noverwrite = true\n'
+        '[[kernels]]\nname = "reduce"\nop = ["min", "max"]\n'
+    )
+    return folder
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [["ls", "many.h5"], ["plan", "job.toml"], ["run", "job.toml", "--quiet", "--report", "r.json"]],
+    ids=["ls", "plan", "run"],
+)
+def test_a_reader_that_stops_early_ends_the_output_quietly(many, verb) -> None:
+    """``h5par ls FILE | head -1``: exit status 0, no BrokenPipeError, a report still written."""
+    (many / "r.json").unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "h5par", *verb]
+    with subprocess.Popen(cmd, cwd=many, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # as head -1 does
+        err = proc.stderr.read().decode()
+        status = proc.wait(timeout=120)
+    assert first and status == 0 and err == "", err
+    if verb[0] == "run":
+        assert len(json.loads((many / "r.json").read_text())["files"][0]["reductions"]) == 1500

@@ -281,8 +281,15 @@ def test_existing_output_needs_overwrite(shared) -> None:
     if comm.rank == 0:
         (shared / "out.h5").write_bytes(b"precious")
     comm.Barrier()
-    with pytest.raises(UsageError, match="exists"):
+    with pytest.raises(UsageError, match="exists") as info:
         h5par.apply(shared / "in.h5", shared / "out.h5", [{"name": "abs"}])
+    assert "(pass overwrite=True to replace it)" in str(info.value)  # Python's way, not --overwrite
+    assert "--overwrite" not in str(info.value)
+    with pytest.raises(UsageError, match=r"exists \(pass overwrite=True to replace it\)"):
+        h5par.consolidate(shared / "in.h5", shared / "out.h5")
+    with pytest.raises(UsageError, match=r"output.overwrite = true or pass overwrite=True"):
+        h5par.run({"version": 1, "input": {"path": str(shared / "in.h5")},
+                   "output": {"path": str(shared / "out.h5")}})  # fmt: skip
     assert (shared / "out.h5").read_bytes() == b"precious"
     comm.Barrier()
     h5par.apply(shared / "in.h5", shared / "out.h5", [{"name": "abs"}], overwrite=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h5py
@@ -24,7 +25,6 @@ SELECTIONS = {
     "-1, 5:": DATA[-1, 5:],
     "1:36:5, :, -2": DATA[1:36:5, :, -2],
     "...": DATA,
-    "3:3": DATA[3:3],
 }
 
 
@@ -83,13 +83,14 @@ def test_scalar_selection_and_the_books_errors(folder) -> None:
         ("/plain", "::0"): "Step must be >= 1 (got 0)",
         ("/plain", "40"): "index 40 is out of range for axis 0 of length 37",
         ("/plain", "[7, 2]"): "must be in increasing order",
+        ("/plain", "3:3"): "axis 0 of length 37 would be empty: 3:3 selects no element",
+        ("/plain", "0, 30:40"): "axis 1 of length 23 would be empty: 30:40 selects no element",
+        ("/plain", "..., []"): "axis 2 of length 9 would be empty: [] selects no element",
         ("/plain", "x + 1"): "expected integers, slices",
         ("/nothing", "1"): "select '/nothing' matches no processed dataset",
     }
     for (path, text), message in cases.items():
-        with pytest.raises(
-            UsageError, match=message.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")
-        ):
+        with pytest.raises(UsageError, match=re.escape(message)):
             h5par.apply(
                 folder / "in.h5",
                 out,
