@@ -124,6 +124,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mpirun", default="mpirun")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=PYTHONPATH",
                    help="also run h5par from another checkout (repeatable)")  # fmt: skip
+    p.add_argument("--env-variant", action="append", default=[], metavar="NAME:VAR=VALUE,...",
+                   help="also run h5par on 2 ranks with these environment variables, e.g. "
+                   "cb1:OMPI_MCA_io=romio321,ROMIO_HINTS=/tmp/hints (repeatable)")  # fmt: skip
     p.add_argument("--workdir", type=Path, default=None, help="default: under --results")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     p.add_argument("--results", type=Path, default=Path(f"/tmp/h5par-chunked-results/{stamp}"))
@@ -195,20 +198,29 @@ def prepare(args: argparse.Namespace, workload: str, root: Path) -> dict[str, An
             "bytes": (root / "in.h5").stat().st_size}  # fmt: skip
 
 
-def methods(args: argparse.Namespace) -> dict[str, tuple[str, int, str | None]]:
-    """Method label -> (kind, ranks, PYTHONPATH)."""
-    found: dict[str, tuple[str, int, str | None]] = {
-        "serial": ("serial", 1, None),
-        "mpio-2": ("mpio", 2, None),
-        "h5par-1": ("h5par", 1, None),
-        "h5par-2": ("h5par", 2, None),
-        "h5par-2-subfiled": ("subfiled", 2, None),
+Spec = tuple[str, int, str | None, dict[str, str]]  # kind, ranks, PYTHONPATH, environment
+
+
+def methods(args: argparse.Namespace) -> dict[str, Spec]:
+    """Method label -> (kind, ranks, PYTHONPATH, extra environment)."""
+    found: dict[str, Spec] = {
+        "serial": ("serial", 1, None, {}),
+        "mpio-2": ("mpio", 2, None, {}),
+        "h5par-1": ("h5par", 1, None, {}),
+        "h5par-2": ("h5par", 2, None, {}),
+        "h5par-2-subfiled": ("subfiled", 2, None, {}),
     }
     for spec in args.variant:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise SystemExit(f"--variant wants NAME=PYTHONPATH, got {spec!r}")
-        found.update({f"{name}-1": ("h5par", 1, path), f"{name}-2": ("h5par", 2, path)})
+        found.update({f"{name}-1": ("h5par", 1, path, {}), f"{name}-2": ("h5par", 2, path, {})})
+    for spec in args.env_variant:
+        name, sep, assignments = spec.partition(":")
+        pairs = [item.partition("=") for item in assignments.split(",")]
+        if not sep or not name or not all(var and eq for var, eq, _ in pairs):
+            raise SystemExit(f"--env-variant wants NAME:VAR=VALUE,..., got {spec!r}")
+        found[f"{name}-2"] = ("h5par", 2, None, {var: value for var, _, value in pairs})
     return found
 
 
@@ -253,15 +265,15 @@ def clean(root: Path) -> None:
     (root / "out").mkdir()
 
 
-def run_one(args: argparse.Namespace, work: dict[str, Any], spec: tuple[str, int, str | None]):
+def run_one(args: argparse.Namespace, work: dict[str, Any], spec: Spec) -> dict[str, Any]:
     """One timed run of one method on one workload; the record."""
-    kind, ranks, pythonpath = spec
+    kind, ranks, pythonpath, extra = spec
     clean(work["root"])
     os.sync()  # the previous run's dirty pages, outside the timing
     rss = work["root"] / "rss.txt"
     rss.unlink(missing_ok=True)
     cmd = command(args, work, kind, ranks, rss)
-    record = launch(cmd, environment(pythonpath), work["root"], args.timeout)
+    record = launch(cmd, {**environment(pythonpath), **extra}, work["root"], args.timeout)
     if rss.exists():
         record["rss_mib"] = [int(x) / 1024 for x in rss.read_text().split() if x.isdigit()]
     record["cmd"] = " ".join(c if "\n" not in c else "<script>" for c in cmd)
