@@ -25,6 +25,7 @@ __all__ = [
     "process_grid",
     "slab",
     "split_extent",
+    "spread",
     "steps",
 ]
 
@@ -312,7 +313,9 @@ def assign_files(
 
     Files of at least ``below`` bytes (or all files on one rank) are *shared*: every rank
     works on each of them together. Smaller files go whole to one rank each, largest first
-    to the least-loaded rank (greedy), so many small dumps keep all ranks busy.
+    to the least-loaded rank (greedy), so many small dumps keep all ranks busy; fewer
+    small files than ranks would leave ranks idle, so they are shared too (one file of
+    2000 small datasets is spread over the ranks in batches).
 
     Returns the shared file indices and, per rank, the indices of its own files (in order).
 
@@ -322,15 +325,32 @@ def assign_files(
     ([1], [[2, 4], [0, 3]])
     >>> assign_files([10, 20], nranks=1, below=100)
     ([0, 1], [[]])
+    >>> assign_files([10, 500, 30], nranks=3, below=100)  # two small files, three ranks
+    ([0, 1, 2], [[], [], []])
     """
     if nranks == 1:
         return list(range(len(sizes))), [[]]
+    if sum(n < below for n in sizes) < nranks:
+        return list(range(len(sizes))), [[] for _ in range(nranks)]
     shared = [i for i, n in enumerate(sizes) if n >= below]
-    small = sorted((i for i, n in enumerate(sizes) if n < below), key=lambda i: (-sizes[i], i))
+    return shared, spread(sizes, nranks, [i for i, n in enumerate(sizes) if n < below])
+
+
+def spread(
+    sizes: Sequence[int], nranks: int, which: Sequence[int] | None = None
+) -> list[list[int]]:
+    """Items ``which`` (default all) of ``sizes`` dealt to ranks: largest first to the least loaded.
+
+    Returns, per rank, its item indices in order.
+
+    >>> spread([10, 40, 30, 20], 2), spread([10, 40], 1), spread([5], 3)
+    ([[0, 1], [2, 3]], [[0, 1]], [[0], [], []])
+    """
+    items = range(len(sizes)) if which is None else which
     load = [0] * nranks
     own: list[list[int]] = [[] for _ in range(nranks)]
-    for i in small:
+    for i in sorted(items, key=lambda i: (-sizes[i], i)):
         r = min(range(nranks), key=lambda r: (load[r], r))
         own[r].append(i)
         load[r] += sizes[i]
-    return shared, [sorted(files) for files in own]
+    return [sorted(files) for files in own]

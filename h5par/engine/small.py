@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import h5py
 
-from h5par.core.decomposition import assign_files
+from h5par.core.decomposition import spread
 from h5par.core.units import Target, describe, read_bytes
 from h5par.engine.config import Work
 from h5par.engine.journal import Journaling
@@ -140,9 +140,7 @@ def _shares(sizes: Sequence[int], nranks: int) -> list[list[int]]:
     >>> _shares([10, 40, 30, 20], 2), _shares([10, 40], 1)
     ([[0, 1], [2, 3]], [[0, 1]])
     """
-    if nranks == 1:
-        return [list(range(len(sizes)))]
-    return assign_files(sizes, nranks, below=max(sizes, default=0) + 1)[1]
+    return spread(sizes, nranks)
 
 
 def _checkpoint(todo: Sequence[Target], fout: h5py.File, comm: Comm, journal: Journaling) -> None:

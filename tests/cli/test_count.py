@@ -7,6 +7,7 @@ result is bitwise numpy's.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -126,3 +127,33 @@ def test_many_small_files_killed_mid_run_resume_on_another_rank_count(
         name = f"d{i:03d}.h5"
         with h5py.File(tmp_path / "in" / name, "r") as f, h5py.File(tmp_path / "out" / name) as g:
             assert g["x"][()].tobytes() == np.clip(f["x"][()], 0.0, None).tobytes(), name
+
+
+def test_one_small_file_of_many_datasets_keeps_every_rank_busy(tmp_path, mpitools) -> None:
+    """The default file_parallel_below: one small file on 2 ranks is shared, not given to one.
+
+    Its datasets go in batches over both ranks (each rank reads some), and the result is
+    numpy's; with two such files on two ranks each goes to one rank.
+    """
+    many_datasets(tmp_path, seed=4)
+    job = (tmp_path / "job.toml").read_text().replace("[run]\nfile_parallel_below = 0\n", "")
+    (tmp_path / "job.toml").write_text(job)
+    plan = mpitools.launch(
+        ["mpirun", "-n", "2", sys.executable, "-m", "mpi4py", "-m", "h5par", "plan", "job.toml"],
+        cwd=tmp_path, env=mpitools.mpi_env(), timeout=120,
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stderr
+    assert "dataset-level (all ranks)" in plan.stdout and "file-level" not in plan.stdout
+    done = mpitools.h5par_run(tmp_path, 2, "--quiet", "--report", "r.json", timeout=240)
+    assert done.returncode == 0, done.stderr
+    per_rank = json.loads((tmp_path / "r.json").read_text())["per_rank"]
+    assert len(per_rank["bytes_read"]) == 2 and min(per_rank["bytes_read"]) > 0, per_rank
+    check_many_datasets(tmp_path)
+    shutil.copy(tmp_path / "many.h5", tmp_path / "many2.h5")
+    (tmp_path / "job.toml").write_text(job.replace('"many.h5"', '"many*.h5"').replace(
+        '"out.h5"', '"{stem}_out.h5"'))  # fmt: skip
+    plan = mpitools.launch(
+        ["mpirun", "-n", "2", sys.executable, "-m", "mpi4py", "-m", "h5par", "plan", "job.toml"],
+        cwd=tmp_path, env=mpitools.mpi_env(), timeout=120,
+    )  # fmt: skip
+    assert plan.stdout.count("file-level") == 2, plan.stdout
