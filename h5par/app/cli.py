@@ -13,6 +13,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from h5par.core.sizes import format_size
@@ -68,7 +69,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from h5par.app.demo import run_demo
     from h5par.app.report import summary_text
 
-    _print_once(summary_text(run_demo(args.dir)))
+    result = run_demo(args.dir)
+    (done,) = result.files
+    folder = Path(done.input).parent
+    where = (
+        f"h5par demo: input {done.input}, job {folder / 'demo_job.toml'}, output {done.result.output}\n"
+        f"  rerun it: h5par run {folder / 'demo_job.toml'} --overwrite; list the output: "
+        f"h5par ls {done.result.output}\n"
+        "  the jobs in the repository's jobs/ folder read demo/demo_input.h5: "
+        "`h5par demo demo` in its root, then `h5par run jobs/NAME.toml`"
+    )
+    _print_once(where + "\n" + summary_text(result))
+    return EXIT_OK
+
+
+def _cmd_kernels(args: argparse.Namespace) -> int:
+    from h5par.app.catalog import kernel_catalog
+
+    _print_once(kernel_catalog())
+    return EXIT_OK
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from h5par.app.init import write_job
+
+    if _rank() == 0:
+        path = write_job(args.job, args.input, overwrite=args.overwrite)
+        _emit(f"h5par init: wrote {path}; check it with `h5par plan {path}`")
     return EXIT_OK
 
 
@@ -203,10 +230,27 @@ def format_plan(entries: list[dict[str, Any]], nranks: int) -> str:
     return "\n".join(lines)
 
 
+#: The smallest useful job file (``h5par run --help`` ends with it).
+MINIMAL_JOB = """\
+a minimal job file (TOML; `h5par kernels` lists the kernels, `h5par init` writes one):
+
+  version = 1
+  [input]
+  path = "run/snap_*.h5"            # a file, a glob or a list, relative to the job file
+  [output]
+  path = "clean/{stem}.h5"          # {stem} {name} {index} of each input
+  [[kernels]]
+  name = "clip"
+  min = 0.0
+"""
+
+
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "info": (_cmd_info, "versions, MPI build of h5py, parallel-filter support, ranks"),
     "demo": (_cmd_demo, "write the demo input and job, and run it"),
     "run": (_cmd_run, "run a job file on the ranks h5par was launched with"),
+    "kernels": (_cmd_kernels, "list every kernel with its parameters and their defaults"),
+    "init": (_cmd_init, "write a commented job file for the files a glob finds"),
     "ls": (_cmd_ls, "list groups, datasets, attributes and links of a file (like h5ls -r -v)"),
     "plan": (_cmd_plan, "validate a job and print its decomposition without reading data"),
     "status": (_cmd_status, "where each file of a job stands: done, running, stopped, not started"),
@@ -255,6 +299,15 @@ def _verb_arguments(name: str, verb: argparse.ArgumentParser) -> None:
         verb.add_argument("out", help="the ordinary file to write")
         verb.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
         verb.add_argument("--memory", default="256MiB", help="per-rank memory (default 256MiB)")
+    if name == "init":
+        verb.add_argument("job", help="the job file to write (JOB.toml)")
+        verb.add_argument(
+            "--input",
+            required=True,
+            metavar="GLOB",
+            help="the inputs, relative to the job's folder",
+        )
+        verb.add_argument("--overwrite", action="store_true", help="replace JOB if it exists")
     if name == "ls":
         verb.add_argument("file", help="an HDF5 file")
         verb.add_argument("--no-attributes", action="store_true", help="leave attributes out")
@@ -297,9 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"h5par {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
     for name, (_, summary) in _COMMANDS.items():
-        _verb_arguments(
-            name, verbs.add_parser(name, help=summary, description=summary, parents=[flags])
+        verb = verbs.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            parents=[flags],
+            epilog=MINIMAL_JOB if name == "run" else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        _verb_arguments(name, verb)
     return parser
 
 
@@ -318,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 #: Verbs only rank 0 carries out: the other ranks exit with rank 0's status.
-_RANK0_VERBS = ("ls", "plan", "status", "submit")
+_RANK0_VERBS = ("init", "ls", "plan", "status", "submit")
 
 
 def _rank0_status(status: int) -> int:

@@ -29,6 +29,7 @@ from h5par.hdf5.hierarchy import (
     dataset_paths,
     filtered_chunks,
     has_refs,
+    is_scale,
     kept_type,
     missing_sources,
     source_layout,
@@ -97,20 +98,8 @@ def _selected_paths(job: Work, src: h5py.File) -> list[str]:
     """
     paths = dataset_paths(src)
     if job.patterns is None:
-        return [p for p in paths if not _is_scale(src, p)]
+        return [p for p in paths if not is_scale(src, p)]
     return select_paths(paths, job.patterns)
-
-
-def _is_scale(src: h5py.File, path: str) -> bool:
-    """True when the dataset at ``path`` is a dimension scale.
-
-    Attributes HDF5 cannot read (a newer HDF5's reference type) say nothing: the dataset
-    counts as data, and its inspection names what fails, as for any other dataset.
-    """
-    try:
-        return bool(src[path].is_scale)
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError):
-        return False
 
 
 def _check_select(job: Work, targets: list[Target], src: h5py.File) -> None:
@@ -119,7 +108,7 @@ def _check_select(job: Work, targets: list[Target], src: h5py.File) -> None:
             names = ", ".join(t.path for t in targets) or "none"
             hint = ""
             if job.patterns is None and any(
-                matches(pattern, p) and _is_scale(src, p) for p in dataset_paths(src)
+                matches(pattern, p) and is_scale(src, p) for p in dataset_paths(src)
             ):
                 hint = "; dimension scales are processed only when input.datasets names them"
             raise UsageError(

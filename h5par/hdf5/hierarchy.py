@@ -37,6 +37,7 @@ __all__ = [
     "dataset_paths",
     "filtered_chunks",
     "has_refs",
+    "is_scale",
     "kept_type",
     "link_names",
     "object_key",
@@ -112,6 +113,18 @@ def source_layout(dset: h5py.Dataset) -> SourceLayout:
         scaleoffset=dset.scaleoffset,
         fillvalue=dset.fillvalue if user_fill else None,
     )
+
+
+def is_scale(src: h5py.Group, path: str) -> bool:
+    """True when the dataset at ``path`` is a dimension scale (``CLASS = "DIMENSION_SCALE"``).
+
+    Attributes HDF5 cannot read (a newer HDF5's reference type) say nothing: the dataset
+    counts as data, and its inspection names what fails, as for any other dataset.
+    """
+    try:
+        return bool(src[path].is_scale)
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError):
+        return False
 
 
 def filtered_chunks(dset: h5py.Dataset) -> tuple[int, ...] | None:
