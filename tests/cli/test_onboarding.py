@@ -29,7 +29,9 @@ def h5par(run_python, *args: str, cwd: Path | None = None):
 def test_kernels_lists_every_registered_kernel_and_parameter(run_python) -> None:
     done = h5par(run_python, "kernels")
     assert done.returncode == 0, done.stderr
-    listed = dict(re.findall(r"^(\w+): .*?\n    parameters: (.*?)(?=\n\S|\Z)", done.stdout, re.M | re.S))
+    listed = dict(
+        re.findall(r"^(\w+): .*?\n    parameters: (.*?)(?=\n\S|\Z)", done.stdout, re.M | re.S)
+    )
     assert set(listed) == set(KERNELS)
     for name, kernel in KERNELS.items():
         for field in dataclasses.fields(kernel):
