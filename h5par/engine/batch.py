@@ -28,6 +28,7 @@ from h5par.engine.lock import check_free
 from h5par.engine.plan import Plan, share, unit_note
 from h5par.engine.progress import Progress
 from h5par.engine.runner import Result, run_work
+from h5par.errors import UsageError
 from h5par.parallel.agreement import collective_errors
 from h5par.parallel.comm import allgather, bcast, private, rank, resolve_comm, self_comm, size
 from h5par.parallel.guard import guarded
@@ -88,15 +89,22 @@ def run(
     with collective_errors(comm, "inspect inputs"):
         sizes = [_size(f.input) for f in job.files] if rank(comm) == 0 else []
         finished = [finished_file(job, f) for f in job.files] if rank(comm) == 0 else []
-    sizes, finished = bcast(comm, (sizes, finished))
+        stopped = [stopped_file(job, f) for f in job.files] if rank(comm) == 0 else []
+    sizes, finished, stopped = bcast(comm, (sizes, finished, stopped))
     todo = [i for i, done in enumerate(finished) if not done]
+    with collective_errors(comm, "validate"):
+        if resume and len(job.files) > 1 and not any(stopped[i] for i in todo):
+            raise UsageError(
+                f"--resume: nothing to resume ({len(job.files) - len(todo)} of "
+                f"{len(job.files)} files done, none stopped): run without --resume"
+            )
     shared, own = _split(todo, sizes, size(comm), job.file_parallel_below)
     progress = Progress(sum(sizes[i] for i in todo), enabled=not quiet and rank(comm) == 0)
     with collective_errors(comm, "validate", fault="validate"):  # every rank, every file
         provenance = _provenance(job, started)
         works = {
             i: work_for(
-                job, job.files[i], how_to_overwrite, resume=resume,
+                job, job.files[i], how_to_overwrite, resume=resume and (stopped[i] or len(job.files) == 1),
                 nranks=size(comm) if i in shared else 1,
                 provenance={**provenance, "h5par_input": _identity(job.files[i].input)},
                 progress=progress.update,
@@ -192,6 +200,15 @@ def _check_not_busy(job: Job, file: JobFile) -> None:
     destination = file.input if job.in_place else file.output
     if destination is not None:
         check_free(work_folder_of(destination, job.in_place))
+
+
+def stopped_file(job: Job, file: JobFile) -> bool:
+    """True when a run of ``file`` left its work folder (stopped, killed or failed; rank 0).
+
+    ``--resume`` of a job of several files resumes those and starts the others afresh.
+    """
+    destination = file.input if job.in_place else file.output
+    return destination is not None and work_folder_of(destination, job.in_place).is_dir()
 
 
 def finished_file(job: Job, file: JobFile) -> bool:

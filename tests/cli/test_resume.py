@@ -203,3 +203,50 @@ def test_an_in_place_input_replaced_after_a_stop_is_not_resumed(mpitools, tmp_pa
     (line,) = h5par_lines(refused)
     assert "changed since" in line or "the file, changed since" in line, line
     assert (tmp_path / "in.h5").read_bytes() == replaced  # untouched
+
+
+MULTI_JOB = """version = 1
+[input]
+path = "in*.h5"
+[output]
+path = "out_{stem}.h5"
+[[kernels]]
+name = "scale"
+factor = 2
+[run]
+memory = "64KiB"
+"""
+
+
+@pytest.mark.parametrize("resume", [1, 2])
+def test_resume_of_a_job_of_several_files_starts_those_never_started(
+    mpitools, tmp_path, resume
+) -> None:
+    """--resume after a stop in the first of three files: it resumes that one, starts the
+    others (on main it failed at the second: "nothing to resume for out_in1.h5"); once all are
+    done, --resume says there is nothing left to resume."""
+    arrays = {i: np.random.default_rng(i).normal(size=(64, 512)) for i in range(3)}
+    for i, array in arrays.items():
+        with h5py.File(tmp_path / f"in{i}.h5", "w") as f:
+            f["x"] = array
+    (tmp_path / "job.toml").write_text(MULTI_JOB)
+    env = mpitools.mpi_env({"H5PAR_FAULT": "write:0:term:3"})
+    stopped = mpitools.launch(command(1), cwd=tmp_path, env=env, timeout=120)
+    assert stopped.returncode == 75, stopped.stdout + stopped.stderr
+    assert not (tmp_path / "out_in1.h5").exists()
+    resumed = mpitools.launch(
+        command(resume, "--resume"), cwd=tmp_path, env=mpitools.mpi_env(), timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.count("resumed:") == 1, resumed.stdout
+    for i, array in arrays.items():
+        with h5py.File(tmp_path / f"out_in{i}.h5", "r") as f:
+            assert f["x"][...].tobytes() == (array * 2).tobytes(), i
+    again = mpitools.launch(
+        command(1, "--resume"), cwd=tmp_path, env=mpitools.mpi_env(), timeout=120
+    )
+    assert again.returncode == 2
+    assert h5par_lines(again) == [
+        "h5par: error: --resume: nothing to resume (3 of 3 files done, none stopped): "
+        "run without --resume"
+    ]
