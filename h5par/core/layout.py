@@ -28,6 +28,7 @@ __all__ = [
 
 COMPRESSIONS = ("keep", "gzip", "lzf", "none")
 LAYOUTS = ("single", "subfiled")
+UNSELECTED = ("copy", "drop")
 AUTO_CHUNK_BYTES = 1 << 20
 #: ``create_dataset`` keywords that need a chunked layout.
 CHUNKED_KEYS = frozenset(
@@ -76,6 +77,11 @@ class OutputOptions:
         its own part file (``OUT.parts/part-00000.h5``...) and the output file presents
         every processed dataset as a virtual dataset over the parts (see
         :mod:`h5par.hdf5.subfiles`).
+    unselected : {"copy", "drop"}
+        What becomes of what the job does not select: ``"copy"`` keeps every other dataset,
+        group, link and attribute unchanged; ``"drop"`` writes only the selected datasets,
+        the dimension scales they use (selected with them) and the groups and attributes on
+        their paths (as ``ncks -v``).
     """
 
     chunks: str | tuple[int, ...] | list[int] = "keep"
@@ -85,10 +91,15 @@ class OutputOptions:
     fletcher32: bool | None = None
     fillvalue: float | None = None
     layout: str = "single"
+    unselected: str = "copy"
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise UsageError(f"output.layout = {self.layout!r} (valid: {', '.join(LAYOUTS)})")
+        if self.unselected not in UNSELECTED:
+            raise UsageError(
+                f"output.unselected = {self.unselected!r} (valid: {', '.join(UNSELECTED)})"
+            )
         if self.compression not in COMPRESSIONS:
             raise UsageError(
                 f"output compression = {self.compression!r} (valid: {', '.join(COMPRESSIONS)})"
@@ -113,7 +124,12 @@ class OutputOptions:
     @property
     def changes_layout(self) -> bool:
         """True if any dataset option differs from keeping the input's layout."""
-        return dataclasses.replace(self, layout="single") != OutputOptions()
+        return dataclasses.replace(self, layout="single", unselected="copy") != OutputOptions()
+
+    @property
+    def drop(self) -> bool:
+        """True when the output leaves out what the job does not select."""
+        return self.unselected == "drop"
 
     @property
     def subfiled(self) -> bool:

@@ -205,6 +205,11 @@ def _check_mode(work: Work) -> None:
         )
     if work.in_place and work.options.subfiled:
         raise UsageError("output.layout = 'subfiled' needs an output file, not in_place")
+    if work.in_place and work.options.drop:
+        raise UsageError(
+            "output.unselected = 'drop' needs an output file, not in_place (valid with "
+            "in_place: 'copy')"
+        )
     if work.in_place and work.options.changes_layout:
         raise UsageError(
             "in-place runs keep the layout: chunks/compression/shuffle/fletcher32/fillvalue "

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 from h5py import h5t, h5z
 
+from h5par.core.dimensions import Dimension
 from h5par.core.globs import matches, select_paths
 from h5par.core.layout import OutputOptions, SourceLayout, dataset_options
 from h5par.core.sizes import format_size
@@ -25,6 +26,7 @@ from h5par.engine.journal import stat_identity
 from h5par.engine.plan import STEP_FRACTION, Plan, step_itemsize
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.allocation import chunk_count
+from h5par.hdf5.dimensions import plan_dimensions
 from h5par.hdf5.hierarchy import (
     dataset_paths,
     filtered_chunks,
@@ -70,14 +72,17 @@ def inspect_input(job: Work) -> Plan:
                 found = (_named(p, _target, job, src) for p in paths)
                 targets = [t for t in found if t is not None]
                 _check_select(job, targets, src)
+                dims, keep = _dimensions(job, src, targets, paths)
                 processed = {t.path for t in targets}
                 others = [p for p in dataset_paths(src) if p not in processed]
+                if keep is not None:
+                    others = [p for p in others if p in set(keep)]
                 copies = [_named(p, _parallel_copy, job, src) for p in others]
             except UsageError as exc:  # name the file: a job may have hundreds
                 raise UsageError(f"{str(job.input)!r}: {exc}") from exc
             order = bool(src.id.get_create_plist().get_link_creation_order())
             kept = [c for c in copies if c is not None]
-            return Plan(targets, src.userblock_size, order, kept, source)
+            return Plan(targets, src.userblock_size, order, kept, source, dims, keep)
     except H5ParError:
         raise
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
@@ -86,6 +91,28 @@ def inspect_input(job: Work) -> Plan:
         raise UsageError(
             f"cannot read {str(job.input)!r}, the file may be corrupt: {text}"
         ) from exc
+
+
+def _dimensions(
+    job: Work, src: h5py.File, targets: list[Target], paths: list[str]
+) -> tuple[list[Dimension], list[str] | None]:
+    """The scales a selection's output needs, and what a drop output keeps (None: all).
+
+    A scale the job processes cannot also be selected for another dataset's axis: its
+    selected copy would hold the input's values beside the processed ones.
+    """
+    if job.output is None:
+        return [], None
+    dims, keep = plan_dimensions(src, targets, paths if job.options.drop else None)
+    processed = {t.path for t in targets}
+    clash = next((d for d in dims if d.scale in processed), None)
+    if clash is not None:
+        raise UsageError(
+            f"dataset {clash.users[0][0]}: its selection cuts the dimension of {clash.scale}, "
+            f"which the job also processes; leave {clash.scale} out of input.datasets (it is "
+            "then selected with the datasets that use it)"
+        )
+    return dims, keep
 
 
 def _selected_paths(job: Work, src: h5py.File) -> list[str]:

@@ -44,6 +44,7 @@ _TABLES: dict[str, dict[str, type | tuple[type, ...]]] = {
         "fletcher32": bool,
         "chunks": (str, list),
         "fillvalue": (int, float),
+        "unselected": str,
     },
     "run": {
         "memory": (str, int),
@@ -436,4 +437,5 @@ def _options(out: Mapping[str, Any]) -> OutputOptions:
         fletcher32=out.get("fletcher32"),
         fillvalue=out.get("fillvalue"),
         layout=out.get("layout", "single"),
+        unselected=out.get("unselected", "copy"),
     )

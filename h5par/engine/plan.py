@@ -17,6 +17,7 @@ import numpy as np
 
 from h5par.core.cache import ChunkCache, chunk_cache
 from h5par.core.decomposition import Index, chunk_steps, index_shape, steps
+from h5par.core.dimensions import Dimension
 from h5par.core.sizes import format_size
 from h5par.core.units import Target, assign, describe, read_bytes, reduced_size
 from h5par.errors import UsageError
@@ -52,6 +53,10 @@ class Plan:
     track_order: bool
     copies: list[Target] = dataclasses.field(default_factory=list)
     source: dict[str, int] = dataclasses.field(default_factory=dict)  # the input's identity
+    #: Dimension scales a selection's output needs (:mod:`h5par.core.dimensions`).
+    dimensions: list[Dimension] = dataclasses.field(default_factory=list)
+    #: The untouched datasets the output keeps (None: all of them; output.unselected).
+    keep: list[str] | None = None
 
 
 def step_itemsize(dtype: np.dtype[Any], out_dtype: np.dtype[Any], chain: Chain) -> int:

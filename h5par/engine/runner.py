@@ -114,7 +114,9 @@ def apply(
     memory : str or int
         Per-rank working-memory budget (``"256MiB"``).
     options : OutputOptions, optional
-        Chunks, compression, shuffle, fletcher32, fill value of output datasets.
+        Chunks, compression, shuffle, fletcher32, fill value of output datasets, and
+        whether the output keeps what is not selected (``OutputOptions(unselected="drop")``
+        writes only the selected datasets and the dimension scales they use).
     comm : mpi4py.MPI.Comm, optional
         Ranks taking part (default ``COMM_WORLD``).
     driver : str

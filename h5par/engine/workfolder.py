@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 
 from h5par.core.decomposition import Index
+from h5par.core.dimensions import whole_axes
 from h5par.core.units import Target
 from h5par.engine.config import Work
 from h5par.engine.journal import (
@@ -34,6 +35,7 @@ from h5par.engine.lock import BusyError, Lock, holder, take
 from h5par.engine.plan import Plan, units
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.allocation import allocate_missing
+from h5par.hdf5.dimensions import attach_dimensions, netcdf_coordinates, sliced_scales
 from h5par.hdf5.hierarchy import build_output, reattach_scales
 from h5par.hdf5.io import open_input
 from h5par.hdf5.subfiles import parts_folder, virtual_dataset
@@ -321,12 +323,16 @@ def _create_output(work: Work, plan: Plan, journal: Journal) -> None:
             journal.output, "w", userblock_size=plan.userblock or None, track_order=order
         ) as dst,
     ):
-        build_output(src, dst, {t.path: _create(work, t) for t in all_targets(plan)})
+        creates = {t.path: _create(work, t) for t in all_targets(plan)}
+        build_output(src, dst, {**creates, **sliced_scales(src, plan.dimensions)}, plan.keep)
+        reshaped = [t.path for t in plan.targets if t.select is not None or t.out_shape != t.shape]
         for t in plan.targets:
             if t.out_fill is not None and t.out_dtype != t.dtype:
                 dst[t.path].attrs.create("_FillValue", t.out_fill, dtype=t.out_dtype)
-            if t.select is not None or t.out_shape != t.shape:
-                reattach_scales(dst[t.path], _kept_axes(t))
+            if t.path in reshaped:
+                reattach_scales(dst[t.path], whole_axes(t))
+        attach_dimensions(src, dst, plan.dimensions)
+        netcdf_coordinates(dst, reshaped)
         dst.attrs.update(work.provenance)
 
 
@@ -337,24 +343,6 @@ def _create(work: Work, target: Target) -> dict[str, Any]:
     assert work.output is not None
     blocks = units(target, work.chain_for(target), work.budget)
     return virtual_dataset(target, blocks, work.nranks, work.output)
-
-
-def _kept_axes(target: Target) -> list[tuple[int, int]]:
-    """``(output axis, input axis)`` of the input's axes the output keeps whole.
-
-    A selection keeps the axes it takes whole, a reduction the axes it does not remove, a
-    reshape none.
-    """
-    if target.axes:
-        survivors = [a for a in range(len(target.shape)) if a not in target.axes]
-    elif target.out_shape != target.shape:
-        return []
-    else:
-        survivors = list(range(len(target.shape)))
-    whole = {a: a for a in range(len(target.shape))}
-    if target.select is not None:
-        whole = {new: old for new, old, entire in target.select.kept() if entire}
-    return [(out, whole[a]) for out, a in enumerate(survivors) if a in whole]
 
 
 def finalize(work: Work, plan: Plan, journal: Journal) -> None:

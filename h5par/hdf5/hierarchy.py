@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -192,14 +192,24 @@ def _first_source(dset: h5py.Dataset) -> SourceLayout | None:
         return None
 
 
-def build_output(src: h5py.File, dst: h5py.File, targets: Mapping[str, Mapping[str, Any]]) -> None:
+def build_output(
+    src: h5py.File,
+    dst: h5py.File,
+    targets: Mapping[str, Mapping[str, Any]],
+    keep: Collection[str] | None = None,
+) -> None:
     """Recreate ``src``'s hierarchy in ``dst``: targets are created empty, the rest copied.
 
     ``targets`` maps dataset paths to ``create_dataset`` keyword arguments, or to
-    ``{"virtual": h5py.VirtualLayout, "fillvalue": ...}`` for a virtual dataset.
+    ``{"virtual": h5py.VirtualLayout, "fillvalue": ...}`` for a virtual dataset. With
+    ``keep`` (``output.unselected = "drop"``) only the targets and the datasets ``keep``
+    names are made, in the groups on their paths: links, named datatypes and other
+    datasets are left out, and references to what is left out become null ones (entries
+    of a ``REFERENCE_LIST`` go).
     """
     objects: dict[Key, str] = {}
-    _build(src, dst, "", targets, objects)
+    wanted = None if keep is None else _on_paths([*targets, *keep])
+    _build(src, dst, "", targets, objects, wanted)
     remap = _Remapper(src, dst)
     copy_attrs(src, dst, remap)
     for path in objects.values():
@@ -209,15 +219,31 @@ def build_output(src: h5py.File, dst: h5py.File, targets: Mapping[str, Mapping[s
             _copy_reference_data(src[path], dst[path], remap)
 
 
+def _on_paths(paths: Collection[str]) -> set[str]:
+    """``paths`` and every group above them.
+
+    >>> sorted(_on_paths(["/a/b/c", "/d"]))
+    ['/a', '/a/b', '/a/b/c', '/d']
+    """
+    found: set[str] = set()
+    for path in paths:
+        parts = path.strip("/").split("/")
+        found.update("/" + "/".join(parts[: k + 1]) for k in range(len(parts)))
+    return found
+
+
 def _build(
     src: h5py.Group,
     dst: h5py.Group,
     prefix: str,
     targets: Mapping[str, Mapping[str, Any]],
     objects: dict[Key, str],
+    wanted: Collection[str] | None = None,
 ) -> None:
     for name in link_names(src):
         path = f"{prefix}/{name}"
+        if wanted is not None and path not in wanted:
+            continue
         kind = src.id.links.get_info(name.encode()).type
         if kind != h5l.TYPE_HARD:
             _copy_link(src, dst, name, path, kind)
@@ -230,7 +256,8 @@ def _build(
         objects[key] = path
         if isinstance(obj, h5py.Group):
             order = bool(obj.id.get_create_plist().get_link_creation_order())
-            _build(obj, dst.create_group(name, track_order=order or None), path, targets, objects)
+            group = dst.create_group(name, track_order=order or None)
+            _build(obj, group, path, targets, objects, wanted)
         elif isinstance(obj, h5py.Dataset) and path in targets:
             _create(dst, name, targets[path])
         else:
@@ -356,7 +383,13 @@ class _Remapper:
     def __call__(self, ref: Any) -> Any:
         if not ref:
             return ref
-        target = self.dst[self.src[ref].name]
+        target = self.dst.get(self.src[ref].name)
+        if target is None:  # left out of the output (output.unselected = "drop")
+            return (
+                h5py.RegionReference()
+                if isinstance(ref, h5py.RegionReference)
+                else h5py.Reference()
+            )
         if isinstance(ref, h5py.RegionReference):
             space = h5r.get_region(ref, self.src.id)
             return h5r.create(target.id, b".", h5r.DATASET_REGION, space)
@@ -384,15 +417,24 @@ class _Remapper:
         return data
 
 
-def copy_attrs(src: h5py.HLObject, dst: h5py.HLObject, remap: _Remapper | None = None) -> None:
-    """Copy every attribute with its exact HDF5 type and dataspace.
+def copy_attrs(
+    src: h5py.HLObject,
+    dst: h5py.HLObject,
+    remap: _Remapper | None = None,
+    skip: Collection[str] = (),
+) -> None:
+    """Copy every attribute (but those ``skip`` names) with its exact HDF5 type and dataspace.
 
     Fixed-size types are copied as raw bytes (no conversion can alter them: string padding,
-    big-endian, opaque, bitfields...); references are remapped with ``remap``.
+    big-endian, opaque, bitfields...); references are remapped with ``remap``. A
+    ``REFERENCE_LIST`` keeps only the entries of datasets that are in ``dst``.
     """
     for name in list(src.attrs):
         raw = name.encode() if isinstance(name, str) else name
-        if h5a.exists(dst.id, raw):
+        if h5a.exists(dst.id, raw) or name in skip:
+            continue
+        if name == "REFERENCE_LIST" and remap is not None:
+            _copy_reference_list(src, dst, remap)
             continue
         attr = h5a.open(src.id, raw)
         space, ftype = attr.get_space(), attr.get_type()
@@ -412,6 +454,17 @@ def copy_attrs(src: h5py.HLObject, dst: h5py.HLObject, remap: _Remapper | None =
             data = np.empty(shape, np.dtype((np.void, ftype.get_size())))
             attr.read(data, mtype=ftype)
             new.write(data, mtype=ftype)
+
+
+def _copy_reference_list(src: h5py.HLObject, dst: h5py.HLObject, remap: _Remapper) -> None:
+    """A dimension scale's ``REFERENCE_LIST``, remapped, without the datasets left out."""
+    attr = h5a.open(src.id, b"REFERENCE_LIST")
+    data = np.empty(attr.shape, attr.dtype)
+    attr.read(data)
+    kept = np.array([e for e in remap.array(data.reshape(-1)) if e[0]], dtype=attr.dtype)
+    if kept.size:  # in the input's own type
+        new = h5a.create(dst.id, b"REFERENCE_LIST", attr.get_type(), h5s.create_simple(kept.shape))
+        new.write(kept)
 
 
 def _numpy_dtype(obj: Any) -> np.dtype[Any] | None:
@@ -441,7 +494,7 @@ def reattach_scales(dset: h5py.Dataset, kept: list[tuple[int, int]]) -> None:
     if "DIMENSION_LIST" not in dset.attrs:
         return
     file, me = dset.file, object_key(dset)
-    old = [[file[ref] for ref in refs] for refs in dset.attrs["DIMENSION_LIST"]]
+    old = [[file[ref] for ref in refs if ref] for refs in dset.attrs["DIMENSION_LIST"]]
     del dset.attrs["DIMENSION_LIST"]
     for scale in {object_key(s): s for axis in old for s in axis}.values():
         _forget(scale, me)
@@ -456,7 +509,9 @@ def _forget(scale: h5py.Dataset, dset: Key) -> None:
         return
     entries = scale.attrs["REFERENCE_LIST"]
     dtype = scale.attrs.get_id("REFERENCE_LIST").dtype
-    left = np.array([e for e in entries if object_key(scale.file[e[0]]) != dset], dtype=dtype)
+    left = np.array(
+        [e for e in entries if e[0] and object_key(scale.file[e[0]]) != dset], dtype=dtype
+    )
     del scale.attrs["REFERENCE_LIST"]
     if left.size:
         scale.attrs.create("REFERENCE_LIST", left, dtype=dtype)

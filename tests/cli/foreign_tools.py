@@ -5,7 +5,8 @@ must not share a process with the parallel HDF5 h5py uses.
 
     python foreign_tools.py write-netcdf PATH | check-netcdf IN OUT
     python foreign_tools.py write-tables PATH | check-tables IN OUT
-    python foreign_tools.py write-climate PATH | check-climate IN OUT [VARIABLE...]
+    python foreign_tools.py write-climate PATH [SHAPE [VARIABLE...]] | check-climate IN OUT [VARIABLE...]
+    python foreign_tools.py check-selection IN OUT EXPECTED_JSON
     python foreign_tools.py write-netcdf3 PATH FORMAT   (NETCDF3_CLASSIC, NETCDF3_64BIT_OFFSET)
 """
 
@@ -57,20 +58,23 @@ def check_netcdf(src: str, out: str) -> None:
     print("netCDF4 round trip OK")
 
 
-def write_climate(path: str) -> None:
-    """T and u of (time, z, y, x) in float64; coordinates time, y, x; z only a dimension."""
+def write_climate(path: str, shape: str = "3,4,6,8", *names: str) -> None:
+    """T and u (or ``names``) of (time, z, y, x) in float64, ``shape`` "3,4,6,8" by default;
+    coordinates time, y, x; z only a dimension."""
     import netCDF4
 
     rng = np.random.default_rng(22)
+    nt, nz, ny, nx = (int(n) for n in shape.split(","))
     with netCDF4.Dataset(path, "w") as nc:
-        for name, n in (("time", None), ("z", 4), ("y", 6), ("x", 8)):
+        for name, n in (("time", None), ("z", nz), ("y", ny), ("x", nx)):
             nc.createDimension(name, n)
-        nc.createVariable("time", "f8", ("time",))[:] = np.arange(3) * 3600.0 + 0.1
-        nc.createVariable("y", "f8", ("y",))[:] = np.linspace(-45.1, 45.1, 6)
-        nc.createVariable("x", "f4", ("x",))[:] = np.linspace(0, 330, 8)
-        for name in ("T", "u"):
+        nc.createVariable("time", "f8", ("time",))[:] = np.arange(nt) * 3600.0 + 0.1
+        y = nc.createVariable("y", "f8", ("y",))
+        y[:], y.units = np.linspace(-45.1, 45.1, ny), "degrees_north"
+        nc.createVariable("x", "f4", ("x",))[:] = np.linspace(0, 330, nx)
+        for name in names or ("T", "u"):
             var = nc.createVariable(name, "f8", ("time", "z", "y", "x"), zlib=True)
-            var[:] = rng.normal(size=(3, 4, 6, 8))
+            var[:] = rng.normal(size=(nt, nz, ny, nx))
 
 
 def check_climate(src: str, out: str, *converted: str) -> None:
@@ -89,6 +93,54 @@ def check_climate(src: str, out: str, *converted: str) -> None:
             assert got.dtype == want.dtype, (name, got.dtype)
             assert got[:].tobytes() == want.tobytes(), name
     print("netCDF4 read the output OK")
+
+
+def select(array: np.ndarray, text: str) -> np.ndarray:
+    """``array[text]`` as h5py reads it: a coordinate list keeps its axis where it is."""
+    items = eval(f"np.s_[{text}]")  # test data: the selections the tests write
+    axis = 0
+    for item in items if isinstance(items, tuple) else (items,):
+        if isinstance(item, slice):
+            array = array[(slice(None),) * axis + (item,)]
+        else:
+            array = np.take(array, item, axis=axis)
+        axis += 0 if isinstance(item, int) else 1
+    return array
+
+
+def check_selection(src: str, out: str, expected: str) -> None:
+    """netCDF4-python reads ``out`` as ``expected`` (JSON) says, values bitwise numpy's.
+
+    ``expected`` holds ``variables``: ``{name: [selection or null, [dimension, ...]]}``
+    (numpy index syntax on the input's variable of that name), ``coordinates``: ``{name:
+    [input variable, selection]}``, optionally ``unlimited`` (dimension names) and ``only``
+    (the output's variables, all of them).
+    """
+    import json
+
+    import netCDF4
+
+    spec = json.loads(expected)
+    with netCDF4.Dataset(src) as a, netCDF4.Dataset(out) as b:
+        a.set_auto_mask(False)
+        b.set_auto_mask(False)
+        for name, (text, dims) in spec["variables"].items():
+            want = a[name][:] if text is None else select(a[name][:], text)
+            assert b[name].dimensions == tuple(dims), (name, b[name].dimensions)
+            sizes = tuple(len(b.dimensions[d]) for d in dims)
+            assert sizes == want.shape == b[name].shape, (name, sizes, want.shape)
+            got = b[name][:]
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), name
+        for name, (source, text) in spec.get("coordinates", {}).items():
+            want = select(a[source][:], text)
+            assert b[name].dimensions == (name,), (name, b[name].dimensions)
+            assert b[name][:].tobytes() == want.tobytes(), name
+            assert b[name].ncattrs() == a[source].ncattrs(), name
+        for name in spec.get("unlimited", []):
+            assert b.dimensions[name].isunlimited(), name
+        if "only" in spec:
+            assert sorted(b.variables) == sorted(spec["only"]), sorted(b.variables)
+    print("netCDF4 read the selection OK")
 
 
 def write_netcdf3(path: str, kind: str) -> None:
@@ -138,5 +190,6 @@ if __name__ == "__main__":
         "write-climate": write_climate,
         "write-netcdf3": write_netcdf3,
         "check-climate": check_climate,
+        "check-selection": check_selection,
     }
     commands[sys.argv[1]](*sys.argv[2:])

@@ -105,7 +105,9 @@ def test_scalar_selection_and_the_books_errors(folder) -> None:
         )
 
 
-def test_dimension_scales_stay_where_the_axis_survives_whole(folder) -> None:
+def test_dimension_scales_stay_whole_or_follow_the_selection(folder) -> None:
+    """Whole axes keep their scale, a sliced one gets a scale of the selection (``/time_1``:
+    ``/other`` still uses ``/time`` whole), an indexed one none (issue 22, item 1)."""
     path, out = folder / f"dims_{comm.size}.h5", folder / f"dims_out_{comm.size}.h5"
     if comm.rank == 0:
         with h5py.File(path, "w") as f:
@@ -123,8 +125,13 @@ def test_dimension_scales_stay_where_the_axis_survives_whole(folder) -> None:
         with h5py.File(out, "r") as f:
             field = f["field"]
             assert field[...].tobytes() == DATA[:10:2, :6, 1].tobytes()
-            assert [[s.name for s in field.dims[k].values()] for k in range(2)] == [[], ["/y"]]
+            names = [[s.name for s in field.dims[k].values()] for k in range(2)]
+            assert names == [["/time_1"], ["/y"]]
+            assert f["time_1"][...].tobytes() == np.arange(10.0)[::2].tobytes()
             assert [f[r[0]].name for r in f["time"].attrs["REFERENCE_LIST"]] == ["/other"]
+            assert [(f[r[0]].name, int(r[1])) for r in f["time_1"].attrs["REFERENCE_LIST"]] == [
+                ("/field", 0)
+            ]
             assert [(f[r[0]].name, int(r[1])) for r in f["y"].attrs["REFERENCE_LIST"]] == [
                 ("/field", 1)
             ]

@@ -108,6 +108,8 @@ BAD_JOBS = [
         "run: unknown key 'threads' (valid: memory, file_parallel_below, respect_fill_value, watchdog)",
     ),
     ({"output__layout": "perrank"}, "output.layout = 'perrank' (valid: single, subfiled)"),
+    ({"output__unselected": "keep"}, "output.unselected = 'keep' (valid: copy, drop)"),
+    ({"output__unselected": True}, "output.unselected = True has the wrong type (valid: a string)"),
     ({"output__chunks": "big"}, "output chunks = 'big' (valid: 'keep', 'auto', [n, ...])"),
 ]
 
