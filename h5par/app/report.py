@@ -128,7 +128,7 @@ def summary_text(result: JobResult, verbose: bool = False) -> str:
     stats = f", {reduced} statistics only" if reduced else ""
     lines = [
         f"h5par run: {len(data['files'])} file(s), {datasets} dataset(s) on {data['ranks']} rank(s) in {data['seconds']:.2f} s",
-        f"  {totals['files']} files: {totals['written']} written, {totals['skipped']} skipped, "
+        f"  {totals['files']} file{'' if totals['files'] == 1 else 's'}: {totals['written']} written, {totals['skipped']} skipped, "
         f"{totals['failed']} failed{stats}, {format_size(totals['stored_bytes'])} on disk",
         f"  read {format_size(data['bytes_read'])}, wrote {format_size(data['stored_bytes'])} on disk "
         f"({format_size(data['bytes_written'])} uncompressed), "

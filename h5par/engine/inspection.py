@@ -74,12 +74,12 @@ def inspect_input(job: Work, problems: list[str] | None = None) -> Plan:
         ) as src:  # its errors name the file
             note = _Problems(job, problems)
             paths = _selected_paths(job, src, note)
-            found = (note.check(_named, p, _target, job, src) for p in paths)
-            targets = [t for t in found if t is not None]
+            targets, failed = _targets(paths, note, job, src)
+            processed = [t.path for t in targets] + failed  # a failed one is not "unmatched"
             for pattern in job.select:
-                note.check(_check_select, job, pattern, targets, src)
-            processed = {t.path for t in targets}
-            others = [p for p in dataset_paths(src) if p not in processed]
+                note.check(_check_select, job, pattern, processed, src)
+            seen = set(processed)
+            others = [p for p in dataset_paths(src) if p not in seen]
             copies = [note.check(_named, p, _parallel_copy, job, src) for p in others]
             order = bool(src.id.get_create_plist().get_link_creation_order())
             kept = [c for c in copies if c is not None]
@@ -94,11 +94,31 @@ def inspect_input(job: Work, problems: list[str] | None = None) -> Plan:
         ) from exc
 
 
+def _targets(
+    paths: list[str], note: _Problems, job: Work, src: h5py.File
+) -> tuple[list[Target], list[str]]:
+    """The targets of ``paths``, and the paths whose problems ``note`` noted."""
+    targets, failed = [], []
+    for path in paths:
+        noted = note.count
+        target = note.check(_named, path, _target, job, src)
+        if target is not None:
+            targets.append(target)
+        elif note.count > noted:
+            failed.append(path)
+    return targets, failed
+
+
 class _Problems:
     """Raise a problem naming the file, or (with a list) note it and go on."""
 
     def __init__(self, job: Work, problems: list[str] | None) -> None:
         self.name, self.problems = str(job.input), problems
+
+    @property
+    def count(self) -> int:
+        """How many problems were noted (0 when they are raised)."""
+        return 0 if self.problems is None else len(self.problems)
 
     def check(self, call: Callable[..., _T], *args: Any) -> _T | None:
         """``call(*args)``; None when it raised a UsageError that was noted."""
@@ -140,10 +160,10 @@ def _is_scale(src: h5py.File, path: str) -> bool:
         return False
 
 
-def _check_select(job: Work, pattern: str, targets: list[Target], src: h5py.File) -> None:
-    """Refuse a selection ``pattern`` that matches no processed dataset."""
-    if not any(matches(pattern, t.path) for t in targets):
-        names = ", ".join(t.path for t in targets) or "none"
+def _check_select(job: Work, pattern: str, processed: list[str], src: h5py.File) -> None:
+    """Refuse a selection ``pattern`` that matches none of the ``processed`` paths."""
+    if not any(matches(pattern, p) for p in processed):
+        names = ", ".join(processed) or "none"
         hint = ""
         if job.patterns is None and any(
             matches(pattern, p) and _is_scale(src, p) for p in dataset_paths(src)
