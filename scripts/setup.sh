@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything h5par needs on a Debian machine, idempotently:
-#   Open MPI + parallel HDF5 + hdf5-tools from Debian (needs root if anything is missing),
+#   Open MPI + parallel HDF5 + hdf5-tools, and netCDF's and NCO's command-line tools (the
+#   tests read outputs with ncdump and ncks) from Debian (needs root if anything is missing),
 #   a virtual environment at ./.venv with numpy, mpi4py, h5py built against parallel HDF5,
 #   the test tools, the benchmark suite's dask and matplotlib (its CI smoke test runs them)
 #   and h5par itself (editable, console script `h5par`).
@@ -11,7 +12,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${H5PAR_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 STAMP="$VENV/.h5par-setup"
-APT_PKGS=(openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools pkg-config)
+APT_PKGS=(openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools pkg-config netcdf-bin nco)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
