@@ -9,6 +9,7 @@ __all__ = [
     "CollectiveError",
     "CollectiveUsageError",
     "H5ParError",
+    "JobProblemsError",
     "StoppedError",
     "UsageError",
 ]
@@ -31,6 +32,21 @@ class UsageError(H5ParError, ValueError):
     """
 
     exit_status = 2
+
+
+class JobProblemsError(UsageError):
+    """Every problem found in a job (``h5par plan`` checks all files and datasets).
+
+    Attributes
+    ----------
+    problems : list of str
+        One line each, in the order found; the message is the first and how many more.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        super().__init__(f"{problems[0]}{more}")
+        self.problems = list(problems)
 
 
 class CollectiveError(H5ParError):

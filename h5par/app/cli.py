@@ -25,6 +25,7 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
 MAX_PLAN_RANKS = 1 << 20  # `plan --ranks`: more would only exhaust memory listing shares
+MAX_LISTED_RANKS = 64  # `plan` totals: more ranks are summed up in one line
 
 
 def _rank() -> int:
@@ -130,7 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     with collective_errors(comm, "report"):  # rank 0 writes: every rank ends as it does
         if comm.Get_rank() == 0:
-            _emit(summary_text(result))
+            _emit(summary_text(result, verbose=args.verbose))
             if args.report:
                 write_report(result, args.report)
     return EXIT_OK
@@ -158,12 +159,23 @@ def _cmd_consolidate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from h5par.engine.batch import plan_job
     from h5par.engine.jobs import load_job
+    from h5par.errors import JobProblemsError
 
     if _rank() != 0:
         return EXIT_OK
-    entries = plan_job(load_job(args.job, args.set), args.ranks, "run with --overwrite")
+    job = load_job(args.job, args.set)
+    if args.overwrite:
+        job = dataclasses.replace(job, overwrite=True)
+    try:
+        entries = plan_job(job, args.ranks, "pass --overwrite")
+    except JobProblemsError as exc:  # one line per problem, as run would refuse the first
+        for problem in exc.problems:
+            _fail(H5ParError(problem), EXIT_USAGE, False)
+        return EXIT_USAGE
     if args.json:
         _emit(json.dumps(entries, indent=2))
     else:
@@ -203,31 +215,65 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def format_plan(entries: list[dict[str, Any]], nranks: int) -> str:
-    """The text ``h5par plan`` prints."""
-    lines = [f"plan for {nranks} rank(s): {len(entries)} file(s)"]
+    """The text ``h5par plan`` prints: each file, its datasets and shares, per-rank totals."""
+    skipped = sum(1 for entry in entries if entry.get("skipped"))
+    done = f", {skipped} done by an earlier run (skipped)" if skipped else ""
+    lines = [f"plan for {nranks} rank(s): {len(entries)} file(s){done}"]
     folders = list(dict.fromkeys(f for entry in entries for f in entry.get("new_folders", [])))
     if folders:
         lines.append(f"creates {len(folders)} output folder(s): {', '.join(folders)}")
     for entry in entries:
-        lines.append(
-            f"{entry['input']} -> {entry['output'] or '(statistics only)'}  [{entry['parallelism']}]"
-        )
-        for path, info in entry["datasets"].items():
-            lines.append(
-                f"  {path}: {info['dtype']}{info['shape']} -> {info['out_dtype']}{info['out_shape']}"
-            )
-            if info.get("note"):
-                lines.append(f"    note: {info['note']}")
-            for share in info["ranks"]:
-                region = (
-                    "nothing"
-                    if share["region"] is None
-                    else "[" + ", ".join(f"{a}:{b}" for a, b in share["region"]) + "]"
-                )
-                lines.append(
-                    f"    rank {share['rank']}: {region}  {format_size(share['bytes'])} in {share['steps']} step(s)"
-                )
+        lines += _plan_file(entry)
+    lines += _plan_totals(entries, nranks)
     return "\n".join(lines)
+
+
+def _plan_file(entry: dict[str, Any]) -> list[str]:
+    """A file's lines of the plan."""
+    output = entry["output"] or "(statistics only)"
+    if entry.get("skipped"):
+        return [f"{entry['input']} -> {output}  [done by an earlier run: skipped]"]
+    lines = [f"{entry['input']} -> {output}  [{entry['parallelism']}]"]
+    for path, info in entry["datasets"].items():
+        lines.append(
+            f"  {path}: {info['dtype']}{info['shape']} -> {info['out_dtype']}{info['out_shape']}"
+        )
+        if info.get("note"):
+            lines.append(f"    note: {info['note']}")
+        for share in info["ranks"]:
+            region = (
+                "nothing"
+                if share["region"] is None
+                else "[" + ", ".join(f"{a}:{b}" for a, b in share["region"]) + "]"
+            )
+            lines.append(
+                f"    rank {share['rank']}: {region}  {format_size(share['bytes'])} in {share['steps']} step(s)"
+            )
+    return lines
+
+
+def _plan_totals(entries: list[dict[str, Any]], nranks: int) -> list[str]:
+    """Per rank: the files it takes part in (alone or shared), bytes and steps."""
+    files, alone = [0] * nranks, [0] * nranks
+    nbytes, steps = [0] * nranks, [0] * nranks
+    for entry in entries:
+        ranks = entry.get("ranks", [])
+        for r in ranks:
+            files[r] += 1
+            alone[r] += len(ranks) == 1
+        for info in entry["datasets"].values():
+            for share in info["ranks"]:
+                nbytes[share["rank"]] += share["bytes"]
+                steps[share["rank"]] += share["steps"]
+    lines = ["per rank:"]
+    for r in range(min(nranks, MAX_LISTED_RANKS)):
+        lines.append(
+            f"  rank {r}: {files[r]} file(s) ({alone[r]} alone), "
+            f"{format_size(nbytes[r])} in {steps[r]} step(s)"
+        )
+    if nranks > MAX_LISTED_RANKS:
+        lines.append(f"  ... {nranks - MAX_LISTED_RANKS} more rank(s) (--json lists them all)")
+    return lines
 
 
 #: The smallest useful job file (``h5par run --help`` ends with it).
@@ -285,8 +331,12 @@ def _verb_arguments(name: str, verb: argparse.ArgumentParser) -> None:
         verb.add_argument("dir", nargs="?", help="folder for the demo files (default: a new one)")
     if name in ("run", "plan", "status", "submit"):
         _job_arguments(verb)
-    if name == "run":
+    if name in ("run", "plan"):
         verb.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    if name == "run":
+        verb.add_argument(
+            "--verbose", action="store_true", help="list every file in the summary (above 10)"
+        )
         verb.add_argument(
             "--resume",
             action="store_true",

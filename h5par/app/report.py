@@ -57,6 +57,8 @@ def _summary(result: JobResult) -> dict[str, Any]:
         "ranks": result.nranks,
         "bytes_read": int(sum(read)),
         "bytes_written": int(sum(written)),
+        "stored_bytes": sum(f.stored_bytes for f in result.files if not f.skipped),
+        "totals": _totals(result),
         "throughput_bytes_per_second": (sum(read) + sum(written)) / result.seconds
         if result.seconds
         else 0.0,
@@ -78,6 +80,8 @@ def _summary(result: JobResult) -> dict[str, Any]:
                 "reductions": f.result.reductions,
                 "decomposition": f.result.decomposition,
                 "seconds": f.result.seconds,
+                "bytes_written": sum(f.result.bytes_written),
+                "stored_bytes": f.stored_bytes,
                 "resumed_units": f.result.resumed_units,
                 "skipped": f.skipped,
             }
@@ -87,32 +91,88 @@ def _summary(result: JobResult) -> dict[str, Any]:
     return data
 
 
-def summary_text(result: JobResult) -> str:
-    """The summary ``h5par run`` prints from rank 0."""
+def _totals(result: JobResult) -> dict[str, int]:
+    """How many files were written, skipped (done before), failed; their bytes on disk.
+
+    A failure on any file ends the run with exit status 1 and no summary, so ``failed``
+    is 0 in every summary; it is there for readers who look for it.
+    """
+    skipped = sum(1 for f in result.files if f.skipped)
+    reduced = sum(1 for f in result.files if not f.skipped and f.result.output is None)
+    return {
+        "files": len(result.files),
+        "written": len(result.files) - skipped - reduced,
+        "statistics_only": reduced,
+        "skipped": skipped,
+        "failed": 0,
+        "stored_bytes": sum(f.stored_bytes for f in result.files),
+    }
+
+
+#: Above this many files the summary lists only the slowest (``--verbose``: every file).
+LISTED_FILES = 10
+#: How many of the slowest files a long summary shows.
+SLOWEST = 3
+
+
+def summary_text(result: JobResult, verbose: bool = False) -> str:
+    """The summary ``h5par run`` prints from rank 0.
+
+    Totals first; then every file when there are at most :data:`LISTED_FILES` (or
+    ``verbose``), else the :data:`SLOWEST` slowest; the statistics of every reduction.
+    """
     data = _summary(result)
-    per_rank = data["per_rank"]
+    per_rank, totals = data["per_rank"], data["totals"]
     datasets = sum(len(f["datasets"]) for f in data["files"])
+    reduced = totals["statistics_only"]
+    stats = f", {reduced} statistics only" if reduced else ""
     lines = [
         f"h5par run: {len(data['files'])} file(s), {datasets} dataset(s) on {data['ranks']} rank(s) in {data['seconds']:.2f} s",
-        f"  read {format_size(data['bytes_read'])}, wrote {format_size(data['bytes_written'])}, "
+        f"  {totals['files']} file{'' if totals['files'] == 1 else 's'}: {totals['written']} written, {totals['skipped']} skipped, "
+        f"{totals['failed']} failed{stats}, {format_size(totals['stored_bytes'])} on disk",
+        f"  read {format_size(data['bytes_read'])}, wrote {format_size(data['stored_bytes'])} on disk "
+        f"({format_size(data['bytes_written'])} uncompressed), "
         f"{data['throughput_bytes_per_second'] / 1e6:.1f} MB/s",
         f"  busy time per rank: min {per_rank['busy_min']:.2f} s, median {per_rank['busy_median']:.2f} s, "
         f"max {per_rank['busy_max']:.2f} s, imbalance {per_rank['imbalance']:.2f} (max/mean)",
     ]
-    for f in data["files"]:
-        if f["skipped"]:
-            lines.append(f"  {f['input']} -> {f['output']} [done by an earlier run of this job]")
-            continue
-        who = "all ranks" if len(f["ranks"]) == data["ranks"] else f"rank {f['ranks'][0]}"
-        resumed = (
-            f" (resumed: {f['resumed_units']} units done before)" if f["resumed_units"] else ""
-        )
-        lines.append(f"  {f['input']} -> {f['output'] or '(statistics only)'} [{who}]{resumed}")
-        for path, stats in f["reductions"].items():
-            lines.append(
-                f"    {path}: " + ", ".join(f"{op}={_short(v)}" for op, v in stats.items())
-            )
+    files = data["files"]
+    if verbose or len(files) <= LISTED_FILES:
+        lines += [line for f in files for line in _file_lines(f, data["ranks"])]
+        return "\n".join(lines)
+    done = [f for f in files if not f["skipped"]]
+    slowest = sorted(done, key=lambda f: -f["seconds"])[:SLOWEST]
+    if slowest:
+        lines.append(f"  slowest {len(slowest)} of {len(done)} file(s) processed:")
+        lines += ["  " + _file_line(f, data["ranks"]) for f in slowest]
+    lines += [line for f in done for line in _reduction_lines(f)]
+    lines.append("  (--verbose lists every file; --report FILE.json has them all)")
     return "\n".join(lines)
+
+
+def _file_lines(f: dict[str, Any], nranks: int) -> list[str]:
+    """A file's line and the statistics of its reductions."""
+    if f["skipped"]:
+        return [f"  {f['input']} -> {f['output']} [done by an earlier run of this job]"]
+    return [_file_line(f, nranks), *_reduction_lines(f)]
+
+
+def _file_line(f: dict[str, Any], nranks: int) -> str:
+    """``input -> output [who] seconds, size on disk`` of a processed file."""
+    who = "all ranks" if len(f["ranks"]) == nranks else f"rank {f['ranks'][0]}"
+    resumed = f" (resumed: {f['resumed_units']} units done before)" if f["resumed_units"] else ""
+    stored = f", {format_size(f['stored_bytes'])} on disk" if f["output"] else ""
+    return (
+        f"  {f['input']} -> {f['output'] or '(statistics only)'} [{who}] "
+        f"{f['seconds']:.2f} s{stored}{resumed}"
+    )
+
+
+def _reduction_lines(f: dict[str, Any]) -> list[str]:
+    return [
+        f"    {path}: " + ", ".join(f"{op}={_short(v)}" for op, v in stats.items())
+        for path, stats in f["reductions"].items()
+    ]
 
 
 def _short(value: Any) -> str:

@@ -26,9 +26,10 @@ from h5par.engine.jobs import Job, JobFile, job_from_dict, load_job
 from h5par.engine.journal import file_identity, work_folder_of
 from h5par.engine.lock import check_free
 from h5par.engine.plan import Plan, share, unit_note
-from h5par.engine.progress import Progress
+from h5par.engine.progress import Progress, Relay, interval
 from h5par.engine.runner import Result, run_work
-from h5par.errors import UsageError
+from h5par.errors import JobProblemsError, UsageError
+from h5par.hdf5.subfiles import parts_folder
 from h5par.parallel.agreement import collective_errors
 from h5par.parallel.comm import allgather, bcast, private, rank, resolve_comm, self_comm, size
 from h5par.parallel.guard import guarded
@@ -49,6 +50,7 @@ class FileResult:
     ranks: list[int]
     result: Result
     skipped: bool = False  # an earlier run of the same job had completed it
+    stored_bytes: int = 0  # what the output takes on disk (its parts too), after the run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +101,9 @@ def run(
                 f"{len(job.files)} files done, none stopped): run without --resume"
             )
     shared, own = _split(todo, sizes, size(comm), job.file_parallel_below)
-    progress = Progress(sum(sizes[i] for i in todo), enabled=not quiet and rank(comm) == 0)
+    enabled = not quiet and rank(comm) == 0
+    progress = Progress(sum(sizes[i] for i in todo), enabled=enabled, interval=interval())
+    relay = Relay(progress, comm)  # counts the files other ranks process alone
     with collective_errors(comm, "validate", fault="validate"):  # every rank, every file
         provenance = _provenance(job, started)
         works = {
@@ -107,15 +111,16 @@ def run(
                 job, job.files[i], how_to_overwrite, resume=resume and (stopped[i] or len(job.files) == 1),
                 nranks=size(comm) if i in shared else 1,
                 provenance={**provenance, "h5par_input": _identity(job.files[i].input)},
-                progress=progress.update,
+                progress=relay.update,
             )
             for i in todo
         }  # fmt: skip
     plans = _plans(job, works, comm)
     with guarded(job.watchdog):
-        results = _process(works, plans, shared, own, comm)
+        results = _process(works, plans, (shared, own), comm, relay)
     results += [_skipped(job, i) for i, done in enumerate(finished) if done]
     progress.close()
+    results = _with_stored_bytes(results, job.options.subfiled, comm)
     seconds = bcast(comm, time.perf_counter() - t0)
     return JobResult(sorted(results, key=lambda r: r.index), size(comm), seconds, started)
 
@@ -156,22 +161,63 @@ def _plans(job: Job, works: dict[int, Work], comm: Comm) -> dict[int, Plan]:
 def _process(
     works: dict[int, Work],
     plans: dict[int, Plan],
-    shared: list[int],
-    own: list[list[int]],
+    split: tuple[list[int], list[list[int]]],
     comm: Comm,
+    relay: Relay,
 ) -> list[FileResult]:
-    """Shared files on every rank, one after the other; then each rank its own files."""
+    """Shared files on every rank, one after the other; then each rank its own files.
+
+    ``split`` is :func:`_split`'s. While ranks process their own files, ``relay`` brings
+    their progress to rank 0; the number of messages each sent travels with the results.
+    """
+    shared, own = split
 
     def process(i: int, on: Comm, ranks: list[int]) -> FileResult:
         result = run_work(works[i], on, plans[i])
-        return FileResult(i, str(works[i].input), ranks, result)
+        return FileResult(i, str(works[i].input), ranks, _as_ranks(result, ranks))
 
     results = [process(i, comm, list(range(size(comm)))) for i in shared]
     mine: list[FileResult] = []
-    with collective_errors(comm, "per-rank files"):
+    with collective_errors(comm, "per-rank files", poll=relay.look):
         alone = self_comm()
-        mine += [process(i, alone, [rank(comm)]) for i in own[rank(comm)]]
-    return results + [r for per_rank in allgather(comm, mine) for r in per_rank]
+        with relay.alone():
+            mine += [process(i, alone, [rank(comm)]) for i in own[rank(comm)]]
+    gathered = allgather(comm, (mine, len(relay.sent)))
+    relay.settle([sent for _, sent in gathered])
+    return results + [r for per_rank, _ in gathered for r in per_rank]
+
+
+def _as_ranks(result: Result, ranks: list[int]) -> Result:
+    """``result`` with its shares numbered by the job's ranks (a rank alone is its rank 0)."""
+    if len(ranks) != 1 or ranks == [0]:
+        return result
+    decomposition = {
+        path: [{**s, "rank": ranks[s["rank"]]} for s in shares]
+        for path, shares in result.decomposition.items()
+    }
+    return dataclasses.replace(result, decomposition=decomposition)
+
+
+def _with_stored_bytes(results: list[FileResult], subfiled: bool, comm: Comm) -> list[FileResult]:
+    """``results`` with the size of each output on disk (rank 0 looks, one stat a file).
+
+    Collective over ``comm``.
+    """
+    with collective_errors(comm, "output sizes"):
+        stored = [_stored(r.result.output, subfiled) for r in results] if rank(comm) == 0 else []
+    stored = bcast(comm, stored)
+    return [dataclasses.replace(r, stored_bytes=n) for r, n in zip(results, stored, strict=True)]
+
+
+def _stored(output: str | None, subfiled: bool) -> int:
+    """Bytes ``output`` takes (a subfiled output's parts included; 0: none, or gone)."""
+    if output is None:
+        return 0
+    paths = [Path(output)]
+    parts = parts_folder(Path(output))
+    if subfiled and parts.is_dir():
+        paths += [p for p in parts.iterdir() if p.is_file()]
+    return sum(p.stat().st_size for p in paths if p.is_file())
 
 
 def _as_job(job: Job | Mapping[str, Any] | str | os.PathLike[str], overrides: Sequence[str]) -> Job:
@@ -254,37 +300,98 @@ def plan_job(
     """What ``run`` would do on ``nranks`` ranks, without reading data (one process).
 
     One entry per input file: its output, the output folders that would be created
-    (``new_folders``), whether all ranks share it or one rank owns it, and per dataset
-    each rank's region, steps under the memory budget and bytes. ``how_to_overwrite`` as
-    for :func:`run`.
+    (``new_folders``), whether an earlier run of the job completed it (``skipped``: a
+    rerun leaves it), whether all ranks share it or one rank owns it (``ranks``), and per
+    dataset each rank's region, steps under the memory budget and bytes, numbered by the
+    job's ranks. ``how_to_overwrite`` as for :func:`run`.
+
+    Raises
+    ------
+    JobProblemsError
+        Every problem found in every file and dataset, one line each (an existing output
+        does not hide a bad dataset name).
     """
     sizes = [_size(f.input) for f in job.files]
-    shared, own = assign_files(sizes, nranks, job.file_parallel_below)
+    finished = [finished_file(job, f) for f in job.files]
+    todo = [i for i, done in enumerate(finished) if not done]
+    shared, own = _split(todo, sizes, nranks, job.file_parallel_below)
     owner = {i: r for r, files in enumerate(own) for i in files}
+    problems: list[str] = []
     entries = []
     for file in job.files:
-        ranks = nranks if file.index in shared else 1
-        targets = inspect_input(work_for(job, file, how_to_overwrite, nranks=ranks)).targets
-        entries.append(
-            {
-                "input": str(file.input),
-                "output": None if file.output is None else str(file.output),
-                "new_folders": [] if file.output is None else _new_folders(file.output.parent),
-                "bytes": sizes[file.index],
-                "parallelism": "dataset-level (all ranks)"
-                if file.index in shared
-                else f"file-level (rank {owner[file.index]})",
-                "datasets": {
-                    t.path: {
-                        "shape": list(t.shape),
-                        "dtype": str(t.dtype),
-                        "out_shape": list(t.out_shape),
-                        "out_dtype": str(t.out_dtype),
-                        "ranks": [share(t, job.chain, r, ranks, job.memory) for r in range(ranks)],
-                        "note": unit_note(t, job.chain, job.memory),
-                    }
-                    for t in targets
-                },
-            }
-        )
+        ranks = list(range(nranks)) if file.index in shared else [owner.get(file.index, 0)]
+        entry = _plan_entry(job, file, sizes[file.index], ranks)
+        if finished[file.index]:
+            entries.append({**entry, "skipped": True, "ranks": []})
+            continue
+        work = _checked_work(job, file, how_to_overwrite, len(ranks), problems)
+        if work is not None:
+            entry["datasets"] = _planned(job, work, ranks, problems)
+        entries.append(entry)
+    if problems:
+        raise JobProblemsError(problems)
     return entries
+
+
+def _plan_entry(job: Job, file: JobFile, nbytes: int, ranks: list[int]) -> dict[str, Any]:
+    """A file's plan entry before its datasets are inspected."""
+    return {
+        "input": str(file.input),
+        "output": None if file.output is None else str(file.output),
+        "new_folders": [] if file.output is None else _new_folders(file.output.parent),
+        "bytes": nbytes,
+        "skipped": False,
+        "ranks": ranks,
+        "parallelism": "dataset-level (all ranks)"
+        if len(ranks) > 1
+        else f"file-level (rank {ranks[0]})",
+        "datasets": {},
+    }
+
+
+def _checked_work(
+    job: Job, file: JobFile, how_to_overwrite: str, nranks: int, problems: list[str]
+) -> Work | None:
+    """``file``'s work, or None with its problems noted (an existing output, then the rest).
+
+    An output that exists is noted, and the file is checked on as if it were to be
+    replaced, so that what else is wrong shows too.
+    """
+    try:
+        return work_for(job, file, how_to_overwrite, nranks=nranks)
+    except UsageError as exc:
+        problems.append(str(exc))
+    if job.overwrite:
+        return None
+    try:
+        work = work_for(
+            dataclasses.replace(job, overwrite=True), file, how_to_overwrite, nranks=nranks
+        )
+    except UsageError as exc:
+        if str(exc) not in problems:
+            problems.append(str(exc))
+        return None
+    return work
+
+
+def _planned(job: Job, work: Work, ranks: list[int], problems: list[str]) -> dict[str, Any]:
+    """Per dataset of ``work``: shapes, dtypes and every rank's share (problems noted)."""
+    try:
+        targets = inspect_input(work, problems).targets
+    except UsageError as exc:  # the file itself: cannot be opened, not HDF5...
+        problems.append(str(exc))
+        return {}
+    n = len(ranks)
+    return {
+        t.path: {
+            "shape": list(t.shape),
+            "dtype": str(t.dtype),
+            "out_shape": list(t.out_shape),
+            "out_dtype": str(t.out_dtype),
+            "ranks": [
+                {**share(t, job.chain, r, n, job.memory), "rank": ranks[r]} for r in range(n)
+            ],
+            "note": unit_note(t, job.chain, job.memory),
+        }
+        for t in targets
+    }

@@ -9,7 +9,8 @@ datasets become copies made by every rank. Bad inputs and impossible requests ar
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -43,6 +44,8 @@ from h5par.parallel import guard
 
 __all__ = ["PARALLEL_COPY_BYTES", "inspect_input"]
 
+_T = TypeVar("_T")
+
 
 def _selection(job: Work, dset: h5py.Dataset) -> Selection | None:
     """The selection of ``dset`` in ``job`` (the first matching glob), resolved, or None."""
@@ -60,26 +63,31 @@ def _selection(job: Work, dset: h5py.Dataset) -> Selection | None:
         raise UsageError(f"dataset {dset.name} (shape {dset.shape}): {exc}") from None
 
 
-def inspect_input(job: Work) -> Plan:
-    """What rank 0 finds in the input: the datasets to process and to copy (metadata only)."""
+def inspect_input(job: Work, problems: list[str] | None = None) -> Plan:
+    """What rank 0 finds in the input: the datasets to process and to copy (metadata only).
+
+    The first problem found is raised as a :class:`UsageError`; with a ``problems`` list,
+    each dataset's and each pattern's problem is appended to it instead (one line each,
+    naming the file) and inspection goes on without that dataset (``h5par plan``).
+    """
     source = stat_identity(job.input)  # before reading: what the plan was made of
     try:
         with open_input(
             job.input, job.driver, job.driver_options
         ) as src:  # its errors name the file
-            try:
-                paths = _selected_paths(job, src)
-                found = (_named(p, _target, job, src) for p in paths)
-                targets = [t for t in found if t is not None]
-                _check_select(job, targets, src)
-                dims, keep = _dimensions(job, src, targets, paths)
-                processed = {t.path for t in targets}
-                others = [p for p in dataset_paths(src) if p not in processed]
-                if keep is not None:
-                    others = [p for p in others if p in set(keep)]
-                copies = [_named(p, _parallel_copy, job, src) for p in others]
-            except UsageError as exc:  # name the file: a job may have hundreds
-                raise UsageError(f"{str(job.input)!r}: {exc}") from exc
+            note = _Problems(job, problems)
+            paths = _selected_paths(job, src, note)
+            targets, failed = _targets(paths, note, job, src)
+            processed = [t.path for t in targets] + failed  # a failed one is not "unmatched"
+            for pattern in job.select:
+                note.check(_check_select, job, pattern, processed, src)
+            dims, keep = note.check(_dimensions, job, src, targets, paths) or ([], None)
+            seen = set(processed)
+            others = [p for p in dataset_paths(src) if p not in seen]
+            if keep is not None:
+                wanted = set(keep)
+                others = [p for p in others if p in wanted]
+            copies = [note.check(_named, p, _parallel_copy, job, src) for p in others]
             order = bool(src.id.get_create_plist().get_link_creation_order())
             kept = [c for c in copies if c is not None]
             return Plan(targets, src.userblock_size, order, kept, source, dims, keep)
@@ -115,7 +123,44 @@ def _dimensions(
     return dims, keep
 
 
-def _selected_paths(job: Work, src: h5py.File) -> list[str]:
+def _targets(
+    paths: list[str], note: _Problems, job: Work, src: h5py.File
+) -> tuple[list[Target], list[str]]:
+    """The targets of ``paths``, and the paths whose problems ``note`` noted."""
+    targets, failed = [], []
+    for path in paths:
+        noted = note.count
+        target = note.check(_named, path, _target, job, src)
+        if target is not None:
+            targets.append(target)
+        elif note.count > noted:
+            failed.append(path)
+    return targets, failed
+
+
+class _Problems:
+    """Raise a problem naming the file, or (with a list) note it and go on."""
+
+    def __init__(self, job: Work, problems: list[str] | None) -> None:
+        self.name, self.problems = str(job.input), problems
+
+    @property
+    def count(self) -> int:
+        """How many problems were noted (0 when they are raised)."""
+        return 0 if self.problems is None else len(self.problems)
+
+    def check(self, call: Callable[..., _T], *args: Any) -> _T | None:
+        """``call(*args)``; None when it raised a UsageError that was noted."""
+        try:
+            return call(*args)
+        except UsageError as exc:  # name the file: a job may have hundreds
+            if self.problems is None:
+                raise UsageError(f"{self.name!r}: {exc}") from exc
+            self.problems.append(f"{self.name!r}: {exc}")
+            return None
+
+
+def _selected_paths(job: Work, src: h5py.File, note: _Problems) -> list[str]:
     """The datasets ``job`` processes: those its patterns match, else every non-scale one.
 
     Dimension scales (``CLASS = "DIMENSION_SCALE"``: netCDF-4 coordinate variables such as
@@ -126,21 +171,24 @@ def _selected_paths(job: Work, src: h5py.File) -> list[str]:
     paths = dataset_paths(src)
     if job.patterns is None:
         return [p for p in paths if not is_scale(src, p)]
-    return select_paths(paths, job.patterns)
+    chosen = {
+        p for pattern in job.patterns for p in note.check(select_paths, paths, [pattern]) or ()
+    }
+    return [p for p in paths if p in chosen]
 
 
-def _check_select(job: Work, targets: list[Target], src: h5py.File) -> None:
-    for pattern in job.select:
-        if not any(matches(pattern, t.path) for t in targets):
-            names = ", ".join(t.path for t in targets) or "none"
-            hint = ""
-            if job.patterns is None and any(
-                matches(pattern, p) and is_scale(src, p) for p in dataset_paths(src)
-            ):
-                hint = "; dimension scales are processed only when input.datasets names them"
-            raise UsageError(
-                f"select {pattern!r} matches no processed dataset (processed: {names}){hint}"
-            )
+def _check_select(job: Work, pattern: str, processed: list[str], src: h5py.File) -> None:
+    """Refuse a selection ``pattern`` that matches none of the ``processed`` paths."""
+    if not any(matches(pattern, p) for p in processed):
+        names = ", ".join(processed) or "none"
+        hint = ""
+        if job.patterns is None and any(
+            matches(pattern, p) and is_scale(src, p) for p in dataset_paths(src)
+        ):
+            hint = "; dimension scales are processed only when input.datasets names them"
+        raise UsageError(
+            f"select {pattern!r} matches no processed dataset (processed: {names}){hint}"
+        )
 
 
 #: Untouched datasets at least this large are copied by all ranks (smaller: HDF5's object copy).

@@ -11,6 +11,7 @@ import glob
 import hashlib
 import json
 import math
+import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -345,9 +346,25 @@ def _expand_inputs(spec: Any, base: Path, driver: str) -> list[Path]:
             why = " matches no file" if glob.has_magic(pattern) else ": no such file"
             why = " is a folder, not a file" if full.is_dir() else why
             raise UsageError(f"input.path {pattern!r}{why} (looked in {str(base)!r})")
-        found += [Path(h) for h in hits if Path(h) not in found]
+        found += [t for t in map(tidy, hits) if t not in found]
     _check_distinct_inputs(found)
     return found
+
+
+def tidy(path: str | Path) -> Path:
+    """``path`` without ``..`` steps that go back out of a real folder (``jobs/../x`` -> ``x``).
+
+    A ``..`` after a symbolic link stays: the link's parent is not the folder it sits in.
+    The result names the same file; it reads better in plans, summaries and reports.
+    """
+    parts: list[str] = []
+    for part in Path(path).parts:
+        back = part == ".." and parts and parts[-1] not in ("..", os.sep)
+        if back and not Path(*parts).is_symlink():
+            parts.pop()
+        else:
+            parts.append(part)
+    return Path(*parts) if parts else Path(".")
 
 
 def _check_distinct_inputs(inputs: list[Path]) -> None:
@@ -398,7 +415,7 @@ def _outputs(
             raise UsageError(
                 f"output.path = {pattern!r}: bad placeholder {exc} (valid: {', '.join(_PLACEHOLDERS)})"
             ) from None  # the text holds str.format's message
-        files.append(JobFile(i, src, base / name))
+        files.append(JobFile(i, src, tidy(base / name)))
     if len(inputs) > 1 and not any(ph in pattern for ph in _PLACEHOLDERS):
         raise UsageError(
             f"output.path = {pattern!r} names one file for {len(inputs)} inputs "

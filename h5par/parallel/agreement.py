@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -70,6 +70,7 @@ def collective_errors(
     due: bool = False,
     *,
     fault: str | tuple[str, ...] | None = None,
+    poll: Callable[[], None] | None = None,
 ) -> Iterator[Outcome]:
     """Run a block on every rank, then agree on failure. Collective over ``comm``.
 
@@ -100,6 +101,9 @@ def collective_errors(
         block runs, in order; a fault that raises there fails the block (and the block's
         body is skipped) like an exception inside it. None: no fault point, the default,
         since phase names ("writing /x") are not fault points.
+    poll : callable, optional
+        Called while this rank waits for the others (never a collective call: rank 0
+        reads the other ranks' progress messages with it).
 
     Yields
     ------
@@ -129,7 +133,7 @@ def collective_errors(
     alive = (lambda: others_working(channel)) if notices_possible() else None
     with waiting():
         gathered = allgather_within(
-            channel, (mine, stop_signal(), due, bool(sent)), wait, until, alive
+            channel, (mine, stop_signal(), due, bool(sent)), wait, until, alive, poll
         )
     if gathered is None:
         _abandon(comm, channel, phase, mine, wait)

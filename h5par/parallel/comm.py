@@ -9,6 +9,7 @@ has MPI side effects.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -40,6 +41,7 @@ __all__ = [
     "mpi_versions",
     "notices_possible",
     "post_notice",
+    "post_progress",
     "private",
     "rank",
     "read_notices",
@@ -49,7 +51,9 @@ __all__ = [
     "resolve_comm",
     "self_comm",
     "settle_notices",
+    "settle_progress",
     "size",
+    "take_progress",
     "world",
 ]
 
@@ -264,6 +268,7 @@ def allgather_within(
     patience: float | None,
     until: Callable[[], bool] | None = None,
     alive: Callable[[], bool] | None = None,
+    poll: Callable[[], None] | None = None,
 ) -> list[T] | None:
     """:func:`allgather`, or None when some rank has not arrived after ``patience`` seconds.
 
@@ -272,18 +277,22 @@ def allgather_within(
     cannot keep this one waiting forever. ``patience=None`` waits as long as it takes;
     ``until`` (polled with the barrier) ends the wait early when it returns True; ``alive``,
     asked at each deadline, grants another ``patience`` seconds when it returns True (the
-    ranks not here yet are still making progress).
+    ranks not here yet are still making progress); ``poll`` is called while waiting (it
+    must not communicate collectively: rank 0 reads the others' progress messages).
     """
-    if patience is not None:
+    if patience is not None or poll is not None:
         request = comm.Ibarrier()
-        deadline = time.monotonic() + patience
+        wait = math.inf if patience is None else patience
+        deadline = time.monotonic() + wait
         while not request.Test():
+            if poll is not None:
+                poll()
             if until is not None and until():
                 return None  # the caller aborts the job: the request dies with it
             if time.monotonic() > deadline:
                 if (alive is None or not alive()) and not _settles(request, _SETTLE):
                     return None
-                deadline = time.monotonic() + patience
+                deadline = time.monotonic() + wait
             time.sleep(_POLL)
     return allgather(comm, value)
 
@@ -453,6 +462,59 @@ def answer_pings(answer: Any) -> None:
         while (message := channel.improbe(tag=_PING, status=status)) is not None:
             message.recv()
             channel.send(answer, dest=status.Get_source(), tag=_PONG)  # small: never blocks
+
+
+# Progress messages. Ranks that process files alone tell rank 0 how many bytes they have
+# read, so that its progress bar counts every rank's files: point-to-point messages on the
+# private communicator (their own tag), sent without waiting and read by rank 0 when it
+# looks (matched probes), never a collective call. After the ranks agreed, rank 0 takes
+# what is still on its way, knowing from the others how many they sent.
+
+_PROGRESS = 5  # tag of a progress message: bytes read since the previous one
+
+
+def post_progress(channel: Comm, nbytes: int) -> MPI.Request | None:
+    """Send ``nbytes`` of progress to rank 0 of ``channel`` (non-blocking; None on rank 0).
+
+    Complete the request with :func:`settle_progress`.
+    """
+    if isinstance(channel, OneProcess) or channel.Get_rank() == 0:
+        return None
+    return channel.isend(int(nbytes), dest=0, tag=_PROGRESS)
+
+
+def take_progress(channel: Comm) -> list[tuple[int, int]]:
+    """The progress messages that have reached rank 0 of ``channel``: (source, bytes) pairs."""
+    if isinstance(channel, OneProcess):
+        return []
+    from mpi4py import MPI
+
+    status, found = MPI.Status(), []
+    while (message := channel.improbe(tag=_PROGRESS, status=status)) is not None:
+        found.append((int(status.Get_source()), int(message.recv())))
+    return found
+
+
+def settle_progress(
+    channel: Comm, sent: list[MPI.Request], missing: dict[int, int]
+) -> list[tuple[int, int]]:
+    """After an agreement: rank 0 takes the ``missing`` messages per source; senders complete.
+
+    Every message was sent before its rank reached the agreement, so rank 0's receives
+    complete; the senders' requests complete once rank 0 has them. Returns what rank 0
+    took, as :func:`take_progress` does.
+    """
+    if isinstance(channel, OneProcess):
+        return []
+    from mpi4py import MPI
+
+    taken = [
+        (s, int(channel.recv(source=s, tag=_PROGRESS)))
+        for s, n in missing.items()
+        for _ in range(n)
+    ]
+    MPI.Request.waitall(sent)
+    return taken
 
 
 def abort(status: int) -> NoReturn:

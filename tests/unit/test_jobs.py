@@ -160,9 +160,9 @@ ALIASES = {
         "run/*.h5",
         lambda d: (d / "run" / "z.h5").hardlink_to(d / "run" / "snap_3.h5"),
     ),
-    "dot-dot in a list": (
+    "dot-dot after a link in a list": (
         ["run/snap_3.h5", "run/x/../snap_3.h5"],
-        lambda d: (d / "run" / "x").mkdir(),
+        lambda d: ((d / "run" / "sub").mkdir(), (d / "run" / "x").symlink_to("sub")),
     ),
 }
 KINDS = {
@@ -193,6 +193,21 @@ def test_two_names_of_one_input_are_refused_naming_both(tmp_path, alias, kind) -
         "latest.h5" in message or "z.h5" in message or "x/../" in message
     )
     assert "\n" not in message
+
+
+def test_dot_dot_out_of_a_real_folder_is_tidied_away(tmp_path) -> None:
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.h5").write_bytes(b"")
+    job = {
+        "version": 1,
+        "input": {"path": ["../data/*.h5", "../data/../data/a.h5"]},
+        "output": {"path": "../clean/{stem}_c.h5"},
+        "kernels": [{"name": "abs"}],
+    }
+    (file,) = job_from_dict(job, base=tmp_path / "jobs").files
+    assert file.input == tmp_path / "data" / "a.h5"
+    assert file.output == tmp_path / "clean" / "a_c.h5"
 
 
 def test_the_same_name_twice_is_one_input(tmp_path) -> None:
