@@ -6,7 +6,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,37 @@ def launch(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> di
         timed_out = True
     wall = time.perf_counter() - t0
     return {"wall": wall, "returncode": proc.returncode, "timed_out": timed_out, "err": err[-2000:]}
+
+
+def interleaved(
+    rounds: int,
+    pairs: list[tuple[str, str]],
+    run: Callable[[str, str], dict[str, Any]],
+    verify: Callable[[str], str | None],
+    line: Callable[[dict[str, Any]], str],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """A verified warm-up round, then ``rounds`` timed ones; (timed runs, failures).
+
+    Every (workload, method) pair runs once per round, the order rotating by one each
+    round; ``run`` returns a :func:`launch` record, ``verify(workload)`` checks the output
+    of a warm-up run (None: right), ``line`` formats the progress line of a record.
+    """
+    runs: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for number in range(rounds + 1):
+        shift = number % len(pairs)
+        for workload, method in pairs[shift:] + pairs[:shift]:
+            record = run(workload, method)
+            record.update(workload=workload, method=method, round=number)
+            problem = None
+            if record["returncode"] != 0:
+                problem = f"exit {record['returncode']}: {record['err'].strip()[-300:]}"
+            elif number == 0:
+                problem = verify(workload)
+            if problem:
+                failures.append(f"{workload} {method} round {number}: {problem}")
+                print(f"FAIL {failures[-1]}", file=sys.stderr)
+            if number:
+                runs.append(record)
+            print(line(record), flush=True)
+    return runs, failures

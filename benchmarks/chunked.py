@@ -45,7 +45,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from _runner import environment, launch
+from _runner import environment, interleaved, launch
 
 from h5par.core.sizes import parse_size
 
@@ -282,27 +282,19 @@ def run_one(args: argparse.Namespace, work: dict[str, Any], spec: Spec) -> dict[
 
 def rounds(args: argparse.Namespace, works: dict[str, dict], specs: dict) -> tuple[list, list]:
     """The warm-up round (verified) then the timed rounds; (runs, failures)."""
-    runs: list[dict[str, Any]] = []
-    failures: list[str] = []
-    pairs = [(w, m) for w in works for m in specs]
-    for number in range(args.rounds + 1):
-        shift = number % len(pairs)
-        for workload, method in pairs[shift:] + pairs[:shift]:
-            record = run_one(args, works[workload], specs[method])
-            record.update(workload=workload, method=method, round=number)
-            problem = None
-            if record["returncode"] != 0:
-                problem = f"exit {record['returncode']}: {record['err'].strip()[-300:]}"
-            elif number == 0:
-                problem = verify(workload, works[workload]["root"])
-            if problem:
-                failures.append(f"{workload} {method} round {number}: {problem}")
-                print(f"FAIL {failures[-1]}", file=sys.stderr)
-            if number:
-                runs.append(record)
-            rss = max(record.get("rss_mib") or [0])
-            print(f"round {number} {workload:10} {method:17} {record['wall']:7.2f} s"
-                  f"  peak RSS {rss:6.0f} MiB", flush=True)  # fmt: skip
+
+    def line(record: dict[str, Any]) -> str:
+        rss = max(record.get("rss_mib") or [0])
+        return (f"round {record['round']} {record['workload']:10} {record['method']:17} "
+                f"{record['wall']:7.2f} s  peak RSS {rss:6.0f} MiB")  # fmt: skip
+
+    runs, failures = interleaved(
+        args.rounds,
+        [(w, m) for w in works for m in specs],
+        lambda w, m: run_one(args, works[w], specs[m]),
+        lambda w: verify(w, works[w]["root"]),
+        line,
+    )
     for work in works.values():
         clean(work["root"])
     return runs, failures

@@ -30,7 +30,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from _runner import environment, launch
+from _runner import environment, interleaved, launch
 
 TARGETS = {("datasets", 1): 0.7, ("datasets", 2): 1.0, ("files", 1): 0.7, ("files", 2): 1.5}
 LOOP_DATASETS = """
@@ -192,25 +192,13 @@ def run_one(args: argparse.Namespace, work: dict[str, Any], spec: tuple[int, str
 
 def rounds(args: argparse.Namespace, works: dict[str, dict], specs: dict) -> tuple[list, list]:
     """The warm-up round (verified) then the timed rounds; (runs, failures)."""
-    runs: list[dict[str, Any]] = []
-    failures: list[str] = []
-    pairs = [(w, m) for w in works for m in specs]
-    for number in range(args.rounds + 1):
-        shift = number % len(pairs)
-        for workload, method in pairs[shift:] + pairs[:shift]:
-            record = run_one(args, works[workload], specs[method])
-            record.update(workload=workload, method=method, round=number)
-            problem = None
-            if record["returncode"] != 0:
-                problem = f"exit {record['returncode']}: {record['err'].strip()[-300:]}"
-            elif number == 0:
-                problem = verify(workload, works[workload]["root"])
-            if problem:
-                failures.append(f"{workload} {method} round {number}: {problem}")
-                print(f"FAIL {failures[-1]}", file=sys.stderr)
-            if number:
-                runs.append(record)
-            print(f"round {number} {workload:8} {method:10} {record['wall']:7.2f} s", flush=True)
+    runs, failures = interleaved(
+        args.rounds,
+        [(w, m) for w in works for m in specs],
+        lambda w, m: run_one(args, works[w], specs[m]),
+        lambda w: verify(w, works[w]["root"]),
+        lambda r: f"round {r['round']} {r['workload']:8} {r['method']:10} {r['wall']:7.2f} s",
+    )
     clean_all(works)
     return runs, failures
 
