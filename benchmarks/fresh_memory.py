@@ -7,7 +7,7 @@ file, (a) right after deleting the previous such file and (b) after deleting it 
 ``--pause`` seconds; interleaved, ``--rounds`` times, with wall and system time. On a VM that
 hands freed memory back to its host, (b) pays for getting the pages again, and that cost is
 system time of the writing process: ranks that write their own files share it, ranks that
-write one file queue for it (see the README's Performance section).
+write one file queue for it (see benchmarks/README.md, Measured results).
 """
 
 from __future__ import annotations

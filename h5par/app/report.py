@@ -131,7 +131,7 @@ def summary_text(result: JobResult, verbose: bool = False) -> str:
         f"  {totals['files']} file{'' if totals['files'] == 1 else 's'}: {totals['written']} written, {totals['skipped']} skipped, "
         f"{totals['failed']} failed{stats}, {format_size(totals['stored_bytes'])} on disk",
         f"  read {format_size(data['bytes_read'])}, wrote {format_size(data['stored_bytes'])} on disk "
-        f"({format_size(data['bytes_written'])} uncompressed), "
+        f"({format_size(data['bytes_written'])} processed, uncompressed), "
         f"{data['throughput_bytes_per_second'] / 1e6:.1f} MB/s",
         f"  busy time per rank: min {per_rank['busy_min']:.2f} s, median {per_rank['busy_median']:.2f} s, "
         f"max {per_rank['busy_max']:.2f} s, imbalance {per_rank['imbalance']:.2f} (max/mean)",
