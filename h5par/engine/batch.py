@@ -254,7 +254,10 @@ def stopped_file(job: Job, file: JobFile) -> bool:
     ``--resume`` of a job of several files resumes those and starts the others afresh.
     """
     destination = file.input if job.in_place else file.output
-    return destination is not None and work_folder_of(destination, job.in_place).is_dir()
+    try:  # a name too long, a folder we may not search: the output checks name it
+        return destination is not None and work_folder_of(destination, job.in_place).is_dir()
+    except OSError:
+        return False
 
 
 def finished_file(job: Job, file: JobFile) -> bool:
