@@ -93,7 +93,9 @@ def test_a_long_run_prints_totals_and_the_slowest_files(run_mpi, tmp_path) -> No
     data = json.loads(report.read_text())
     assert data["totals"]["stored_bytes"] == data["stored_bytes"] == on_disk
     assert data["stored_bytes"] < data["bytes_written"]  # gzip: less on disk than the data
-    assert re.search(r"wrote [\d.]+ [KM]iB on disk \([\d.]+ MiB processed, uncompressed\)", ran.stdout)
+    assert re.search(
+        r"wrote [\d.]+ [KM]iB on disk \([\d.]+ MiB processed, uncompressed\)", ran.stdout
+    )
     assert "slowest 3 of 12 file(s)" in ran.stdout
     assert sum("dump_" in line for line in lines) == 3
     assert "../" not in ran.stdout
