@@ -220,6 +220,8 @@ def input_cache(target: Target, chain: Chain, budget: int) -> ChunkCache | None:
     if target.stored is None or target.select is not None or target.axes:
         return None
     blocks = units(target, chain, budget)
+    if len(blocks) < 2:  # one unit (or none: an empty dataset) reads each chunk once
+        return None
     halo = chain.halo(len(target.shape))
     widths = ((0, 0),) * len(target.shape) if halo is None else halo[0]
     boxes = [

@@ -120,6 +120,13 @@ def test_the_rechunking_example_of_the_issue_is_read_once() -> None:
     assert cache[0] <= 64 << 20
 
 
+@pytest.mark.parametrize("shape", [(0, 1024), (8, 0), (1, 1024)])
+def test_an_empty_or_one_unit_dataset_keeps_the_default_cache(shape) -> None:
+    f4 = np.dtype("f4")
+    target = Target("/x", shape, f4, shape, f4, (1, 128), {}, stored=(1, 1024))
+    assert input_cache(target, Chain(), 1 << 20) is None
+
+
 def test_open_dataset_gives_the_cache(tmp_path: Path) -> None:
     path = tmp_path / "x.h5"
     with h5py.File(path, "w") as f:
