@@ -104,7 +104,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     from h5par.hdf5.listing import list_file
 
     if _rank() == 0:
-        _emit(list_file(args.file, attributes=not args.no_attributes))
+        _emit(list_file(args.file, attributes=not args.no_attributes, everything=args.all))
     return EXIT_OK
 
 
@@ -361,6 +361,13 @@ def _verb_arguments(name: str, verb: argparse.ArgumentParser) -> None:
     if name == "ls":
         verb.add_argument("file", help="an HDF5 file")
         verb.add_argument("--no-attributes", action="store_true", help="leave attributes out")
+        verb.add_argument(
+            "--all",
+            action="store_true",
+            help="also the bookkeeping attributes of dimension scales and netCDF-4 "
+            "(CLASS, NAME, DIMENSION_LIST, REFERENCE_LIST, _Netcdf4Dimid, ...) and netCDF's "
+            "dimension-only placeholders",
+        )
     if name == "submit":
         _submit_arguments(verb)
     if name == "plan":

@@ -1,4 +1,10 @@
-"""``h5par ls``: the hierarchy of a file, like ``h5ls -r -v`` (one process, metadata only)."""
+"""``h5par ls``: the hierarchy of a file, like ``h5ls -r -v`` and ``ncdump -h`` (metadata only).
+
+Dimension scales (netCDF-4's dimensions and coordinate variables) are listed first, with
+their lengths; each dataset names the dimensions of its axes, ``T(time, z, y, x)``. The
+bookkeeping attributes of dimension scales and netCDF-4 (:data:`INTERNAL`) and netCDF's
+dimension-only placeholders are shown only with ``everything``. One process.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +14,130 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5l
+from h5py import h5l, h5z
 
+from h5par.core.sizes import format_size
 from h5par.hdf5.hierarchy import link_names, object_key
 from h5par.hdf5.io import open_input
 
-__all__ = ["list_file"]
+__all__ = ["INTERNAL", "list_file"]
+
+#: Attributes HDF5's dimension scales and netCDF-4 keep for themselves (``ls --all`` shows them).
+INTERNAL = frozenset(
+    {"CLASS", "NAME", "DIMENSION_LIST", "REFERENCE_LIST", "_Netcdf4Dimid",
+     "_Netcdf4Coordinates", "_NCProperties"}
+)  # fmt: skip
+#: How netCDF-4 marks a dimension that is no variable (the start of its scale's NAME).
+PLACEHOLDER = b"This is a netCDF dimension but not a netCDF variable"
 
 
-def list_file(path: str | Path, attributes: bool = True) -> str:
-    """The tree of ``path``: groups, datasets (shape, dtype, chunks, filters, fill), links."""
+def list_file(path: str | Path, attributes: bool = True, everything: bool = False) -> str:
+    """The tree of ``path``: dimensions, groups, datasets, attributes and links.
+
+    Datasets with their dimensions, dtype and shape, chunks, filters, stored size and fill
+    value; ``everything`` adds the internal attributes and netCDF's placeholders.
+    """
     with open_input(Path(path), "auto", {}) as f:
-        lines = [f"/  group{_attrs_summary(f)}"]
-        if attributes:
-            lines += _attribute_lines(f, "  ")
-        _walk(f, "", lines, {object_key(f): "/"}, attributes)
+        show = _Show(attributes, everything)
+        lines = _dimension_lines(f)
+        lines.append(f"/  group{show.summary(f)}")
+        lines += show.attributes(f, "  ")
+        _walk(f, "", lines, {object_key(f): "/"}, show)
     return "\n".join(lines)
 
 
+class _Show:
+    """What a listing shows: attributes or not, internal ones and placeholders or not."""
+
+    def __init__(self, attributes: bool, everything: bool) -> None:
+        self.wanted, self.everything = attributes, everything
+
+    def names(self, obj: h5py.HLObject) -> list[str]:
+        names = list(obj.attrs)
+        return names if self.everything else [n for n in names if n not in INTERNAL]
+
+    def summary(self, obj: h5py.HLObject) -> str:
+        try:
+            n = len(self.names(obj))
+        except (OSError, RuntimeError) as exc:
+            return f"  (attributes unreadable: {exc})"
+        return f"  ({n} attribute{'s' if n != 1 else ''})" if n else ""
+
+    def attributes(self, obj: h5py.HLObject, indent: str) -> list[str]:
+        if not self.wanted:
+            return []
+        try:
+            names = self.names(obj)
+        except (OSError, RuntimeError):
+            return []  # already said in the object's summary
+        lines = []
+        for name in names:
+            try:
+                text = _short(obj.attrs[name])
+            except (OSError, RuntimeError, TypeError, ValueError) as exc:
+                text = f"<unreadable: {exc}>"
+            lines.append(f"{indent}@{name} = {text}")
+        return lines
+
+    def hidden(self, obj: h5py.HLObject) -> bool:
+        """True for a netCDF dimension-only placeholder (listed under dimensions)."""
+        return not self.everything and _placeholder(obj)
+
+
+def _placeholder(obj: h5py.HLObject) -> bool:
+    if not isinstance(obj, h5py.Dataset):
+        return False
+    with contextlib.suppress(OSError, RuntimeError, KeyError, TypeError, ValueError):
+        name = obj.attrs.get("NAME")
+        return isinstance(name, bytes | np.bytes_) and bytes(name).startswith(PLACEHOLDER)
+    return False
+
+
+def _scales(f: h5py.File) -> list[h5py.Dataset]:
+    """Every dimension scale of the file, in path order."""
+    found: list[h5py.Dataset] = []
+
+    def visit(_name: str, obj: h5py.HLObject) -> None:
+        with contextlib.suppress(OSError, RuntimeError, KeyError, TypeError, ValueError):
+            if isinstance(obj, h5py.Dataset) and obj.is_scale:
+                found.append(obj)
+
+    with contextlib.suppress(OSError, RuntimeError):
+        f.visititems(visit)
+    return found
+
+
+def _dimension_lines(f: h5py.File) -> list[str]:
+    """``dimensions:`` and one line per scale: ``name = length (unlimited)  path``."""
+    scales = [s for s in _scales(f) if s.shape is not None and len(s.shape) == 1]
+    if not scales:
+        return []
+    lines = ["dimensions:"]
+    for scale in scales:
+        unlimited = "" if scale.maxshape != (None,) else " (unlimited)"
+        role = "  (dimension only)" if _placeholder(scale) else ""
+        size = f"{Path(scale.name).name} = {scale.shape[0]}{unlimited}"
+        lines.append(f"  {size:24} {scale.name}{role}")
+    return lines
+
+
+def _axes(dset: h5py.Dataset) -> str:
+    """``(time, z, y, x)``: the scales attached to each axis ('' when none is).
+
+    A 1-d scale is its own dimension, ``time(time)``, as ``ncdump`` writes it.
+    """
+    names = []
+    with contextlib.suppress(OSError, RuntimeError, KeyError, TypeError, ValueError):
+        if dset.is_scale and dset.shape is not None and len(dset.shape) == 1:
+            return f"({Path(dset.name).name})"
+        for axis in dset.dims:
+            scales = list(axis.values())
+            names.append(Path(scales[0].name).name if scales else "-")
+    return f"({', '.join(names)})" if any(n != "-" for n in names) else ""
+
+
 def _walk(
-    group: h5py.Group, prefix: str, lines: list[str], seen: dict[Any, str], attributes: bool
+    group: h5py.Group, prefix: str, lines: list[str], seen: dict[Any, str], show: _Show
 ) -> None:
     for name in link_names(group):
         path = f"{prefix}/{name}"
@@ -52,64 +162,55 @@ def _walk(
             lines.append(f"{path}  hard link, same object as {seen[key]}")
             continue
         seen[key] = path
+        if show.hidden(obj):
+            continue
         try:
-            lines.append(f"{path}  {_describe(obj)}")
+            named = path + (_axes(obj) if isinstance(obj, h5py.Dataset) else "")
+            lines.append(f"{named}  {_describe(obj)}{show.summary(obj)}")
         except (OSError, RuntimeError, TypeError, ValueError) as exc:
             lines.append(f"{path}  {type(obj).__name__.lower()} (not describable: {exc})")
-        if attributes:
-            lines += _attribute_lines(obj, "    ")
+        lines += show.attributes(obj, "    ")
         if isinstance(obj, h5py.Group):
-            _walk(obj, path, lines, seen, attributes)
+            _walk(obj, path, lines, seen, show)
 
 
 def _describe(obj: h5py.HLObject) -> str:
     if isinstance(obj, h5py.Group):
-        return f"group{_attrs_summary(obj)}"
+        return "group"
     if isinstance(obj, h5py.Datatype):
         return f"named datatype {obj.dtype}"
     dset: h5py.Dataset = obj
-    shape = "null" if dset.shape is None else ("scalar" if dset.shape == () else str(dset.shape))
-    parts = [f"dataset {shape} {dset.dtype}"]
+    if dset.shape is None:
+        shape = " null"
+    else:
+        shape = " scalar" if dset.shape == () else f"[{', '.join(map(str, dset.shape))}]"
+    parts = [f"dataset {dset.dtype}{shape}"]
     if dset.chunks:
         parts.append(f"chunks={dset.chunks}")
     if dset.is_virtual:
         files = {source.file_name for source in dset.virtual_sources()}
         parts.append(f"virtual ({len(files)} source file(s))")
-    filters = list(
-        dset.id.get_create_plist().get_filter(i)[3].decode(errors="replace")
-        for i in range(dset.id.get_create_plist().get_nfilters())
-    )
+    filters = _filters(dset)
     if filters:
         parts.append("filters=" + ",".join(filters))
     if dset.maxshape is not None and dset.shape is not None and dset.maxshape != dset.shape:
         parts.append(f"maxshape={dset.maxshape}")
+    if not dset.is_virtual:
+        parts.append(f"stored={format_size(dset.id.get_storage_size())}")
     with contextlib.suppress(OSError, RuntimeError, TypeError, ValueError):
         parts.append(f"fill={_short(dset.fillvalue)}")
-    return "  ".join(parts) + _attrs_summary(dset)
+    return "  ".join(parts)
 
 
-def _attrs_summary(obj: h5py.HLObject) -> str:
-    try:
-        n = len(obj.attrs)
-    except (OSError, RuntimeError) as exc:
-        return f"  (attributes unreadable: {exc})"
-    return f"  ({n} attribute{'s' if n != 1 else ''})" if n else ""
-
-
-def _attribute_lines(obj: h5py.HLObject, indent: str) -> list[str]:
-    lines: list[str] = []
-    try:
-        names = list(obj.attrs)
-    except (OSError, RuntimeError):
-        return lines  # already said in the object's summary
-    for name in names:
-        try:
-            value = obj.attrs[name]
-            text = _short(value)
-        except (OSError, RuntimeError, TypeError, ValueError) as exc:
-            text = f"<unreadable: {exc}>"
-        lines.append(f"{indent}@{name} = {text}")
-    return lines
+def _filters(dset: h5py.Dataset) -> list[str]:
+    """The filter pipeline: ``shuffle``, ``deflate(4)`` (its level), ``fletcher32``, ..."""
+    dcpl = dset.id.get_create_plist()
+    names = []
+    for i in range(dcpl.get_nfilters()):
+        code, _, values, name = dcpl.get_filter(i)
+        text = name.decode(errors="replace")
+        names.append(f"{text}({values[0]})" if code == h5z.FILTER_DEFLATE and values else text)
+    return names
 
 
 def _short(value: Any) -> str:

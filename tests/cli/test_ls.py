@@ -10,6 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
+from h5par.core.sizes import format_size
+
 
 def test_ls_shows_tree_attributes_and_links(run_python, tmp_path) -> None:
     path = tmp_path / "weather.h5"
@@ -29,9 +31,10 @@ def test_ls_shows_tree_attributes_and_links(run_python, tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert (
-        "/15/temperature  dataset (100, 4) float64  chunks=(10, 4)  filters=deflate  fill=-1.0"
+        "/15/temperature  dataset float64[100, 4]  chunks=(10, 4)  filters=deflate(4)  stored="
         in out
     )
+    assert "  fill=-1.0  (1 attribute)" in out
     assert "@dt = 10.0" in out
     assert (
         "/link  soft link -> /15/temperature" in out and "/ext  external link -> other.h5:/x" in out
@@ -101,3 +104,36 @@ def test_a_reader_that_stops_early_ends_the_output_quietly(many, verb) -> None:
     assert first and status == 0 and err == "", err
     if verb[0] == "run":
         assert len(json.loads((many / "r.json").read_text())["files"][0]["reductions"]) == 1500
+
+
+def test_ls_of_a_netcdf_file_reads_like_ncdump_h(run_python, tmp_path) -> None:
+    """Dimensions with their lengths, T(time, z, y, x), one dtype spelling, deflate level and
+    stored size; netCDF's and the dimension scales' own attributes and the dimension-only
+    placeholder /z only with --all (issue 22, item 9)."""
+    helper = str(Path(__file__).with_name("foreign_tools.py"))
+    written = run_python([helper, "write-climate", str(tmp_path / "c.nc")])
+    assert written.returncode == 0, written.stderr
+    done = run_python(["-m", "h5par", "ls", str(tmp_path / "c.nc")])
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:5] == [
+        "dimensions:",
+        "  time = 3 (unlimited)     /time",
+        "  x = 8                    /x",
+        "  y = 6                    /y",
+        "  z = 4                    /z  (dimension only)",
+    ]
+    (t_line,) = [line for line in lines if line.startswith("/T")]
+    assert t_line.startswith("/T(time, z, y, x)  dataset float64[3, 4, 6, 8]  chunks=(1, 4, 6, 8)")
+    assert "filters=shuffle,deflate(4)" in t_line and "  stored=" in t_line
+    with h5py.File(tmp_path / "c.nc") as f:
+        stored = f["T"].id.get_storage_size()
+    assert f"  stored={format_size(stored)}  " in t_line
+    assert any(line.startswith("/time(time)  dataset float64[3]") for line in lines)
+    hidden = ("CLASS", "NAME", "DIMENSION_LIST", "REFERENCE_LIST", "_Netcdf4", "_NCProperties")
+    assert not any(word in done.stdout for word in hidden), done.stdout
+    assert not any(line.startswith("/z") for line in lines)
+    full = run_python(["-m", "h5par", "ls", "--all", str(tmp_path / "c.nc")])
+    assert full.returncode == 0, full.stderr
+    assert all(word in full.stdout for word in hidden[:5]), full.stdout
+    assert any(line.startswith("/z(z)  dataset") for line in full.stdout.splitlines())

@@ -56,7 +56,7 @@ def test_run_subfiled_then_consolidate_on_another_rank_count(run_mpi, tmp_path) 
         assert f["simulation/field"].is_virtual
     check(tmp_path / "sub.h5", tmp_path / "demo_input.h5")
     listed = run_mpi(1, ["-m", "h5par", "ls", "sub.h5"], cwd=tmp_path)
-    assert "/simulation/field  dataset (48, 128, 128) float64  virtual (2 source file(s))" in (
+    assert "/simulation/field  dataset float64[48, 128, 128]  virtual (2 source file(s))" in (
         listed.stdout
     )
     args = ["-m", "mpi4py", "-m", "h5par", "consolidate", "sub.h5", "one.h5"]
