@@ -329,6 +329,9 @@ def test_ctrl_c_on_one_process_keeps_the_work_folder_and_a_rerun_resumes(work, c
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # Ctrl-C as at a terminal, however the tests were started: a background job of a
+        # non-interactive shell inherits SIGINT ignored, and Python then keeps it ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_for_progress(work, proc)
     proc.send_signal(signal.SIGINT)
