@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -91,3 +92,20 @@ def interleaved(
                 runs.append(record)
             print(line(record), flush=True)
     return runs, failures
+
+
+def save_results(
+    folder: Path, name: str, text: str, failures: list[str], summary: dict[str, Any]
+) -> int:
+    """Print the table ``text`` (and the failures), save ``NAME.txt`` and ``NAME.json``.
+
+    Returns the exit status: 1 when a run failed or an output was wrong.
+    """
+    if failures:
+        text += "\n\nFAILED:\n" + "\n".join(failures)
+    print(text)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.txt").write_text(text + "\n")
+    (folder / f"{name}.json").write_text(json.dumps({**summary, "failures": failures}, indent=1))
+    print(f"\nresults: {folder}")
+    return 1 if failures else 0

@@ -45,7 +45,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from _runner import environment, interleaved, launch
+from _runner import environment, interleaved, launch, save_results
 
 from h5par.core.sizes import parse_size
 
@@ -357,17 +357,8 @@ def main(argv: list[str] | None = None) -> int:
               f"seconds of the whole command, peak RSS per process; {sizes}; "
               f"h5par memory {BUDGET >> 20} MiB; variants: {args.variant or 'none'}")  # fmt: skip
     rows = summarize(runs, works, specs) if runs else []
-    text = table(rows, header)
-    if failures:
-        text += "\n\nFAILED:\n" + "\n".join(failures)
-    print(text)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "chunked.txt").write_text(text + "\n")
-    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "rows": rows,
-               "failures": failures}  # fmt: skip
-    (args.results / "chunked.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nresults: {args.results}")
-    return 1 if failures else 0
+    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "rows": rows}
+    return save_results(args.results, "chunked", table(rows, header), failures, summary)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ better). Exit status 1 when an output is wrong or a run fails.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -30,7 +29,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from _runner import environment, interleaved, launch
+from _runner import environment, interleaved, launch, save_results
 
 TARGETS = {("datasets", 1): 0.7, ("datasets", 2): 1.0, ("files", 1): 0.7, ("files", 2): 1.5}
 LOOP_DATASETS = """
@@ -259,17 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.length} float64 in one file; files: {works.get('files', {}).get('count')} x "
         f"{args.side}x{args.side} float64; variants: {args.variant or 'none'}"
     )
-    text = table(summarize(runs, works, specs) if runs else [], header)
-    if failures:
-        text += "\n\nFAILED:\n" + "\n".join(failures)
-    print(text)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "count.txt").write_text(text + "\n")
-    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
-               "rows": summarize(runs, works, specs) if runs else [], "failures": failures}  # fmt: skip
-    (args.results / "count.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nresults: {args.results}")
-    return 1 if failures else 0
+    rows = summarize(runs, works, specs) if runs else []
+    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "rows": rows}
+    return save_results(args.results, "count", table(rows, header), failures, summary)
 
 
 if __name__ == "__main__":
