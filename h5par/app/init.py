@@ -18,6 +18,7 @@ import h5py
 from h5par.errors import UsageError
 from h5par.hdf5.hierarchy import dataset_paths, is_scale
 from h5par.hdf5.io import open_input
+from h5par.hdf5.listing import dimension_names
 
 __all__ = ["job_template", "write_job"]
 
@@ -33,28 +34,19 @@ def _inputs(pattern: str, base: Path) -> list[Path]:
     return files
 
 
-def _dims(dset: h5py.Dataset) -> str:
-    """``(time, z, y, x)`` from the dimension scales attached to ``dset`` ('' without any)."""
-    names = []
-    for axis in dset.dims:
-        scales = list(axis.values())
-        names.append(os.path.basename(scales[0].name) if scales else "-")
-    return f"({', '.join(names)})" if any(n != "-" for n in names) else ""
-
-
 def _describe(src: h5py.File, path: str) -> str:
     dset = src[path]
     shape = "x".join(map(str, dset.shape)) if dset.shape else "scalar"
     filters = f", {dset.compression}" if dset.compression else ""
-    return f"#   {path}{_dims(dset)}  {dset.dtype} {shape}{filters}"
+    return f"#   {path}{dimension_names(dset)}  {dset.dtype} {shape}{filters}"
 
 
 def job_template(pattern: str, files: list[Path]) -> str:
     """The job text for ``files`` found by ``pattern``, described from the first file."""
     with open_input(files[0], "auto", {}) as src:
-        paths = dataset_paths(src)
-        data = [p for p in paths if not is_scale(src, p)]
-        coordinates = [p for p in paths if is_scale(src, p)]
+        scales = {p: is_scale(src, p) for p in dataset_paths(src)}
+        data = [p for p, scale in scales.items() if not scale]
+        coordinates = [p for p, scale in scales.items() if scale]
         described = [_describe(src, p) for p in data]
     lines = [
         f"# Written by `h5par init` for {len(files)} file(s) matching {pattern!r}"

@@ -20,7 +20,7 @@ from h5par.core.sizes import format_size
 from h5par.hdf5.hierarchy import link_names, object_key
 from h5par.hdf5.io import open_input
 
-__all__ = ["INTERNAL", "list_file"]
+__all__ = ["INTERNAL", "dimension_names", "list_file"]
 
 #: Attributes HDF5's dimension scales and netCDF-4 keep for themselves (``ls --all`` shows them).
 INTERNAL = frozenset(
@@ -121,7 +121,7 @@ def _dimension_lines(f: h5py.File) -> list[str]:
     return lines
 
 
-def _axes(dset: h5py.Dataset) -> str:
+def dimension_names(dset: h5py.Dataset) -> str:
     """``(time, z, y, x)``: the scales attached to each axis ('' when none is).
 
     A 1-d scale is its own dimension, ``time(time)``, as ``ncdump`` writes it.
@@ -165,7 +165,7 @@ def _walk(
         if show.hidden(obj):
             continue
         try:
-            named = path + (_axes(obj) if isinstance(obj, h5py.Dataset) else "")
+            named = path + (dimension_names(obj) if isinstance(obj, h5py.Dataset) else "")
             lines.append(f"{named}  {_describe(obj)}{show.summary(obj)}")
         except (OSError, RuntimeError, TypeError, ValueError) as exc:
             lines.append(f"{path}  {type(obj).__name__.lower()} (not describable: {exc})")
