@@ -36,7 +36,14 @@ from h5par.hdf5.hierarchy import (
     source_layout,
 )
 
-__all__ = ["attach_dimensions", "netcdf_coordinates", "plan_dimensions", "sliced_scales"]
+__all__ = [
+    "attach_dimensions",
+    "attached",
+    "is_placeholder",
+    "netcdf_coordinates",
+    "plan_dimensions",
+    "sliced_scales",
+]
 
 DIMID = "_Netcdf4Dimid"
 COORDINATES = "_Netcdf4Coordinates"
@@ -112,7 +119,7 @@ def sliced_scales(src: h5py.File, dims: Iterable[Dimension]) -> dict[str, dict[s
     return {d.path: _scale_create(src[d.scale], d) for d in dims if d.in_place}
 
 
-def _is_placeholder(scale: h5py.Dataset) -> bool:
+def is_placeholder(scale: h5py.Dataset) -> bool:
     """True for netCDF-4's dimension without a coordinate variable (no values to keep)."""
     name = scale.attrs.get("NAME", b"")
     return isinstance(name, bytes | str) and _text(name).startswith(PLACEHOLDER)
@@ -137,7 +144,7 @@ def _scale_create(scale: h5py.Dataset, dim: Dimension) -> dict[str, Any]:
         if layout.compression is not None:
             create.update(compression=layout.compression, compression_opts=layout.compression_opts)
         create.update(shuffle=layout.shuffle, fletcher32=layout.fletcher32)
-    if not _is_placeholder(scale):
+    if not is_placeholder(scale):
         create["data"] = np.asarray(scale[pick_index(dim.pick)], dtype=scale.dtype)
     return create
 
@@ -154,7 +161,7 @@ def attach_dimensions(src: h5py.File, dst: h5py.File, dims: Iterable[Dimension])
         if not dim.in_place:
             _make_scale(src[dim.scale], dst, dim, next_id)
             next_id += 1
-        elif _is_placeholder(src[dim.scale]):
+        elif is_placeholder(src[dim.scale]):
             dst[dim.path].attrs.modify("NAME", np.bytes_(placeholder_name(dim.length)))
         scale = dst[dim.path]
         for path, axis in dim.users:
@@ -172,7 +179,7 @@ def _make_scale(scale: h5py.Dataset, dst: h5py.File, dim: Dimension, dimid: int)
     """Create ``dim``'s new scale from the input's ``scale``: values, attributes, netCDF id."""
     group, _, name = dim.path.rpartition("/")
     new = create_dataset(dst[group or "/"], name, _scale_create(scale, dim))
-    title = placeholder_name(dim.length) if _is_placeholder(scale) else name
+    title = placeholder_name(dim.length) if is_placeholder(scale) else name
     new.make_scale(title)
     if DIMID in scale.attrs:
         new.attrs.create(DIMID, dimid, dtype=scale.attrs.get_id(DIMID).dtype)

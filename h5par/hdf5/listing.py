@@ -17,7 +17,8 @@ import numpy as np
 from h5py import h5l, h5z
 
 from h5par.core.sizes import format_size
-from h5par.hdf5.hierarchy import link_names, object_key
+from h5par.hdf5.dimensions import attached, is_placeholder
+from h5par.hdf5.hierarchy import is_scale, link_names, object_key
 from h5par.hdf5.io import open_input
 
 __all__ = ["INTERNAL", "dimension_names", "list_file"]
@@ -27,8 +28,6 @@ INTERNAL = frozenset(
     {"CLASS", "NAME", "DIMENSION_LIST", "REFERENCE_LIST", "_Netcdf4Dimid",
      "_Netcdf4Coordinates", "_NCProperties"}
 )  # fmt: skip
-#: How netCDF-4 marks a dimension that is no variable (the start of its scale's NAME).
-PLACEHOLDER = b"This is a netCDF dimension but not a netCDF variable"
 
 
 def list_file(path: str | Path, attributes: bool = True, everything: bool = False) -> str:
@@ -85,11 +84,11 @@ class _Show:
 
 
 def _placeholder(obj: h5py.HLObject) -> bool:
+    """True for netCDF's dimension-only placeholder (False when its name is unreadable)."""
     if not isinstance(obj, h5py.Dataset):
         return False
     with contextlib.suppress(OSError, RuntimeError, KeyError, TypeError, ValueError):
-        name = obj.attrs.get("NAME")
-        return isinstance(name, bytes | np.bytes_) and bytes(name).startswith(PLACEHOLDER)
+        return is_placeholder(obj)
     return False
 
 
@@ -97,10 +96,9 @@ def _scales(f: h5py.File) -> list[h5py.Dataset]:
     """Every dimension scale of the file, in path order."""
     found: list[h5py.Dataset] = []
 
-    def visit(_name: str, obj: h5py.HLObject) -> None:
-        with contextlib.suppress(OSError, RuntimeError, KeyError, TypeError, ValueError):
-            if isinstance(obj, h5py.Dataset) and obj.is_scale:
-                found.append(obj)
+    def visit(name: str, obj: h5py.HLObject) -> None:
+        if isinstance(obj, h5py.Dataset) and is_scale(f, name):
+            found.append(obj)
 
     with contextlib.suppress(OSError, RuntimeError):
         f.visititems(visit)
@@ -130,9 +128,7 @@ def dimension_names(dset: h5py.Dataset) -> str:
     with contextlib.suppress(OSError, RuntimeError, KeyError, TypeError, ValueError):
         if dset.is_scale and dset.shape is not None and len(dset.shape) == 1:
             return f"({Path(dset.name).name})"
-        for axis in dset.dims:
-            scales = list(axis.values())
-            names.append(Path(scales[0].name).name if scales else "-")
+        names = [Path(paths[0]).name if paths else "-" for paths in attached(dset)]
     return f"({', '.join(names)})" if any(n != "-" for n in names) else ""
 
 
