@@ -8,30 +8,19 @@ added. One process reads one file's structure; no data is read.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from pathlib import Path
 
 import h5py
 
+from h5par.engine.jobs import expand_inputs
 from h5par.errors import UsageError
 from h5par.hdf5.hierarchy import dataset_paths, is_scale
 from h5par.hdf5.io import open_input
 from h5par.hdf5.listing import dimension_names
 
 __all__ = ["job_template", "write_job"]
-
-
-def _inputs(pattern: str, base: Path) -> list[Path]:
-    """The files ``pattern`` names, relative to the job's folder ``base`` (sorted)."""
-    full = base / pattern
-    found = sorted(glob.glob(str(full))) if glob.has_magic(pattern) else [str(full)]
-    files = [Path(f) for f in found if Path(f).is_file()]
-    if not files:
-        why = "matches no file" if glob.has_magic(pattern) else "is no file"
-        raise UsageError(f"--input {pattern!r} {why} (looked in {str(base)!r})")
-    return files
 
 
 def _describe(src: h5py.File, path: str) -> str:
@@ -94,6 +83,6 @@ def write_job(job: str | os.PathLike[str], pattern: str, overwrite: bool = False
         raise UsageError(f"{str(path)!r} exists (pass --overwrite to replace it)")
     if not path.parent.is_dir():
         raise UsageError(f"{str(path.parent)!r}: no such folder")
-    text = job_template(pattern, _inputs(pattern, path.parent))
+    text = job_template(pattern, expand_inputs(pattern, path.parent, "auto", key="--input"))
     path.write_text(text)
     return path

@@ -24,7 +24,7 @@ from h5par.errors import UsageError
 from h5par.kernels import Chain
 from h5par.parallel.guard import DEFAULT_WATCHDOG
 
-__all__ = ["Job", "JobFile", "apply_overrides", "job_from_dict", "load_job"]
+__all__ = ["Job", "JobFile", "apply_overrides", "expand_inputs", "job_from_dict", "load_job"]
 
 _TABLES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "input": {
@@ -253,7 +253,7 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
     chain = Chain.from_specs(kernels)  # raises on unknown kernels and bad parameters
     inp, out, run = tables["input"], tables["output"], tables["run"]
     base = Path(base)
-    inputs = _expand_inputs(inp.get("path"), base, inp.get("driver", "auto"))
+    inputs = expand_inputs(inp.get("path"), base, inp.get("driver", "auto"))
     files, in_place = _outputs(
         inputs, out, base, has_reduce=any(k.get("name") == "reduce" for k in kernels)
     )
@@ -323,7 +323,13 @@ def _size(key: str, value: Any) -> int:
         raise UsageError(f"{key}: {exc}") from None  # parse_size's own message, whole
 
 
-def _expand_inputs(spec: Any, base: Path, driver: str) -> list[Path]:
+def expand_inputs(spec: Any, base: Path, driver: str, key: str = "input.path") -> list[Path]:
+    """The input files ``spec`` (a file, a glob or a list, relative to ``base``) names.
+
+    An existing file is itself, whatever its name holds; a glob is sorted; one file under
+    two names is refused. ``key`` is what a pattern that finds nothing is called in the
+    error (``--input`` for ``h5par init``).
+    """
     if spec is None:
         raise UsageError("input.path is missing (valid: a file, a glob, or a list of files)")
     patterns = [spec] if isinstance(spec, str) else spec
@@ -345,7 +351,7 @@ def _expand_inputs(spec: Any, base: Path, driver: str) -> list[Path]:
         if not hits:
             why = " matches no file" if glob.has_magic(pattern) else ": no such file"
             why = " is a folder, not a file" if full.is_dir() else why
-            raise UsageError(f"input.path {pattern!r}{why} (looked in {str(base)!r})")
+            raise UsageError(f"{key} {pattern!r}{why} (looked in {str(base)!r})")
         found += [t for t in map(tidy, hits) if t not in found]
     _check_distinct_inputs(found)
     return found
