@@ -414,3 +414,39 @@ def test_a_damaged_line_before_the_last_is_refused_not_skipped(tmp_path) -> None
     (tmp_path / "journal.json").write_text('{"version": 1, "fingerp')
     with pytest.raises(journal.DamagedJournalError, match="cannot be read"):
         journal.Journal.load(tmp_path)
+
+
+def _fsyncs_of_take(folder: Path, monkeypatch) -> int:
+    """How many ``fsync`` calls taking (and releasing) the lock of ``folder`` makes."""
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    with take(folder):
+        pass
+    return len(calls)
+
+
+def test_the_owner_record_is_fsynced_only_where_other_hosts_may_read_it(tmp_path, monkeypatch):
+    device = os.stat(tmp_path).st_dev
+    kind = lock.mount_types(Path("/proc/self/mountinfo").read_text()).get(
+        (os.major(device), os.minor(device))
+    )
+    if kind not in lock.LOCAL_FILE_SYSTEMS:
+        pytest.skip(f"{tmp_path} is on {kind!r}, not a local file system")
+    assert _fsyncs_of_take(tmp_path / ".a.h5par", monkeypatch) == 0
+    monkeypatch.setattr(lock, "LOCAL_FILE_SYSTEMS", frozenset())  # as if on NFS
+    assert _fsyncs_of_take(tmp_path / ".b.h5par", monkeypatch) == 1
+
+
+def test_mount_types_reads_mountinfo_and_refuses_what_it_cannot_tell() -> None:
+    text = "\n".join(
+        [
+            "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw",
+            "30 22 0:40 / /scratch rw shared:9 - lustre 10.0.0.1@tcp:/fs rw",
+            "31 22 0:41 / /a rw - nfs srv:/a rw",
+            "32 22 0:41 / /b rw - xfs /dev/x rw",  # one device, two types: neither
+            "garbage",
+            "33 22 x:y / /c rw - ext4 /dev/y rw",
+        ]
+    )
+    assert lock.mount_types(text) == {(254, 1): "ext4", (0, 40): "lustre", (0, 41): ""}
