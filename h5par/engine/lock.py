@@ -318,9 +318,8 @@ def _owner(fd: int) -> Owner | None:
 def _write_owner(fd: int, owner: Owner) -> None:
     """Write ``owner`` into the lock file; ``fsync`` it where other hosts read it.
 
-    On a local file system every process sees the page cache: the ``fsync`` (2-3 ms, paid
-    once per output file) would only make the record outlive a crash of the host, which
-    ends the owner too.
+    On a local file system every process sees the page cache: the ``fsync`` (one per output
+    file) would only make the record outlive a crash of the host, which ends the owner too.
     """
     data = json.dumps(dataclasses.asdict(owner)).encode()
     os.ftruncate(fd, 0)
@@ -358,12 +357,12 @@ def mount_types(mountinfo: str) -> dict[tuple[int, int], str]:
     found: dict[tuple[int, int], str] = {}
     for line in mountinfo.splitlines():
         fields = line.split()
-        if "-" not in fields or len(fields) < 3 or fields[2].count(":") != 1:
+        if "-" not in fields or len(fields) < 3:
             continue
         major, _, minor = fields[2].partition(":")
-        kind = fields[fields.index("-") + 1] if fields.index("-") + 1 < len(fields) else ""
         if not (major.isdigit() and minor.isdigit()):
             continue
+        kind = (fields[fields.index("-") + 1 :] or [""])[0]
         key = (int(major), int(minor))
         found[key] = kind if found.get(key, kind) == kind else ""
     return found
