@@ -94,6 +94,14 @@ def interleaved(
     return runs, failures
 
 
+def rss_line(record: dict[str, Any], widths: tuple[int, int] = (10, 17)) -> str:
+    """The progress line of a run: round, workload, method, wall seconds, peak RSS."""
+    rss = max(record.get("rss_mib") or [0])
+    workload, method = widths
+    return (f"round {record['round']} {record['workload']:{workload}} "
+            f"{record['method']:{method}} {record['wall']:7.2f} s  peak RSS {rss:6.0f} MiB")  # fmt: skip
+
+
 def save_results(
     folder: Path, name: str, text: str, failures: list[str], summary: dict[str, Any]
 ) -> int:

@@ -45,7 +45,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from _runner import environment, interleaved, launch, save_results
+from _runner import environment, interleaved, launch, rss_line, save_results
 
 from h5par.core.sizes import parse_size
 
@@ -282,18 +282,12 @@ def run_one(args: argparse.Namespace, work: dict[str, Any], spec: Spec) -> dict[
 
 def rounds(args: argparse.Namespace, works: dict[str, dict], specs: dict) -> tuple[list, list]:
     """The warm-up round (verified) then the timed rounds; (runs, failures)."""
-
-    def line(record: dict[str, Any]) -> str:
-        rss = max(record.get("rss_mib") or [0])
-        return (f"round {record['round']} {record['workload']:10} {record['method']:17} "
-                f"{record['wall']:7.2f} s  peak RSS {rss:6.0f} MiB")  # fmt: skip
-
     runs, failures = interleaved(
         args.rounds,
         [(w, m) for w in works for m in specs],
         lambda w, m: run_one(args, works[w], specs[m]),
         lambda w: verify(w, works[w]["root"]),
-        line,
+        rss_line,
     )
     for work in works.values():
         clean(work["root"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import traceback
@@ -128,6 +129,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             resume=args.resume,
             comm=comm,
             how_to_overwrite="pass --overwrite",
+            command=args.command,
         )
     with collective_errors(comm, "report"):  # rank 0 writes: every rank ends as it does
         if comm.Get_rank() == 0:
@@ -235,9 +237,10 @@ def _plan_file(entry: dict[str, Any]) -> list[str]:
         return [f"{entry['input']} -> {output}  [done by an earlier run: skipped]"]
     lines = [f"{entry['input']} -> {output}  [{entry['parallelism']}]"]
     for path, info in entry["datasets"].items():
-        lines.append(
-            f"  {path}: {info['dtype']}{info['shape']} -> {info['out_dtype']}{info['out_shape']}"
-        )
+        made = f"{info['dtype']}{info['shape']} -> {info['out_dtype']}{info['out_shape']}"
+        if "formula" in info:  # a derived dataset: new in the output
+            made = f"new, = {info['formula']}: {made}"
+        lines.append(f"  {path}: {made}")
         if info.get("note"):
             lines.append(f"    note: {info['note']}")
         for share in info["ranks"]:
@@ -422,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``h5par`` command line and return its exit status."""
     args = build_parser().parse_args(argv)
+    args.command = shlex.join(["h5par", *(sys.argv[1:] if argv is None else argv)])
     if getattr(args, "ranks", 0) is None:
         args.ranks = world()[1]
     elif not 1 <= getattr(args, "ranks", 1) <= MAX_PLAN_RANKS:  # each rank's share is listed

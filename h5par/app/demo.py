@@ -79,6 +79,10 @@ def write_demo_input(path: Path) -> None:
         sim = f.create_dataset("simulation/field", data=field, chunks=(4, 128, 128))
         sim.attrs["units"] = "m/s"
         f["simulation/time"] = np.arange(FIELD_SHAPE[0]) * 0.5
+        for name, mean in (("u", 3.0), ("v", -1.0)):  # wind components (jobs/wind_speed.toml)
+            component = rng.normal(loc=mean, scale=4.0, size=FIELD_SHAPE).astype(np.float32)
+            wind = f.create_dataset(f"simulation/{name}", data=component, chunks=(4, 128, 128))
+            wind.attrs["units"] = "m s-1"
 
 
 def run_demo(folder: str | Path | None = None, comm: Comm | None = None) -> JobResult:

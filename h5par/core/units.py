@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from h5par.core.broadcast import source_box
 from h5par.core.decomposition import Index, flat_range, flat_range_boxes, index_shape, split_extent
 from h5par.core.slicing import Selection
 
 __all__ = [
+    "Source",
     "Target",
     "assign",
     "describe",
@@ -33,8 +35,24 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True)
+class Source:
+    """An input of a derived dataset: the dataset bound to ``name`` in its formula."""
+
+    name: str
+    file: str | None  # None: the job's input file
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fill: Any = None  # its _FillValue when missing values are respected
+
+
+@dataclasses.dataclass(frozen=True)
 class Target:
-    """One dataset to process (picklable: broadcast from rank 0)."""
+    """One dataset to process (picklable: broadcast from rank 0).
+
+    A derived dataset (``sources`` given) is computed from its sources by ``formula``;
+    ``shape`` and ``dtype`` are then the formula's result, before the kernels.
+    """
 
     path: str
     shape: tuple[int, ...]
@@ -50,6 +68,14 @@ class Target:
     axes: tuple[int, ...] = ()  # axes a closing ``reduce`` removes (units: output blocks)
     virtual: bool = False  # a virtual dataset of the input (read without mpio)
     stored: tuple[int, ...] | None = None  # the input's chunks when filtered (read whole)
+    sources: tuple[Source, ...] = ()  # a derived dataset's inputs
+    formula: str | None = None  # ... and how it is computed from them
+    like: str | None = None  # the input whose dimension scales a derived dataset takes
+
+    @property
+    def derived(self) -> bool:
+        """True for a dataset computed from others (not in the input)."""
+        return bool(self.sources)
 
     @property
     def filtered(self) -> bool:
@@ -79,6 +105,8 @@ def input_box(target: Target, block: Index, piece: Index) -> Index:
 
 def read_bytes(target: Target, index: Index) -> int:
     """Input bytes behind unit ``index`` (an output block for reductions along axes)."""
+    if target.sources:
+        return sum(nbytes(source_box(index, s.shape), s.dtype) for s in target.sources)
     return nbytes(index, target.dtype) * reduced_size(target)
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 
+from h5par.core.attributes import history_line
 from h5par.core.decomposition import assign_files
 from h5par.engine.config import Work, work_for
 from h5par.engine.folders import new_folders
@@ -71,6 +72,8 @@ def run(
     quiet: bool = True,
     resume: bool = False,
     how_to_overwrite: str = "pass overwrite=True",
+    *,
+    command: str | None = None,
 ) -> JobResult:
     """Run a job (a :class:`Job`, a dict as TOML gives it, or a job file). Collective.
 
@@ -78,15 +81,18 @@ def run(
     A stopped or killed run of the same job is continued from its journal; ``resume=True``
     requires one (see :func:`h5par.apply`). ``how_to_overwrite`` is named, beside the
     job's ``output.overwrite``, in the error for an existing output (``h5par run`` gives
-    ``"pass --overwrite"``).
+    ``"pass --overwrite"``). ``command`` is what the ``history`` line of every output
+    says was run (``h5par run job.toml``; by default the call, ``h5par.run('job.toml')``).
     """
     comm = resolve_comm(comm)
     private(comm)  # before any file is opened: see h5par.parallel.comm.private
+    command = command or f"h5par.run({_called_with(job)})"
     with collective_errors(comm, "validate"):
         job = _as_job(job, overrides)
         if overwrite:
             job = dataclasses.replace(job, overwrite=True)
-    started = bcast(comm, datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    now = bcast(comm, datetime.datetime.now(datetime.UTC).replace(microsecond=0))
+    started = now.isoformat()
     t0 = time.perf_counter()
     with collective_errors(comm, "inspect inputs"):
         sizes = [_size(f.input) for f in job.files] if rank(comm) == 0 else []
@@ -106,12 +112,13 @@ def run(
     relay = Relay(progress, comm)  # counts the files other ranks process alone
     with collective_errors(comm, "validate", fault="validate"):  # every rank, every file
         provenance = _provenance(job, started)
+        history = _history(job, now, command)
         works = {
             i: work_for(
                 job, job.files[i], how_to_overwrite, resume=resume and (stopped[i] or len(job.files) == 1),
                 nranks=size(comm) if i in shared else 1,
-                provenance={**provenance, "h5par_input": _identity(job.files[i].input)},
-                progress=relay.update,
+                provenance=provenance and {**provenance, "h5par_input": _identity(job.files[i].input)},
+                progress=relay.update, history=history,
             )
             for i in todo
         }  # fmt: skip
@@ -135,12 +142,24 @@ def _split(
 
 def _provenance(job: Job, started: str) -> dict[str, str]:
     """The attributes every output of ``job`` records (its input's identity besides)."""
+    if not job.provenance:
+        return {}
     return {
         "h5par_version": __version__,
         "h5par_job_sha256": job.sha256,
         "h5par_job": job.text,
         "h5par_run_started": started,
     }
+
+
+def _history(job: Job, now: datetime.datetime, command: str) -> str | None:
+    """The line every output's ``history`` gets (None with ``output.provenance = false``)."""
+    return history_line(command, now, __version__) if job.provenance else None
+
+
+def _called_with(job: Job | Mapping[str, Any] | str | os.PathLike[str]) -> str:
+    """How a Python caller named the job: its file, or ``job`` for a dict or a Job."""
+    return repr(os.fspath(job)) if isinstance(job, str | os.PathLike) else "job"
 
 
 def _plans(job: Job, works: dict[int, Work], comm: Comm) -> dict[int, Plan]:
@@ -380,21 +399,22 @@ def _checked_work(
 def _planned(job: Job, work: Work, ranks: list[int], problems: list[str]) -> dict[str, Any]:
     """Per dataset of ``work``: shapes, dtypes and every rank's share (problems noted)."""
     try:
-        targets = inspect_input(work, problems).targets
+        plan = inspect_input(work, problems)
     except UsageError as exc:  # the file itself: cannot be opened, not HDF5...
         problems.append(str(exc))
         return {}
     n = len(ranks)
-    return {
-        t.path: {
+    planned = {}
+    for t in [*plan.targets, *plan.derived]:
+        chain = work.chain_for(t)
+        planned[t.path] = {
             "shape": list(t.shape),
             "dtype": str(t.dtype),
             "out_shape": list(t.out_shape),
             "out_dtype": str(t.out_dtype),
-            "ranks": [
-                {**share(t, job.chain, r, n, job.memory), "rank": ranks[r]} for r in range(n)
-            ],
-            "note": unit_note(t, job.chain, job.memory),
+            "ranks": [{**share(t, chain, r, n, job.memory), "rank": ranks[r]} for r in range(n)],
+            "note": unit_note(t, chain, job.memory),
         }
-        for t in targets
-    }
+        if t.derived:
+            planned[t.path]["formula"] = t.formula
+    return planned

@@ -18,10 +18,12 @@ from typing import Any
 
 import h5py
 
+from h5par.core.attributes import AttributeEdits, attribute_edits
 from h5par.core.layout import OutputOptions
 from h5par.core.sizes import parse_size
 from h5par.core.slicing import checked
 from h5par.core.units import Target
+from h5par.engine.derived import Derived, check_references, derived_specs
 from h5par.engine.folders import check_output_folder
 from h5par.engine.jobs import Job, JobFile
 from h5par.errors import H5ParError, UsageError
@@ -65,6 +67,12 @@ class Work:
         Elements equal to ``_FillValue`` pass through kernels and stay out of reductions.
     select : dict
         Dataset glob -> selection text (``[input.select]``).
+    attrs : AttributeEdits
+        Attributes the output gets and loses (``[output.attrs]``, ``[output.delete_attrs]``).
+    history : str or None
+        The line put in front of the output's root ``history`` attribute (None: none).
+    derived : tuple of Derived
+        New datasets computed from others (``[[derived]]``).
     overwrite_hint : str
         How the caller asks to replace an existing output, for the errors that say it
         exists: ``"pass overwrite=True"`` from Python, ``"set output.overwrite = true or
@@ -88,6 +96,9 @@ class Work:
     resume: bool = False
     materialize: bool = False
     select: dict[str, str] = dataclasses.field(default_factory=dict)
+    attrs: AttributeEdits = dataclasses.field(default_factory=AttributeEdits)
+    history: str | None = None
+    derived: tuple[Derived, ...] = ()
     overwrite_hint: str = "pass overwrite=True"
 
     @property
@@ -97,7 +108,13 @@ class Work:
 
     def chain_for(self, target: Target) -> Chain:
         """The kernels ``target`` goes through: none for an untouched dataset copied."""
+        if target.derived:
+            return self.derived_spec(target.path).chain
         return Chain() if target.copy else self.chain
+
+    def derived_spec(self, path: str) -> Derived:
+        """The derived dataset written at ``path``."""
+        return next(d for d in self.derived if d.path == path)
 
 
 def configure(
@@ -111,13 +128,20 @@ def configure(
     select: Mapping[str, str] | None = None,
     driver_options: Mapping[str, Any] | None = None,
     provenance: Mapping[str, str] | None = None,
+    attrs: AttributeEdits | Mapping[str, Any] | None = None,
+    delete_attrs: Mapping[str, Any] | None = None,
+    derived: Iterable[Derived | Mapping[str, Any]] = (),
     **settings: Any,
 ) -> Work:
     """Validate a run's settings into a :class:`Work` (pure checks, the same on every rank).
 
+    ``attrs`` is an :class:`~h5par.core.attributes.AttributeEdits` or the attributes to set
+    (``{path: {name: value}}``, with ``delete_attrs`` as ``{path: [name, ...]}``).
+    ``derived`` are :class:`~h5par.engine.derived.Derived` or tables as a job gives them
+    (other files relative to the current folder).
     ``settings`` are the other fields of :class:`Work` by name (``in_place``, ``overwrite``,
     ``driver``, ``nranks``, ``progress``, ``respect_fill_value``, ``resume``,
-    ``materialize``); an unknown name is a ``TypeError``, as in any Python call.
+    ``materialize``, ``history``); an unknown name is a ``TypeError``, as in any Python call.
 
     Examples
     --------
@@ -138,6 +162,8 @@ def configure(
         select=checked(select or {}, "select {!r}"),
         driver_options=dict(driver_options or {}),
         provenance=dict(provenance or {}),
+        attrs=attrs if isinstance(attrs, AttributeEdits) else attribute_edits(attrs, delete_attrs),
+        derived=derived_specs(derived, Path.cwd()),
         **settings,
     )
     _check_input(work)
@@ -168,6 +194,8 @@ def work_for(
         driver_options=job.driver_options,
         respect_fill_value=job.respect_fill_value,
         select=job.select,
+        attrs=job.attrs,
+        derived=job.derived,
         **settings,
     )
 
@@ -215,6 +243,13 @@ def _check_mode(work: Work) -> None:
             "in-place runs keep the layout: chunks/compression/shuffle/fletcher32/fillvalue "
             "need an output file"
         )
+    edits = work.attrs.values or work.attrs.deletions
+    if edits and not work.in_place and work.output is None:
+        raise UsageError(
+            "output.attrs and output.delete_attrs need an output file or in_place = true"
+        )
+    if work.derived and (work.in_place or work.output is None):
+        raise UsageError("derived datasets need an output file (valid: output.path, not in_place)")
     if not work.in_place and work.output is None and not work.chain.reducers:
         raise UsageError(
             "nothing to write: give an output path, in_place = true, or a reduce kernel"
@@ -225,6 +260,7 @@ def _check_output(work: Work) -> None:
     """The output's name, its parts folder, and parallel writes with this h5py."""
     if work.output is not None:
         _check_output_path(work)
+        check_references(work.derived, [work.output])
         if work.options.subfiled:
             _check_parts(parts_folder(work.output), work)
     writes = work.in_place or work.output is not None

@@ -22,10 +22,11 @@ import numpy as np
 from h5par.core.decomposition import index_shape
 from h5par.core.units import Target
 from h5par.engine.config import Work
+from h5par.engine.derived_sweep import run_derived
 from h5par.engine.journal import NO_JOURNAL, Journal, Journaling
 from h5par.engine.plan import Plan, input_cache
 from h5par.engine.small import batches, process_batch
-from h5par.engine.sweep import Record, read_target, run_pass, sweep_of
+from h5par.engine.sweep import Record, read_target, run_pass, statistics, sweep_of
 from h5par.engine.workfolder import (
     PARTS,
     all_targets,
@@ -35,6 +36,7 @@ from h5par.engine.workfolder import (
     partly_updated,
 )
 from h5par.errors import H5ParError, StoppedError
+from h5par.hdf5.attributes import write_metadata
 from h5par.hdf5.io import File, open_dataset
 from h5par.hdf5.subfiles import part_datasets, part_path
 from h5par.kernels import Broadcast, Chain, KernelError, Reduce
@@ -122,8 +124,15 @@ def _data_phase(
                 run_pass(
                     sweep_of(work, copy, chain, comm, din, dout, journal=journal, record=record)
                 )
+            if plan.derived:  # only with an output file
+                assert fout is not None
+                driver = _read_driver(work, plan, size(comm))
+                reductions.update(
+                    run_derived(work, plan.derived, (fin, fout), driver, comm, journal, record)
+                )
             if work.in_place:
-                fin.attrs.update(work.provenance)  # collective: the same values on every rank
+                with collective_errors(comm, "attributes"):  # the same values on every rank
+                    write_metadata(fin, plan.attrs, work.provenance, work.history)
         except BaseException:
             if fout is not None and fout is not fin:
                 with contextlib.suppress(Exception):  # report the first error, not the close's
@@ -178,14 +187,7 @@ def _process(
 ) -> dict[str, Any]:
     chain = _prepare(work, target, din, comm, journal)
     parts = run_pass(sweep_of(work, target, chain, comm, din, dout, journal=journal, record=record))
-    reducers = chain.reducers
-    results: dict[str, Any] = {}
-    for (position, kernel), part in zip(reducers, parts, strict=True):
-        values = kernel.finish(part, chain.dtype_at(position, target.dtype))
-        results.update(
-            {(op if len(reducers) == 1 else f"{op}#{position + 1}"): v for op, v in values.items()}
-        )
-    return results
+    return statistics(chain, parts, target.dtype)
 
 
 # What kernels need before the data pass.

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 from h5py import h5t, h5z
 
+from h5par.core.attributes import Edit
 from h5par.core.dimensions import Dimension
 from h5par.core.globs import matches, select_paths
 from h5par.core.layout import OutputOptions, SourceLayout, dataset_options
@@ -23,11 +24,13 @@ from h5par.core.sizes import format_size
 from h5par.core.slicing import Selection, parse, resolve
 from h5par.core.units import Target
 from h5par.engine.config import Work
-from h5par.engine.journal import stat_identity
+from h5par.engine.derived import derived_targets
+from h5par.engine.journal import DamagedJournalError, Journal, stat_identity, work_folder_of
 from h5par.engine.plan import STEP_FRACTION, Plan, step_itemsize
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.allocation import chunk_count
-from h5par.hdf5.dimensions import plan_dimensions
+from h5par.hdf5.attributes import fill_attribute, planned_edits
+from h5par.hdf5.dimensions import attached, plan_dimensions
 from h5par.hdf5.hierarchy import (
     dataset_paths,
     filtered_chunks,
@@ -81,7 +84,10 @@ def inspect_input(job: Work, problems: list[str] | None = None) -> Plan:
             processed = [t.path for t in targets] + failed  # a failed one is not "unmatched"
             for pattern in job.select:
                 note.check(_check_select, job, pattern, processed, src)
+            derived, made = note.check(_derived, job, src, targets) or ([], [])
             dims, keep = note.check(_dimensions, job, src, targets, paths) or ([], None)
+            if keep is not None:  # a dropping output keeps the coordinates of derived datasets
+                keep += [s for t in derived for s in _like_scales(src, t) if s not in keep]
             seen = set(processed)
             others = [p for p in dataset_paths(src) if p not in seen]
             if keep is not None:
@@ -90,7 +96,11 @@ def inspect_input(job: Work, problems: list[str] | None = None) -> Plan:
             copies = [note.check(_named, p, _parallel_copy, job, src) for p in others]
             order = bool(src.id.get_create_plist().get_link_creation_order())
             kept = [c for c in copies if c is not None]
-            return Plan(targets, src.userblock_size, order, kept, source, dims, keep)
+            edits = note.check(_edits, job, src, targets, keep, derived) or []
+            edits += made
+            return Plan(
+                targets, src.userblock_size, order, kept, source, dims, keep, edits, derived
+            )
     except H5ParError:
         raise
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
@@ -99,6 +109,61 @@ def inspect_input(job: Work, problems: list[str] | None = None) -> Plan:
         raise UsageError(
             f"cannot read {str(job.input)!r}, the file may be corrupt: {text}"
         ) from exc
+
+
+def _edits(
+    job: Work, src: h5py.File, targets: list[Target], keep: list[str] | None, new: list[Target]
+) -> list[tuple[Edit, Any]]:
+    """The job's attribute edits, checked against the input and typed for the output.
+
+    ``new`` are the derived datasets: their own ``attrs`` set theirs, the groups above
+    them (new ones too) may take edits.
+    """
+    named = next((e.path for e in job.attrs.edits() for t in new if e.path == t.path), None)
+    if named is not None:
+        raise UsageError(
+            f'output.attrs: "{named}" is a derived dataset (valid: set its attributes in its '
+            "[[derived]] table's attrs)"
+        )
+    dtypes = {t.path: t.out_dtype for t in targets}
+    groups = {"/".join(t.path.split("/")[:k]) for t in new for k in range(2, t.path.count("/") + 1)}
+    written = {*dtypes, *(t.path for t in new)} | (set(keep) if keep is not None else set())
+
+    def kept(path: str) -> bool:  # a dropping output: these datasets, the groups above them
+        return (
+            keep is None
+            or path == "/"
+            or any(p == path or p.startswith(path + "/") for p in written)
+        )
+
+    return planned_edits(
+        src, job.attrs, dtypes, kept=kept, groups=groups - {p for p in groups if p in src},
+        resuming=job.in_place and _partly_updated(job),
+    )  # fmt: skip
+
+
+def _partly_updated(job: Work) -> bool:
+    """True when an unfinished in-place run of a job left the input partly updated."""
+    try:
+        journal = Journal.load(work_folder_of(job.input, True))
+    except DamagedJournalError:
+        return False
+    return journal is not None and journal.changed
+
+
+def _derived(
+    job: Work, src: h5py.File, targets: list[Target]
+) -> tuple[list[Target], list[tuple[Edit, Any]]]:
+    """The job's derived datasets and their attributes (paths new to the output)."""
+    if not job.derived:
+        return [], []
+    taken = {t.path for t in targets}
+    return derived_targets(job.derived, src, job.options, job.respect_fill_value, taken)
+
+
+def _like_scales(src: h5py.File, target: Target) -> list[str]:
+    """The dimension scales a derived dataset takes from the input of its shape."""
+    return [] if target.like is None else [s for axis in attached(src[target.like]) for s in axis]
 
 
 def _dimensions(
@@ -292,7 +357,7 @@ def _through_chain(
     """The fill value respected, and the dtype and shape the chain makes of the dataset."""
     try:
         _check_packed(job, dset)
-        fill = _fill_value(dset) if job.respect_fill_value else None
+        fill = fill_attribute(dset) if job.respect_fill_value else None
         out_dtype, out_shape = job.chain.check(dtype, shape, fill)
     except UsageError as exc:
         raise UsageError(f"dataset {dset.name} ({dtype}, shape {shape}): {exc}") from exc
@@ -429,13 +494,3 @@ def _check_packed(job: Work, dset: h5py.Dataset) -> None:
             "would unpack values that readers unpack again; process the packed values "
             "(thresholds in packed units) or repack the file first"
         )
-
-
-def _fill_value(dset: h5py.Dataset) -> Any:
-    """The dataset's ``_FillValue`` attribute (CF/netCDF) as a scalar, or None."""
-    if "_FillValue" not in dset.attrs or dset.dtype.kind not in "biuf":
-        return None
-    value = np.asarray(dset.attrs["_FillValue"])
-    if value.size != 1 or value.dtype.kind not in "biuf":
-        return None
-    return value.reshape(())[()]

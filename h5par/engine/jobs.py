@@ -17,9 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from h5par.core.attributes import AttributeEdits, attribute_edits
 from h5par.core.layout import COMPRESSIONS, OutputOptions
 from h5par.core.sizes import parse_size
 from h5par.core.slicing import checked
+from h5par.engine.derived import Derived, check_references, derived_specs
 from h5par.errors import UsageError
 from h5par.kernels import Chain
 from h5par.parallel.guard import DEFAULT_WATCHDOG
@@ -46,6 +48,9 @@ _TABLES: dict[str, dict[str, type | tuple[type, ...]]] = {
         "chunks": (str, list),
         "fillvalue": (int, float),
         "unselected": str,
+        "attrs": dict,
+        "delete_attrs": dict,
+        "provenance": bool,
     },
     "run": {
         "memory": (str, int),
@@ -54,7 +59,7 @@ _TABLES: dict[str, dict[str, type | tuple[type, ...]]] = {
         "watchdog": (int, float),
     },
 }
-_TOP = {"version": int, "input": dict, "output": dict, "kernels": list, "run": dict}
+_TOP = dict(version=int, input=dict, output=dict, kernels=list, derived=list, run=dict)
 _TYPE_NAMES = {
     str: "a string",
     list: "a list",
@@ -110,6 +115,12 @@ class Job:
         Read driver (``auto``, ``family``, ``core``...); ``driver_options`` its options.
     text : str
         The job as TOML/JSON text (recorded in outputs for provenance).
+    attrs : AttributeEdits
+        ``[output.attrs]`` and ``[output.delete_attrs]``.
+    provenance : bool
+        Outputs record the ``history`` line and the ``h5par_*`` attributes.
+    derived : tuple of Derived
+        ``[[derived]]``: new datasets computed from others.
     """
 
     files: list[JobFile]
@@ -127,6 +138,9 @@ class Job:
     respect_fill_value: bool = True
     watchdog: float = DEFAULT_WATCHDOG
     select: dict[str, str] = dataclasses.field(default_factory=dict)
+    attrs: AttributeEdits = dataclasses.field(default_factory=AttributeEdits)
+    provenance: bool = True
+    derived: tuple[Derived, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -284,7 +298,25 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
         text=text if text is not None else json.dumps(data, sort_keys=True, default=str),
         respect_fill_value=bool(run.get("respect_fill_value", True)),
         watchdog=_watchdog(run.get("watchdog", DEFAULT_WATCHDOG)),
+        attrs=attribute_edits(out.get("attrs"), out.get("delete_attrs")),
+        provenance=_provenance(out.get("provenance", True), in_place),
+        derived=_derived(data.get("derived", []), base, files),
     )
+
+
+def _derived(tables: Any, base: Path, files: list[JobFile]) -> tuple[Derived, ...]:
+    specs = derived_specs(tables, base)
+    check_references(specs, [f.output for f in files if f.output is not None])
+    return specs
+
+
+def _provenance(provenance: bool, in_place: bool) -> bool:
+    if not provenance and in_place:
+        raise UsageError(
+            "output.provenance = false needs an output file, not in_place (valid with "
+            "in_place: true): the job recorded in the file keeps a rerun from applying it twice"
+        )
+    return provenance
 
 
 def _watchdog(value: float) -> float:

@@ -40,6 +40,7 @@ from h5par.core.intervals import covers, intervals, merge, size
 from h5par.engine.lock import LOCK
 from h5par.errors import UsageError
 from h5par.kernels import Partial
+from h5par.kernels.user import function_name
 
 __all__ = [
     "NO_JOURNAL",
@@ -138,6 +139,8 @@ def canonical(value: Any) -> Any:
         return [canonical(v) for v in value]
     if isinstance(value, set | frozenset):
         return _sorted(canonical(v) for v in value)
+    if callable(value):  # a user's function: its name (its module's code is digested apart)
+        return {"callable": function_name(value)}
     raise TypeError(f"cannot fingerprint a {type(value).__qualname__}: {value!r}")
 
 

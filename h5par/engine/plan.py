@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from h5par.core.attributes import Edit
 from h5par.core.cache import ChunkCache, chunk_cache
 from h5par.core.decomposition import Index, chunk_steps, index_shape, steps
 from h5par.core.dimensions import Dimension
@@ -57,6 +58,10 @@ class Plan:
     dimensions: list[Dimension] = dataclasses.field(default_factory=list)
     #: The untouched datasets the output keeps (None: all of them; output.unselected).
     keep: list[str] | None = None
+    #: Attribute edits, each with the value it writes (:mod:`h5par.hdf5.attributes`).
+    attrs: list[tuple[Edit, Any]] = dataclasses.field(default_factory=list)
+    #: New datasets computed from others (:mod:`h5par.engine.derived`).
+    derived: list[Target] = dataclasses.field(default_factory=list)
 
 
 def step_itemsize(dtype: np.dtype[Any], out_dtype: np.dtype[Any], chain: Chain) -> int:
@@ -66,6 +71,12 @@ def step_itemsize(dtype: np.dtype[Any], out_dtype: np.dtype[Any], chain: Chain) 
     4
     """
     return max(dtype.itemsize, out_dtype.itemsize, 8 if chain.reducers else 1)
+
+
+def _itemsize(target: Target, chain: Chain) -> int:
+    """Bytes one element of ``target`` takes in a step, a derived dataset's inputs included."""
+    own = step_itemsize(target.dtype, target.out_dtype, chain)
+    return own + sum(source.dtype.itemsize for source in target.sources)
 
 
 def fraction(chain: Chain) -> int:
@@ -97,7 +108,7 @@ def units(target: Target, chain: Chain, budget: int) -> list[Index]:
         return _output_units(target, chain, budget)
     if target.shape == ():
         return [()]
-    itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
+    itemsize = _itemsize(target, chain)
     whole = tuple(slice(0, n) for n in target.shape)
     limit = _unit_bytes(target, chain, budget)
     return _steps(target, whole, itemsize, limit, budget, target.align)
@@ -105,7 +116,7 @@ def units(target: Target, chain: Chain, budget: int) -> list[Index]:
 
 def _unit_bytes(target: Target, chain: Chain, budget: int) -> int:
     """The bytes a unit aims at: its share of the budget, with enough units for 64 ranks."""
-    itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
+    itemsize = _itemsize(target, chain)
     total = math.prod(target.shape) * itemsize
     limit = min(budget // fraction(chain), max(MIN_UNIT_BYTES, -(-total // UNITS_PER_DATASET)))
     return limit // _shrink(target, chain)
@@ -126,7 +137,7 @@ def unit_note(target: Target, chain: Chain, budget: int) -> str | None:
     """What ``h5par plan`` says when a chunk alone exceeds a unit's share of the budget."""
     if not _bricks(target) or target.align is None:
         return None
-    chunk = math.prod(target.align) * step_itemsize(target.dtype, target.out_dtype, chain)
+    chunk = math.prod(target.align) * _itemsize(target, chain)
     share = _unit_bytes(target, chain, budget)
     if chunk <= share:
         return None
@@ -231,7 +242,7 @@ def input_cache(target: Target, chain: Chain, budget: int) -> ChunkCache | None:
         )
         for block in blocks
     ]
-    itemsize = step_itemsize(target.dtype, target.out_dtype, chain)
+    itemsize = _itemsize(target, chain)
     used = fraction(chain) * max(math.prod(index_shape(b)) for b in boxes) * itemsize
     return chunk_cache(boxes, target.stored, target.dtype.itemsize, budget - used)
 

@@ -90,6 +90,10 @@ def apply(
     watchdog: float = DEFAULT_WATCHDOG,
     select: Mapping[str, str] | None = None,
     materialize: bool = False,
+    attrs: Mapping[str, Mapping[str, Any]] | None = None,
+    delete_attrs: Mapping[str, Sequence[str]] | None = None,
+    history: str | None = None,
+    derived: Sequence[Mapping[str, Any]] = (),
     **driver_options: Any,
 ) -> Result:
     """Apply a kernel chain to datasets of an HDF5 file. Collective over ``comm``.
@@ -143,6 +147,19 @@ def apply(
     materialize : bool
         Write the input's virtual datasets as ordinary datasets (what :func:`consolidate`
         does); otherwise untouched virtual datasets are copied as virtual datasets.
+    attrs : mapping, optional
+        Attributes to set after processing, ``{object path: {name: value}}`` (``"/"`` is
+        the root); values are strings, integers, numbers or lists of one of them
+        (``_FillValue`` and ``valid_*`` of a dataset take its dtype).
+    delete_attrs : mapping, optional
+        Attributes to delete, ``{object path: [name, ...]}``.
+    history : str, optional
+        A line put in front of the output's root ``history`` attribute (CF's audit trail;
+        :func:`h5par.core.attributes.history_line` makes one with a timestamp).
+    derived : sequence of dict, optional
+        New datasets computed from others, as a job's ``[[derived]]`` tables:
+        ``{"path": "/speed", "expression": "sqrt(u**2 + v**2)", "inputs": {"u": "/u",
+        "v": "/v"}}`` (other files relative to the current folder, ``"clim.h5:/T"``).
     **driver_options
         Options of that driver (``memb_size`` for family).
 
@@ -163,7 +180,8 @@ def apply(
         in_place=in_place, overwrite=overwrite, memory=memory, options=options, driver=driver,
         driver_options=driver_options, provenance=provenance, progress=progress,
         respect_fill_value=respect_fill_value, resume=resume, select=select,
-        materialize=materialize,
+        materialize=materialize, attrs=attrs, delete_attrs=delete_attrs, history=history,
+        derived=derived,
     )  # fmt: skip
 
 
@@ -198,13 +216,15 @@ def run_work(work: Work, comm: Comm, plan: Plan | None = None) -> Result:
     records = allgather(comm, record)
     return Result(
         output=None if work.destination is None else str(work.destination),
-        datasets=[t.path for t in plan.targets],
+        datasets=[t.path for t in [*plan.targets, *plan.derived]],
         reductions=reductions,
         bytes_read=[r.read for r in records],
         bytes_written=[r.written for r in records],
         seconds=bcast(comm, time.perf_counter() - start),
         busy_seconds=[r.busy for r in records],
-        decomposition={t.path: [r.shares[t.path] for r in records] for t in plan.targets},
+        decomposition={
+            t.path: [r.shares[t.path] for r in records] for t in [*plan.targets, *plan.derived]
+        },
         resumed_units=records[0].resumed,
     )
 

@@ -48,7 +48,16 @@ from h5par.parallel.guard import collective_call
 if TYPE_CHECKING:
     from h5par.parallel.comm import Comm
 
-__all__ = ["CHECKPOINT_SECONDS", "Record", "Sweep", "flush", "read_target", "run_pass", "sweep_of"]
+__all__ = [
+    "CHECKPOINT_SECONDS",
+    "Record",
+    "Sweep",
+    "flush",
+    "read_target",
+    "run_pass",
+    "statistics",
+    "sweep_of",
+]
 
 #: Seconds between checkpoints of compressed or subfiled outputs (each one flushes the file).
 CHECKPOINT_SECONDS = 30.0
@@ -121,6 +130,21 @@ def run_pass(sweep: Sweep) -> list[Partial]:
     return sweep.parts
 
 
+def statistics(chain: Chain, parts: list[Partial], dtype: np.dtype[Any]) -> dict[str, Any]:
+    """The results of ``chain``'s global reductions from their combined ``parts``.
+
+    Each op by name, or ``op#k`` for the ``k``-th kernel when the chain has several.
+    """
+    reducers = chain.reducers
+    results: dict[str, Any] = {}
+    for (position, kernel), part in zip(reducers, parts, strict=True):
+        values = kernel.finish(part, chain.dtype_at(position, dtype))
+        results.update(
+            {(op if len(reducers) == 1 else f"{op}#{position + 1}"): v for op, v in values.items()}
+        )
+    return results
+
+
 @dataclasses.dataclass
 class _Block:
     """A block of input as read: where it lies, its data, with a halo where it sits in them.
@@ -129,7 +153,7 @@ class _Block:
     """
 
     index: Index | None  # None: an empty part (a rank without a unit in the step)
-    data: np.ndarray
+    data: Any  # the array read (a derived dataset's: its inputs' arrays by name)
     core: Index | None = None
     staged: bool = False
 

@@ -35,12 +35,17 @@ from h5par.engine.lock import BusyError, Lock, holder, take
 from h5par.engine.plan import Plan, units
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.allocation import allocate_missing
-from h5par.hdf5.dimensions import attach_dimensions, netcdf_coordinates, sliced_scales
+from h5par.hdf5.attributes import write_metadata
+from h5par.hdf5.dimensions import (
+    attach_dimensions,
+    create_derived,
+    netcdf_coordinates,
+    sliced_scales,
+)
 from h5par.hdf5.hierarchy import build_output, reattach_scales
 from h5par.hdf5.io import open_input
 from h5par.hdf5.subfiles import parts_folder, virtual_dataset
-from h5par.kernels import Chain
-from h5par.kernels.user import PythonKernel
+from h5par.kernels.user import PythonKernel, function_name
 from h5par.parallel.agreement import collective_errors
 from h5par.parallel.comm import bcast, rank
 from h5par.parallel.faults import inject
@@ -243,11 +248,14 @@ def _fingerprint(work: Work, plan: Plan, boxes: dict[str, list[Index]]) -> str:
             "identity": _input_identity(work),
             "output": None if work.output is None else str(work.output.resolve()),
             "chain": work.chain,
-            "code": _kernel_code(work.chain),
+            "code": _kernel_code(work),
             "budget": work.budget,
             "options": work.options,
             "driver": [work.driver, work.driver_options],
             "respect_fill_value": work.respect_fill_value,
+            "attrs": work.attrs,
+            "derived": work.derived,
+            "references": {str(f): stat_identity(f) for d in work.derived for f in d.files},
             "targets": all_targets(plan),
             "units": _units_digest(boxes),
             "parts": work.nranks if work.options.subfiled else None,
@@ -276,17 +284,22 @@ def _input_identity(work: Work) -> dict[str, int]:
     return {"inode": identity["inode"]} if work.in_place and identity else identity
 
 
-def _kernel_code(chain: Chain) -> list[list[str | None]]:
-    """``[function, sha256 of its module's file]`` of each ``python`` kernel of ``chain``.
+def _kernel_code(work: Work) -> list[list[str | None]]:
+    """``[function, sha256 of its module's file]`` of each user function the run calls.
 
-    Editing a kernel's module between a stop and a resume changes the fingerprint: units
-    computed by the old code are not mixed with units of the new.
+    ``python`` kernels, and the functions of derived datasets. Editing a function's module
+    between a stop and a resume changes the fingerprint: units computed by the old code are
+    not mixed with units of the new.
     """
+    names = [k.label for k in work.chain.kernels if isinstance(k, PythonKernel)]
+    for spec in work.derived:
+        names += [k.label for k in spec.chain.kernels if isinstance(k, PythonKernel)]
+        if spec.derivation.function is not None:
+            names.append(function_name(spec.derivation.function))
     code: list[list[str | None]] = []
-    for kernel in chain.kernels:
-        if isinstance(kernel, PythonKernel):
-            module = sys.modules.get(kernel.function.partition(":")[0])
-            code.append([kernel.function, _file_digest(getattr(module, "__file__", None))])
+    for name in names:
+        module = sys.modules.get(name.partition(":")[0])
+        code.append([name, _file_digest(getattr(module, "__file__", None))])
     return code
 
 
@@ -302,8 +315,8 @@ def _file_digest(path: str | None) -> str | None:
 
 
 def all_targets(plan: Plan) -> list[Target]:
-    """The datasets a run writes: processed ones and large untouched ones copied."""
-    return [*plan.targets, *plan.copies]
+    """The datasets a run writes: processed ones, large untouched ones copied, derived ones."""
+    return [*plan.targets, *plan.copies, *plan.derived]
 
 
 def _readable(journal: Journal) -> bool:
@@ -333,7 +346,9 @@ def _create_output(work: Work, plan: Plan, journal: Journal) -> None:
                 reattach_scales(dst[t.path], whole_axes(t))
         attach_dimensions(src, dst, plan.dimensions)
         netcdf_coordinates(dst, reshaped)
-        dst.attrs.update(work.provenance)
+        for t in plan.derived:
+            create_derived(src, dst, t, creates[t.path])
+        write_metadata(dst, plan.attrs, work.provenance, work.history)
 
 
 def _create(work: Work, target: Target) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from h5par.core.units import Target
 from h5par.hdf5.hierarchy import (
     copy_attrs,
     create_dataset,
+    create_target,
     dataset_paths,
     kept_type,
     link_names,
@@ -39,6 +40,7 @@ from h5par.hdf5.hierarchy import (
 __all__ = [
     "attach_dimensions",
     "attached",
+    "create_derived",
     "is_placeholder",
     "netcdf_coordinates",
     "plan_dimensions",
@@ -186,6 +188,27 @@ def _make_scale(scale: h5py.Dataset, dst: h5py.File, dim: Dimension, dimid: int)
     if COORDINATES in scale.attrs:
         new.attrs.create(COORDINATES, [dimid], dtype=scale.attrs.get_id(COORDINATES).dtype)
     copy_attrs(scale, new, skip=("REFERENCE_LIST", "DIMENSION_LIST"))
+
+
+def create_derived(
+    src: h5py.File, dst: h5py.File, target: Target, create: Mapping[str, Any]
+) -> None:
+    """Create derived dataset ``target`` empty in ``dst`` (groups on its path too).
+
+    Its ``_FillValue`` is the result's; it takes the dimension scales of the input of its
+    shape (``target.like``), as that input has them in the output.
+    """
+    group, _, name = target.path.rpartition("/")
+    dset = create_target(dst.require_group(group or "/"), name, create)
+    if target.out_fill is not None:
+        dset.attrs.create("_FillValue", target.out_fill, dtype=target.out_dtype)
+    if target.like is None or target.out_shape != target.shape:
+        return
+    like = dst[target.like] if target.like in dst else src[target.like]
+    for axis, scales in enumerate(attached(like)):
+        for path in scales:
+            if path in dst and dst[path].shape == (target.shape[axis],):
+                dset.dims[axis].attach_scale(dst[path])
 
 
 def netcdf_coordinates(dst: h5py.File, paths: Iterable[str]) -> None:

@@ -33,6 +33,7 @@ from h5par.parallel import faults, guard
 __all__ = [
     "build_output",
     "copy_attrs",
+    "create_target",
     "create_type",
     "dataset_paths",
     "filtered_chunks",
@@ -259,19 +260,20 @@ def _build(
             group = dst.create_group(name, track_order=order or None)
             _build(obj, group, path, targets, objects, wanted)
         elif isinstance(obj, h5py.Dataset) and path in targets:
-            _create(dst, name, targets[path])
+            create_target(dst, name, targets[path])
         else:
             external = isinstance(obj, h5py.Dataset) and bool(obj.external)
             del obj  # an external dataset is reopened with another file prefix
             _copy_object(src, dst, name, path, external)
 
 
-def _create(dst: h5py.Group, name: str, create: Mapping[str, Any]) -> None:
+def create_target(dst: h5py.Group, name: str, create: Mapping[str, Any]) -> h5py.Dataset:
     """An empty processed dataset, or a virtual one (``{"virtual": VirtualLayout, ...}``)."""
     if "virtual" in create:
-        dst.create_virtual_dataset(name, create["virtual"], fillvalue=create.get("fillvalue"))
-    else:
-        create_dataset(dst, name, create)
+        return dst.create_virtual_dataset(
+            name, create["virtual"], fillvalue=create.get("fillvalue")
+        )
+    return create_dataset(dst, name, create)
 
 
 #: Stored bytes from which an untouched chunked dataset is copied chunk by chunk (beating).

@@ -1,25 +1,44 @@
-"""A small, safe expression language over one array ``x`` (never Python ``eval``).
+"""A small, safe expression language over named arrays (never Python ``eval``).
 
-Grammar (Python's syntax and precedence, a whitelist of nodes): numbers, ``x``, ``nan``,
-``inf``, ``+ - * /``, unary ``-``/``+``, ``abs(...)``, ``isnan(...)``, comparisons
+Grammar (Python's syntax and precedence, a whitelist of nodes): numbers, the bound names,
+``nan``, ``inf``, ``+ - * /``, unary ``-``/``+``, ``abs(...)``, ``isnan(...)``, comparisons
 ``< <= > >= == !=`` (chained too), ``&``, ``|``, ``~`` and parentheses. As in numpy, ``&`` and
 ``|`` bind tighter than comparisons: write ``(x > 0) & (x < 1)``.
+
+The ``where`` kernel's expressions (:func:`compile_expression`) know one name, ``x``.
+Formulas of derived datasets (:func:`compile_formula`) bind any names and add ``**``,
+``pi`` and the functions of :data:`FORMULA_FUNCTIONS` (``sqrt``, ``where(c, a, b)``...).
+Every operation is numpy's, so a formula evaluated block by block gives the values it
+gives on the whole arrays.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from h5par.errors import UsageError
 
-__all__ = ["MAX_DEPTH", "Expression", "compile_expression", "uses_x"]
+__all__ = [
+    "FORMULA_FUNCTIONS",
+    "MAX_DEPTH",
+    "Expression",
+    "Formula",
+    "compile_expression",
+    "compile_formula",
+    "names_in",
+    "uses_x",
+]
 
 Expression = Callable[[np.ndarray], Any]
+#: A compiled formula: the named arrays in, numpy's result out.
+Formula = Callable[[Mapping[str, Any]], Any]
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -42,9 +61,48 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
 }
-_FUNCTIONS: dict[str, Callable[[Any], Any]] = {"abs": np.abs, "isnan": np.isnan}
-_CONSTANTS = {"nan": float("nan"), "inf": float("inf")}
-_VALID = "numbers, x, nan, inf, + - * /, abs(), isnan(), < <= > >= == !=, &, |, ~, ( )"
+#: Functions of formulas, with how many arguments each takes.
+FORMULA_FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
+    "sqrt": (np.sqrt, 1),
+    "exp": (np.exp, 1),
+    "log": (np.log, 1),
+    "log10": (np.log10, 1),
+    "sin": (np.sin, 1),
+    "cos": (np.cos, 1),
+    "tan": (np.tan, 1),
+    "arcsin": (np.arcsin, 1),
+    "arccos": (np.arccos, 1),
+    "arctan": (np.arctan, 1),
+    "arctan2": (np.arctan2, 2),
+    "abs": (np.abs, 1),
+    "minimum": (np.minimum, 2),
+    "maximum": (np.maximum, 2),
+    "where": (np.where, 3),
+    "isnan": (np.isnan, 1),
+    "isfinite": (np.isfinite, 1),
+    "floor": (np.floor, 1),
+    "ceil": (np.ceil, 1),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Language:
+    """What an expression may use: names, functions, constants, ``**``; ``valid`` says it."""
+
+    names: tuple[str, ...]
+    functions: Mapping[str, tuple[Callable[..., Any], int]]
+    constants: Mapping[str, float]
+    power: bool
+    valid: str
+
+
+_WHERE = _Language(
+    names=("x",),
+    functions={"abs": (np.abs, 1), "isnan": (np.isnan, 1)},
+    constants={"nan": float("nan"), "inf": float("inf")},
+    power=False,
+    valid="numbers, x, nan, inf, + - * /, abs(), isnan(), < <= > >= == !=, &, |, ~, ( )",
+)
 #: Deepest nesting of operations an expression may have (evaluation recurses once per level).
 MAX_DEPTH = 100
 #: Characters of an expression quoted in an error message.
@@ -66,17 +124,60 @@ def compile_expression(text: str) -> Expression:
     ...
     h5par.errors.UsageError: expression "__import__('os')": function calls other than abs() and isnan() are not allowed (valid: numbers, x, nan, inf, + - * /, abs(), isnan(), < <= > >= == !=, &, |, ~, ( ))
     """
+    formula = _compile_text(text, _WHERE)
+    return lambda x: formula({"x": x})
+
+
+def compile_formula(text: str, names: tuple[str, ...]) -> Formula:
+    """Compile a derived dataset's formula over the arrays bound to ``names``.
+
+    Examples
+    --------
+    >>> f = compile_formula("sqrt(u**2 + v**2)", ("u", "v"))
+    >>> f({"u": np.array([3.0, 0.0]), "v": np.array([4.0, 2.0])}).tolist()
+    [5.0, 2.0]
+    >>> compile_formula("where(t > 0, t, nan) * pi", ("t",))({"t": np.array([-1.0, 1.0])})[1]
+    np.float64(3.141592653589793)
+    >>> compile_formula("sqrt(u, v)", ("u", "v"))
+    Traceback (most recent call last):
+    ...
+    h5par.errors.UsageError: expression 'sqrt(u, v)': sqrt() takes 1 argument(s) (valid: numbers, u, v, nan, inf, pi, + - * / **, < <= > >= == !=, &, |, ~, ( ), sqrt exp log log10 sin cos tan arcsin arccos arctan arctan2 abs minimum maximum where isnan isfinite floor ceil)
+    """
+    bound = ", ".join(names)
+    language = _Language(
+        names=names,
+        functions=FORMULA_FUNCTIONS,
+        constants={"nan": float("nan"), "inf": float("inf"), "pi": math.pi},
+        power=True,
+        valid=f"numbers, {bound}, nan, inf, pi, + - * / **, < <= > >= == !=, &, |, ~, ( ), "
+        + " ".join(FORMULA_FUNCTIONS),
+    )
+    return _compile_text(text, language)
+
+
+def names_in(text: str) -> set[str]:
+    """The names an expression (compiled once already) uses, constants and functions aside.
+
+    >>> sorted(names_in("sqrt(u**2 + v**2) + pi"))
+    ['pi', 'u', 'v']
+    """
+    tree = ast.parse(text.strip(), mode="eval")
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called}
+
+
+def _compile_text(text: str, language: _Language) -> Formula:
     if not isinstance(text, str):
-        raise UsageError(f"expression {text!r} is not a string (valid: {_VALID})")
+        raise UsageError(f"expression {text!r} is not a string (valid: {language.valid})")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise _fail(text, f"syntax error ({exc.msg})") from exc
+        raise _fail(text, f"syntax error ({exc.msg})", language) from exc
     except (RecursionError, MemoryError) as exc:  # Python's parser gives up on deep nesting
-        raise _fail(text, f"nested deeper than {MAX_DEPTH} levels") from exc
+        raise _fail(text, f"nested deeper than {MAX_DEPTH} levels", language) from exc
     if _depth(tree.body) > MAX_DEPTH:
-        raise _fail(text, f"nested deeper than {MAX_DEPTH} levels")
-    return _compile(tree.body, text)
+        raise _fail(text, f"nested deeper than {MAX_DEPTH} levels", language)
+    return _compile(tree.body, text, language)
 
 
 def uses_x(text: str) -> bool:
@@ -104,51 +205,67 @@ def _depth(root: ast.AST) -> int:
     return deepest
 
 
-def _fail(text: str, what: str) -> UsageError:
+def _fail(text: str, what: str, language: _Language = _WHERE) -> UsageError:
     shown = text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
-    return UsageError(f"expression {shown!r}: {what} (valid: {_VALID})")
+    return UsageError(f"expression {shown!r}: {what} (valid: {language.valid})")
 
 
-def _compile(node: ast.AST, text: str) -> Expression:
+def _compile(node: ast.AST, text: str, language: _Language) -> Formula:
     if isinstance(node, ast.Constant):
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _fail(text, f"constant {value!r} is not a number")
-        return lambda x: value
+            raise _fail(text, f"constant {value!r} is not a number", language)
+        return lambda env: value
     if isinstance(node, ast.Name):
-        return _name(node.id, text)
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        op2, left, right = (
-            _BINARY[type(node.op)],
-            _compile(node.left, text),
-            _compile(node.right, text),
-        )
-        return lambda x: op2(left(x), right(x))
+        return _name(node.id, text, language)
+    power = language.power and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow)
+    if isinstance(node, ast.BinOp) and (type(node.op) in _BINARY or power):
+        op2 = _power if power else _BINARY[type(node.op)]
+        left, right = _compile(node.left, text, language), _compile(node.right, text, language)
+        return lambda env: op2(left(env), right(env))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        op1, operand = _UNARY[type(node.op)], _compile(node.operand, text)
-        return lambda x: op1(operand(x))
+        op1, operand = _UNARY[type(node.op)], _compile(node.operand, text, language)
+        return lambda env: op1(operand(env))
     if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
-        return _comparison(node, text)
+        return _comparison(node, text, language)
     if isinstance(node, ast.Call):
-        return _call(node, text)
-    raise _fail(text, f"{type(node).__name__} is not allowed")
+        return _call(node, text, language)
+    raise _fail(text, f"{type(node).__name__} is not allowed", language)
 
 
-def _name(name: str, text: str) -> Expression:
-    if name == "x":
-        return lambda x: x
-    if name in _CONSTANTS:
-        value = _CONSTANTS[name]
-        return lambda x: value
-    raise _fail(text, f"unknown name {name!r}")
+def _power(base: Any, exponent: Any) -> Any:
+    """``base ** exponent``, refusing Python integers beyond 64 bits.
+
+    ``9**9**9`` would run for hours: Python's integers have no bound, numpy's have 64 bits.
+
+    >>> _power(2, 10), _power(np.array([2.0]), 2).tolist()
+    (1024, [4.0])
+    >>> _power(9, 9**9)
+    Traceback (most recent call last):
+    ...
+    OverflowError: 9**387420489 does not fit in 64 bits
+    """
+    whole = isinstance(base, int) and isinstance(exponent, int)
+    if whole and abs(base) > 1 and exponent > 0 and exponent * math.log2(abs(base)) > 64:
+        raise OverflowError(f"{base}**{exponent} does not fit in 64 bits")
+    return operator.pow(base, exponent)
 
 
-def _comparison(node: ast.Compare, text: str) -> Expression:
-    operands = [_compile(n, text) for n in (node.left, *node.comparators)]
+def _name(name: str, text: str, language: _Language) -> Formula:
+    if name in language.names:
+        return lambda env: env[name]
+    if name in language.constants:
+        value = language.constants[name]
+        return lambda env: value
+    raise _fail(text, f"unknown name {name!r}", language)
+
+
+def _comparison(node: ast.Compare, text: str, language: _Language) -> Formula:
+    operands = [_compile(n, text, language) for n in (node.left, *node.comparators)]
     ops = [_COMPARE[type(op)] for op in node.ops]
 
-    def compare(x: np.ndarray) -> Any:
-        values = [f(x) for f in operands]
+    def compare(env: Mapping[str, Any]) -> Any:
+        values = [f(env) for f in operands]
         result = ops[0](values[0], values[1])
         for op, a, b in zip(ops[1:], values[1:-1], values[2:], strict=True):
             result = result & op(a, b)
@@ -157,11 +274,16 @@ def _comparison(node: ast.Compare, text: str) -> Expression:
     return compare
 
 
-def _call(node: ast.Call, text: str) -> Expression:
-    name = node.func.id if isinstance(node.func, ast.Name) else None
-    if name not in _FUNCTIONS:
-        raise _fail(text, "function calls other than abs() and isnan() are not allowed")
-    if len(node.args) != 1 or node.keywords:
-        raise _fail(text, f"{name}() takes exactly one argument")
-    func, arg = _FUNCTIONS[name], _compile(node.args[0], text)
-    return lambda x: func(arg(x))
+def _call(node: ast.Call, text: str, language: _Language) -> Formula:
+    name = node.func.id if isinstance(node.func, ast.Name) else ""
+    if name not in language.functions:
+        allowed = " and ".join(f"{f}()" for f in language.functions)
+        if len(language.functions) > 2:
+            allowed = ", ".join(f"{f}()" for f in language.functions)
+        raise _fail(text, f"function calls other than {allowed} are not allowed", language)
+    func, count = language.functions[name]
+    if len(node.args) != count or node.keywords:
+        what = "exactly one argument" if language is _WHERE else f"{count} argument(s)"
+        raise _fail(text, f"{name}() takes {what}", language)
+    args = [_compile(a, text, language) for a in node.args]
+    return lambda env: func(*(arg(env) for arg in args))

@@ -1,4 +1,4 @@
-"""``python``: the user's own block → block function, imported by name."""
+"""``python``: the user's own block → block function, imported by name or given itself."""
 
 from __future__ import annotations
 
@@ -15,10 +15,33 @@ from h5par.errors import UsageError
 from .base import Kernel, KernelError, Scratch, register
 from .convert import parse_dtype
 
-__all__ = ["PythonKernel", "import_function"]
+__all__ = ["PythonKernel", "function_name", "import_function", "resolve_function"]
 
 
-def import_function(spec: str) -> Callable[[np.ndarray], Any]:
+def function_name(function: Any) -> str:
+    """``"module:qualified.name"`` of a callable, or the text naming it.
+
+    >>> function_name(np.negative), function_name("numpy:negative")
+    ('numpy:negative', 'numpy:negative')
+    """
+    if isinstance(function, str):
+        return function
+    module = getattr(function, "__module__", None) or "?"
+    return f"{module}:{getattr(function, '__qualname__', type(function).__name__)}"
+
+
+def resolve_function(function: Any, what: str = "kernel 'python'") -> Callable[..., Any]:
+    """The callable itself, or the one ``"package.module:function"`` names (imported)."""
+    if callable(function):
+        return function
+    if isinstance(function, str):
+        return import_function(function, what)
+    raise UsageError(
+        f"{what}: function = {function!r} (valid: a callable, or 'package.module:function')"
+    )
+
+
+def import_function(spec: str, what: str = "kernel 'python'") -> Callable[..., Any]:
     """Import ``"package.module:function"``.
 
     Examples
@@ -32,22 +55,22 @@ def import_function(spec: str) -> Callable[[np.ndarray], Any]:
     """
     module_name, sep, attr = str(spec).partition(":")
     if not sep or not module_name or not attr:
-        raise UsageError(f"kernel 'python': function = {spec!r} (valid: 'package.module:function')")
+        raise UsageError(f"{what}: function = {spec!r} (valid: 'package.module:function')")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UsageError(f"kernel 'python': cannot import {module_name!r} ({exc})") from exc
+        raise UsageError(f"{what}: cannot import {module_name!r} ({exc})") from exc
     except Exception as exc:  # the module itself fails: a syntax error, a raise at import
         raise UsageError(
-            f"kernel 'python': importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+            f"{what}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
     func: Any = module
     for part in attr.split("."):
         func = getattr(func, part, None)
         if func is None:
-            raise UsageError(f"kernel 'python': {module_name!r} has no attribute {attr!r}")
+            raise UsageError(f"{what}: {module_name!r} has no attribute {attr!r}")
     if not callable(func):
-        raise UsageError(f"kernel 'python': {spec!r} is not callable")
+        raise UsageError(f"{what}: {spec!r} is not callable")
     return func
 
 
@@ -67,7 +90,7 @@ def _same_values(got: np.dtype[Any], expected: np.dtype[Any]) -> bool:
 @register
 @dataclasses.dataclass(frozen=True)
 class PythonKernel(Kernel):
-    """Apply ``function`` (``"package.module:function"``) to each block.
+    """Apply ``function`` (``"package.module:function"``, or from Python the callable) to each block.
 
     The function takes a numpy block and returns an array of the same shape, of the input's
     dtype or of ``dtype`` when given (in either byte order: a big-endian block may give a
@@ -81,14 +104,14 @@ class PythonKernel(Kernel):
     """
 
     name: ClassVar[str] = "python"
-    function: str
+    function: str | Callable[[np.ndarray], Any]
     dtype: str | None = None
     halo: int | list[int] = 0
     periodic: bool = False
     _func: Callable[[np.ndarray], Any] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_func", import_function(self.function))
+        object.__setattr__(self, "_func", resolve_function(self.function))
         if self.dtype is not None:
             parse_dtype(self.dtype)
         widths = self.halo if isinstance(self.halo, list) else [self.halo]
@@ -123,6 +146,11 @@ class PythonKernel(Kernel):
         """``periodic = true``: the halo wraps around the dataset's ends."""
         return self.periodic
 
+    @property
+    def label(self) -> str:
+        """The function's name, ``"module:function"``."""
+        return function_name(self.function)
+
     def result_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
         """The declared dtype, else the input's."""
         return dtype if self.dtype is None else parse_dtype(self.dtype)
@@ -132,18 +160,16 @@ class PythonKernel(Kernel):
         try:
             out = np.asarray(self._func(x))
         except Exception as exc:  # the user's code: say whose it is (--debug shows where)
-            raise KernelError(
-                f"python kernel {self.function}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise KernelError(f"python kernel {self.label}: {type(exc).__name__}: {exc}") from exc
         expected = self.result_dtype(x.dtype)
         if out.shape != x.shape:
             raise KernelError(
-                f"python kernel {self.function}: returned shape {out.shape} for a block of "
+                f"python kernel {self.label}: returned shape {out.shape} for a block of "
                 f"shape {x.shape} (it must keep the shape)"
             )
         if not _same_values(out.dtype, expected):
             raise KernelError(
-                f"python kernel {self.function}: returned dtype {out.dtype}, expected "
+                f"python kernel {self.label}: returned dtype {out.dtype}, expected "
                 f"{expected} (declare it with dtype = '{out.dtype}')"
             )
         return out

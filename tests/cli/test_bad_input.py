@@ -143,7 +143,7 @@ CASES: dict[str, Case] = {
     "bad version": Case("version = 2\n" + IN + OUT, ("version = 2", "valid: 1"), version=False),
     "unknown top-level key": Case(
         'outptu = "x"\n' + IN + OUT,
-        ("unknown key 'outptu'", "valid: version, input, output, kernels, run"),
+        ("unknown key 'outptu'", "valid: version, input, output, kernels, derived, run"),
     ),
     "unknown key in input": Case(
         '[input]\npath = "in.h5"\nfile = 1\n' + OUT,

@@ -218,3 +218,40 @@ def test_chunked_benchmark_refuses_a_wrong_output(tmp_path: Path) -> None:
     with h5py.File(root / "out/out.h5", "w") as f:
         f.create_dataset("x", data=data, **layout)
     assert "differ from np.clip" in (chunked.verify("compressed", root) or "")
+
+
+@pytest.mark.skipif(shutil.which("ncap2") is None, reason="NCO's ncap2 is not installed")
+def test_derived_benchmark_runs_and_verifies_every_method(
+    tmp_path: Path, mpitools: SimpleNamespace
+) -> None:
+    """benchmarks/derived.py on 8 MiB fields: ncap2, serial and h5par ran and were checked."""
+    results = tmp_path / "results"
+    cmd = [sys.executable, str(BENCHMARKS / "derived.py"), "--size=8MiB", "--rounds=1"]
+    done = mpitools.launch([*cmd, f"--results={results}"], env=mpitools.mpi_env(), timeout=360)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    data = json.loads((results / "derived.json").read_text())
+    assert data["failures"] == []
+    for workload in ("copy", "only"):
+        rows = {r["method"]: r for r in data["rows"] if r["workload"] == workload}
+        assert set(rows) == {"ncap2", "serial", "h5par-1", "h5par-2"}, workload
+    assert ">= 1.5" in (results / "derived.txt").read_text()
+
+
+def test_derived_benchmark_refuses_a_wrong_output(tmp_path: Path) -> None:
+    """Its check is real: a speed off by one ulp fails h5par's bitwise check."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import derived
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    (tmp_path / "out").mkdir()
+    rng = np.random.default_rng(2)
+    u, v = rng.normal(size=(2, 4, 4)).astype("f4"), rng.normal(size=(2, 4, 4)).astype("f4")
+    with h5py.File(tmp_path / "in.nc", "w") as f:
+        f["u"], f["v"] = u, v
+    with h5py.File(tmp_path / "out/out.nc", "w") as f:
+        f["u"] = u
+        f["speed"] = np.nextafter(np.sqrt(u**2 + v**2), np.float32(np.inf))
+    assert "differ from numpy" in (derived.verify(tmp_path, "copy", "h5par-2") or "")
+    assert derived.verify(tmp_path, "copy", "ncap2") is None  # one ulp: NCO's tolerance
+    assert "u kept" in (derived.verify(tmp_path, "only", "serial") or "")

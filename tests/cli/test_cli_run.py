@@ -54,12 +54,21 @@ REFERENCES = {
 }
 #: Jobs whose results are sums: equal to the reference within 1e-12 x sum|x| (the contract).
 SUMS = {"time_mean"}
+#: Jobs that derive new datasets: the result from the input file and the reference file.
+DERIVED = {
+    "wind_speed": lambda f, ref: np.sqrt(f["simulation/u"][...] ** 2 + f["simulation/v"][...] ** 2),
+    "anomaly": lambda f, ref: (f["simulation/field"][...] - ref["simulation/field"][...]).astype(
+        np.float32
+    ),
+}
 
 
 @pytest.fixture(scope="module")
 def demo_input(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "demo_input.h5"
     write_demo_input(path)
+    with h5py.File(path) as f, h5py.File(path.parent / "reference.h5", "w") as ref:
+        ref["simulation/field"] = np.nan_to_num(f["simulation/field"][...]).astype(np.float32)
     return path
 
 
@@ -74,6 +83,9 @@ def test_every_shipped_job_plans_and_runs_at_2_ranks(
     sets = ["--set", f"input.path={demo_input}"]
     if job != "statistics":
         sets += ["--set", f"output.path={tmp_path}/{{stem}}_out.h5"]
+    reference_file = demo_input.parent / "reference.h5"  # a reference file of other values
+    if job == "anomaly":
+        sets += ["--set", f"derived.0.inputs.ref={reference_file}:/simulation/field"]
     planned = run_python(["-m", "h5par", "plan", str(JOBS / f"{job}.toml"), "--ranks", "2", *sets])
     assert planned.returncode == 0, planned.stderr
     assert "plan for 2 rank(s)" in planned.stdout
@@ -94,8 +106,13 @@ def test_every_shipped_job_plans_and_runs_at_2_ranks(
         )
         assert stats["histogram"]["counts"] == np.histogram(finite, bins=20)[0].tolist()
         return
-    reference = REFERENCES[job]
     out = tmp_path / "demo_input_out.h5"
+    if job in DERIVED:
+        (path,) = summary["files"][0]["datasets"]
+        with h5py.File(demo_input) as fin, h5py.File(reference_file) as ref, h5py.File(out) as g:
+            assert g[path][...].tobytes() == DERIVED[job](fin, ref).tobytes()
+        return
+    reference = REFERENCES[job]
     with h5py.File(demo_input) as fin, h5py.File(out) as fout:
         assert fout.attrs["h5par_job_sha256"]
         for path in summary["files"][0]["datasets"]:

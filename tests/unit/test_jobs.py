@@ -71,7 +71,10 @@ def test_overrides_reach_into_kernel_lists() -> None:
 
 
 BAD_JOBS = [
-    ({"inputs": {}}, "job: unknown key 'inputs' (valid: version, input, output, kernels, run)"),
+    (
+        {"inputs": {}},
+        "job: unknown key 'inputs' (valid: version, input, output, kernels, derived, run)",
+    ),
     ({"version": 2}, "version = 2 (valid: 1)"),
     (
         {"input__pth": "x"},
