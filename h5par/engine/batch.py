@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -29,6 +31,7 @@ from h5par.engine.lock import check_free
 from h5par.engine.plan import Plan, share, unit_note
 from h5par.engine.progress import Progress, Relay, interval
 from h5par.engine.runner import Result, run_work
+from h5par.engine.workfolder import kernel_code
 from h5par.errors import JobProblemsError, UsageError
 from h5par.hdf5.subfiles import parts_folder
 from h5par.parallel.agreement import collective_errors
@@ -144,12 +147,20 @@ def _provenance(job: Job, started: str) -> dict[str, str]:
     """The attributes every output of ``job`` records (its input's identity besides)."""
     if not job.provenance:
         return {}
+    code = _code_digest(job)
     return {
         "h5par_version": __version__,
         "h5par_job_sha256": job.sha256,
         "h5par_job": job.text,
         "h5par_run_started": started,
+        **({} if code is None else {"h5par_code_sha256": code}),
     }
+
+
+def _code_digest(job: Job) -> str | None:
+    """A digest of the modules of the job's own functions (None: it calls none)."""
+    code = kernel_code(job.chain, job.derived)
+    return hashlib.sha256(json.dumps(code).encode()).hexdigest() if code else None
 
 
 def _history(job: Job, now: datetime.datetime, command: str) -> str | None:
@@ -283,8 +294,9 @@ def finished_file(job: Job, file: JobFile) -> bool:
     """True when an earlier run of this very job completed ``file`` (rank 0; reads attributes).
 
     The output (or, in place, the input) records the job's digest and, for a new output,
-    the input's size and time: a rerun after a stop skips what is done unless the job
-    says ``overwrite``.
+    the input's identity and the digest of the job's own functions' modules: a rerun
+    after a stop skips what is done unless the job says ``overwrite``; an output made by
+    since-edited functions is not done (the rerun asks for ``overwrite``).
     """
     target = file.input if job.in_place else file.output
     if job.overwrite or target is None:
@@ -295,7 +307,10 @@ def finished_file(job: Job, file: JobFile) -> bool:
         with h5py.File(target, "r") as f:
             if f.attrs.get("h5par_job_sha256") != job.sha256:
                 return False
-            return job.in_place or f.attrs.get("h5par_input") == _identity(file.input)
+            if job.in_place:  # applied once: done, whatever its code says now
+                return True
+            same_code = f.attrs.get("h5par_code_sha256") == _code_digest(job)
+            return same_code and f.attrs.get("h5par_input") == _identity(file.input)
     except (OSError, KeyError, TypeError, ValueError):
         return False
 

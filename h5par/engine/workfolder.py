@@ -24,6 +24,7 @@ from h5par.core.decomposition import Index
 from h5par.core.dimensions import whole_axes
 from h5par.core.units import Target
 from h5par.engine.config import Work
+from h5par.engine.derived import Derived
 from h5par.engine.journal import (
     DamagedJournalError,
     Journal,
@@ -45,6 +46,7 @@ from h5par.hdf5.dimensions import (
 from h5par.hdf5.hierarchy import build_output, reattach_scales
 from h5par.hdf5.io import open_input
 from h5par.hdf5.subfiles import parts_folder, virtual_dataset
+from h5par.kernels import Chain
 from h5par.kernels.user import PythonKernel, function_name
 from h5par.parallel.agreement import collective_errors
 from h5par.parallel.comm import bcast, rank
@@ -58,6 +60,7 @@ __all__ = [
     "all_targets",
     "check_input_settled",
     "finalize",
+    "kernel_code",
     "left_as_is",
     "open_journal",
     "partly_updated",
@@ -248,7 +251,7 @@ def _fingerprint(work: Work, plan: Plan, boxes: dict[str, list[Index]]) -> str:
             "identity": _input_identity(work),
             "output": None if work.output is None else str(work.output.resolve()),
             "chain": work.chain,
-            "code": _kernel_code(work),
+            "code": kernel_code(work.chain, work.derived),
             "budget": work.budget,
             "options": work.options,
             "driver": [work.driver, work.driver_options],
@@ -284,15 +287,15 @@ def _input_identity(work: Work) -> dict[str, int]:
     return {"inode": identity["inode"]} if work.in_place and identity else identity
 
 
-def _kernel_code(work: Work) -> list[list[str | None]]:
-    """``[function, sha256 of its module's file]`` of each user function the run calls.
+def kernel_code(chain: Chain, derived: tuple[Derived, ...]) -> list[list[str | None]]:
+    """``[function, sha256 of its module's file]`` of each user function a run calls.
 
-    ``python`` kernels, and the functions of derived datasets. Editing a function's module
-    between a stop and a resume changes the fingerprint: units computed by the old code are
-    not mixed with units of the new.
+    ``python`` kernels of ``chain`` and of the derived datasets, and the functions of the
+    derived datasets. Editing a function's module between a stop and a resume changes the
+    fingerprint: units computed by the old code are not mixed with units of the new.
     """
-    names = [k.label for k in work.chain.kernels if isinstance(k, PythonKernel)]
-    for spec in work.derived:
+    names = [k.label for k in chain.kernels if isinstance(k, PythonKernel)]
+    for spec in derived:
         names += [k.label for k in spec.chain.kernels if isinstance(k, PythonKernel)]
         if spec.derivation.function is not None:
             names.append(function_name(spec.derivation.function))

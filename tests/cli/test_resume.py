@@ -132,6 +132,25 @@ def test_an_edited_kernel_module_is_not_resumed(mpitools, tmp_path, output) -> N
             assert f["x"][...].tobytes() == (arrays["x"] * 3).tobytes()
 
 
+def test_an_output_of_since_edited_kernel_code_is_not_skipped_as_done(mpitools, tmp_path) -> None:
+    """A finished output records its functions' code: edited, a rerun does not skip it."""
+    arrays = {"x": data()["x"]}
+    write_input(tmp_path, arrays)
+    (tmp_path / "job.toml").write_text(KERNEL_JOB.format(output=OUTPUTS["output"]))
+    module = tmp_path / "userkernel.py"
+    module.write_text("def change(x):\n    return x * 2\n")
+    assert rerun(mpitools, tmp_path).returncode == 0
+    same = rerun(mpitools, tmp_path)  # the same code: done, skipped
+    assert same.returncode == 0 and "1 skipped" in same.stdout, same.stdout + same.stderr
+    module.write_text("def change(x):\n    return x * 3\n")
+    refused = rerun(mpitools, tmp_path)
+    assert refused.returncode == 2 and "exists" in refused.stderr, refused.stdout + refused.stderr
+    again = rerun(mpitools, tmp_path, "--overwrite")
+    assert again.returncode == 0, again.stderr
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert f["x"][...].tobytes() == (arrays["x"] * 3).tobytes()
+
+
 #: How a file is replaced keeping its times: by a rename (``rsync -t``), or by rewriting
 #: the same inode (``cp -p``).
 REPLACE = ("rename", "rewrite")
