@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from h5par.errors import UsageError
 
-__all__ = ["glob_regex", "matches", "select_paths"]
+__all__ = ["glob_regex", "matches", "on_paths", "select_paths"]
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -95,3 +95,16 @@ def select_paths(paths: Sequence[str], patterns: Iterable[str] | None) -> list[s
             )
         chosen |= hits
     return [p for p in paths if p in chosen]
+
+
+def on_paths(paths: Collection[str]) -> set[str]:
+    """``paths`` and every group above them (the root aside).
+
+    >>> sorted(on_paths(["/a/b/c", "/d"]))
+    ['/a', '/a/b', '/a/b/c', '/d']
+    """
+    found: set[str] = set()
+    for path in paths:
+        parts = path.strip("/").split("/")
+        found.update("/" + "/".join(parts[: k + 1]) for k in range(len(parts)))
+    return found

@@ -42,7 +42,7 @@ from h5par.version import __version__
 if TYPE_CHECKING:
     from h5par.parallel.comm import Comm
 
-__all__ = ["FileResult", "JobResult", "finished_file", "plan_job", "run"]
+__all__ = ["FileResult", "JobResult", "finished_file", "finished_files", "plan_job", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +99,7 @@ def run(
     t0 = time.perf_counter()
     with collective_errors(comm, "inspect inputs"):
         sizes = [_size(f.input) for f in job.files] if rank(comm) == 0 else []
-        finished = [finished_file(job, f) for f in job.files] if rank(comm) == 0 else []
+        finished = finished_files(job) if rank(comm) == 0 else []
         stopped = [stopped_file(job, f) for f in job.files] if rank(comm) == 0 else []
     sizes, finished, stopped = bcast(comm, (sizes, finished, stopped))
     todo = [i for i, done in enumerate(finished) if not done]
@@ -298,6 +298,16 @@ def finished_file(job: Job, file: JobFile) -> bool:
     after a stop skips what is done unless the job says ``overwrite``; an output made by
     since-edited functions is not done (the rerun asks for ``overwrite``).
     """
+    return _finished(job, file, _code_digest(job))
+
+
+def finished_files(job: Job) -> list[bool]:
+    """:func:`finished_file` of every file of ``job`` (its functions' code digested once)."""
+    code = _code_digest(job)
+    return [_finished(job, file, code) for file in job.files]
+
+
+def _finished(job: Job, file: JobFile, code: str | None) -> bool:
     target = file.input if job.in_place else file.output
     if job.overwrite or target is None:
         return False
@@ -309,7 +319,7 @@ def finished_file(job: Job, file: JobFile) -> bool:
                 return False
             if job.in_place:  # applied once: done, whatever its code says now
                 return True
-            same_code = f.attrs.get("h5par_code_sha256") == _code_digest(job)
+            same_code = f.attrs.get("h5par_code_sha256") == code
             return same_code and f.attrs.get("h5par_input") == _identity(file.input)
     except (OSError, KeyError, TypeError, ValueError):
         return False
@@ -349,7 +359,7 @@ def plan_job(
         does not hide a bad dataset name).
     """
     sizes = [_size(f.input) for f in job.files]
-    finished = [finished_file(job, f) for f in job.files]
+    finished = finished_files(job)
     todo = [i for i, done in enumerate(finished) if not done]
     shared, own = _split(todo, sizes, nranks, job.file_parallel_below)
     owner = {i: r for r, files in enumerate(own) for i in files}

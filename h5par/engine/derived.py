@@ -22,6 +22,7 @@ import numpy as np
 
 from h5par.core.attributes import Edit, typed_value
 from h5par.core.broadcast import broadcast_shape
+from h5par.core.globs import on_paths
 from h5par.core.layout import OutputOptions, SourceLayout, dataset_options
 from h5par.core.units import Source, Target
 from h5par.errors import UsageError
@@ -223,8 +224,7 @@ def derived_targets(
                 raise UsageError(
                     f"derived {spec.path}: the output already has {spec.path} (valid: a new path)"
                 )
-            parts = spec.path.strip("/").split("/")
-            above = ["/" + "/".join(parts[:k]) for k in range(1, len(parts))]
+            above = sorted(on_paths([spec.path]) - {spec.path})
             blocked = next((a for a in above if isinstance(src.get(a), h5py.Dataset)), None)
             if blocked is not None:
                 raise UsageError(
@@ -237,10 +237,8 @@ def derived_targets(
                 raise UsageError(f"derived {spec.path}: {exc}") from exc
             taken.add(spec.path)
             targets.append(target)
-            edits += [
-                (Edit(spec.path, n, v), typed_value(Edit(spec.path, n, v), target.out_dtype))
-                for n, v in spec.attrs.items()
-            ]
+            made = [Edit(spec.path, name, value) for name, value in spec.attrs.items()]
+            edits += [(edit, typed_value(edit, target.out_dtype)) for edit in made]
     return targets, edits
 
 

@@ -18,7 +18,7 @@ from h5py import h5t, h5z
 
 from h5par.core.attributes import Edit
 from h5par.core.dimensions import Dimension
-from h5par.core.globs import matches, select_paths
+from h5par.core.globs import matches, on_paths, select_paths
 from h5par.core.layout import OutputOptions, SourceLayout, dataset_options
 from h5par.core.sizes import format_size
 from h5par.core.slicing import Selection, parse, resolve
@@ -126,18 +126,12 @@ def _edits(
             "[[derived]] table's attrs)"
         )
     dtypes = {t.path: t.out_dtype for t in targets}
-    groups = {"/".join(t.path.split("/")[:k]) for t in new for k in range(2, t.path.count("/") + 1)}
-    written = {*dtypes, *(t.path for t in new)} | (set(keep) if keep is not None else set())
-
-    def kept(path: str) -> bool:  # a dropping output: these datasets, the groups above them
-        return (
-            keep is None
-            or path == "/"
-            or any(p == path or p.startswith(path + "/") for p in written)
-        )
-
+    made = {t.path for t in new}
+    groups = {p for p in on_paths(made) - made if p not in src}  # new groups above them
+    # A dropping output holds these datasets and the groups above them.
+    written = None if keep is None else {"/", *on_paths({*keep, *dtypes, *made})}
     return planned_edits(
-        src, job.attrs, dtypes, kept=kept, groups=groups - {p for p in groups if p in src},
+        src, job.attrs, dtypes, kept=lambda p: written is None or p in written, groups=groups,
         resuming=job.in_place and _partly_updated(job),
     )  # fmt: skip
 

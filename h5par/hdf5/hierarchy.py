@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 from h5py import h5a, h5d, h5l, h5o, h5p, h5r, h5s, h5t
 
+from h5par.core.globs import on_paths
 from h5par.core.layout import SourceLayout
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.io import same_bytes
@@ -209,7 +210,7 @@ def build_output(
     of a ``REFERENCE_LIST`` go).
     """
     objects: dict[Key, str] = {}
-    wanted = None if keep is None else _on_paths([*targets, *keep])
+    wanted = None if keep is None else on_paths([*targets, *keep])
     _build(src, dst, "", targets, objects, wanted)
     remap = _Remapper(src, dst)
     copy_attrs(src, dst, remap)
@@ -218,19 +219,6 @@ def build_output(
         dtype = _numpy_dtype(src[path]) if isinstance(src[path], h5py.Dataset) else None
         if dtype is not None and path not in targets and has_refs(dtype):
             _copy_reference_data(src[path], dst[path], remap)
-
-
-def _on_paths(paths: Collection[str]) -> set[str]:
-    """``paths`` and every group above them.
-
-    >>> sorted(_on_paths(["/a/b/c", "/d"]))
-    ['/a', '/a/b', '/a/b/c', '/d']
-    """
-    found: set[str] = set()
-    for path in paths:
-        parts = path.strip("/").split("/")
-        found.update("/" + "/".join(parts[: k + 1]) for k in range(len(parts)))
-    return found
 
 
 def _build(
