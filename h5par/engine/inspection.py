@@ -32,6 +32,7 @@ from h5par.hdf5.allocation import chunk_count
 from h5par.hdf5.attributes import fill_attribute, planned_edits
 from h5par.hdf5.dimensions import attached, plan_dimensions
 from h5par.hdf5.hierarchy import (
+    dataset_attributes,
     dataset_paths,
     filtered_chunks,
     has_refs,
@@ -79,7 +80,8 @@ def inspect_input(job: Work, problems: list[str] | None = None) -> Plan:
             job.input, job.driver, job.driver_options
         ) as src:  # its errors name the file
             note = _Problems(job, problems)
-            paths = _selected_paths(job, src, note)
+            listing = dataset_attributes(src)
+            paths = _selected_paths(job, src, listing, note)
             targets, failed = _targets(paths, note, job, src)
             processed = [t.path for t in targets] + failed  # a failed one is not "unmatched"
             for pattern in job.select:
@@ -89,7 +91,7 @@ def inspect_input(job: Work, problems: list[str] | None = None) -> Plan:
             if keep is not None:  # a dropping output keeps the coordinates of derived datasets
                 keep += [s for t in derived for s in _like_scales(src, t) if s not in keep]
             seen = set(processed)
-            others = [p for p in dataset_paths(src) if p not in seen]
+            others = [p for p in listing if p not in seen]
             if keep is not None:
                 wanted = set(keep)
                 others = [p for p in others if p in wanted]
@@ -219,17 +221,21 @@ class _Problems:
             return None
 
 
-def _selected_paths(job: Work, src: h5py.File, note: _Problems) -> list[str]:
+def _selected_paths(
+    job: Work, src: h5py.File, listing: dict[str, int], note: _Problems
+) -> list[str]:
     """The datasets ``job`` processes: those its patterns match, else every non-scale one.
+
+    ``listing`` is :func:`~h5par.hdf5.hierarchy.dataset_attributes` of ``src``.
 
     Dimension scales (``CLASS = "DIMENSION_SCALE"``: netCDF-4 coordinate variables such as
     ``/time`` and dimension placeholders) are coordinates, not data: without patterns they
     are copied untouched, and processed only when a pattern of ``input.datasets`` matches
     them (their attached datasets stay attached).
     """
-    paths = dataset_paths(src)
-    if job.patterns is None:
-        return [p for p in paths if not is_scale(src, p)]
+    paths = list(listing)
+    if job.patterns is None:  # a scale has attributes (its CLASS): others need no opening
+        return [p for p, n in listing.items() if not (n and is_scale(src, p))]
     chosen = {
         p for pattern in job.patterns for p in note.check(select_paths, paths, [pattern]) or ()
     }

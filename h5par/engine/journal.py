@@ -283,20 +283,23 @@ class Journal:
         journal._replay()
         return journal
 
-    def save(self) -> None:
+    def save(self, durable: bool = True) -> None:
         """Write the whole state atomically, in a new generation with an empty log.
 
         A crash leaves the old state and its log, or the new state; a log is replayed only
         onto the state of its own generation. Used when a run starts, resumes or stops:
-        :meth:`checkpoint` records progress in between.
+        :meth:`checkpoint` records progress in between. ``durable`` syncs the state and
+        the rename to disk; the journal of a new output need not be (its output is not
+        synced either): a state a power cut damages makes the next run start over.
         """
         old = self._log
         self.generation += 1
         data = {name: getattr(self, name) for name in _SAVED}
         temp = self.folder / f"{STATE}.tmp"
-        _write_all(temp, json.dumps({"version": VERSION, **data}).encode(), durable=True)
+        _write_all(temp, json.dumps({"version": VERSION, **data}).encode(), durable)
         os.replace(temp, self.folder / STATE)
-        _sync_folder(self.folder)
+        if durable:
+            _sync_folder(self.folder)
         old.unlink(missing_ok=True)
         self.changes.clear()
 

@@ -150,7 +150,7 @@ def _resume_or_start_locked(work: Work, plan: Plan, folder: Path) -> Journal:
             raise
     else:
         _allocate_for_ranks(work, plan, journal)
-    journal.save()
+    journal.save(durable=work.in_place)
     return journal
 
 
@@ -182,7 +182,7 @@ def _resumed(work: Work, journal: Journal) -> Journal:
                 f"purpose, delete {journal.folder} to start over"
             )
         journal.left = {}  # this run changes the file: its own stop records it again
-    journal.save()  # its log folded in: a line a kill cut short is not appended to
+    journal.save(durable=work.in_place)  # its log folded in: a cut line is not appended to
     return journal
 
 

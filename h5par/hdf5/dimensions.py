@@ -77,12 +77,13 @@ def plan_dimensions(
     """
     by_path = {t.path: t for t in targets}
     if selected is None:
-        scales = {s for t in by_path.values() for s in _picked_scales(src, t)}
+        picking = [t for t in by_path.values() if t.select is not None]
+        scales = {s for t in picking for s in _picked_scales(src, t)}
         kept = list(dict.fromkeys([*by_path, *(u for s in sorted(scales) for u in users(src[s]))]))
     else:
         kept = list(selected)
         scales = {s for p in kept for axis in attached(src[p]) for s in axis}
-    uses = [u for p in kept for u in _uses(src, p, by_path.get(p), scales)]
+    uses = [u for p in kept if scales for u in _uses(src, p, by_path.get(p), scales)]
     groups = {s.rpartition("/")[0] or "/" for s in scales}
     found = dimensions(uses, {g: link_names(src[g]) for g in groups})
     if selected is None:
@@ -158,6 +159,8 @@ def attach_dimensions(src: h5py.File, dst: h5py.File, dims: Iterable[Dimension])
     sliced in place exist already (:func:`sliced_scales`).
     """
     dims = list(dims)
+    if not dims:
+        return
     next_id = 1 + max((_dimid(dst[p]) for p in dataset_paths(dst)), default=-1)
     for dim in dims:
         if not dim.in_place:

@@ -23,7 +23,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5l, h5o, h5p, h5r, h5s, h5t
+from h5py import h5a, h5d, h5g, h5l, h5o, h5p, h5r, h5s, h5t
 
 from h5par.core.globs import on_paths
 from h5par.core.layout import SourceLayout
@@ -36,6 +36,7 @@ __all__ = [
     "copy_attrs",
     "create_target",
     "create_type",
+    "dataset_attributes",
     "dataset_paths",
     "filtered_chunks",
     "has_refs",
@@ -58,8 +59,13 @@ def object_key(obj: h5py.HLObject) -> Key:
 
 def link_names(group: h5py.Group) -> list[str]:
     """Names of every link in ``group``, in HDF5's iteration order, user-defined ones included."""
+    return link_names_of(group.id)
+
+
+def link_names_of(gid: h5g.GroupID) -> list[str]:
+    """:func:`link_names` of a low-level group identifier."""
     names: list[bytes] = []
-    group.id.links.iterate(names.append)
+    gid.links.iterate(names.append)
     return [n.decode() for n in names]
 
 
@@ -68,28 +74,42 @@ def dataset_paths(group: h5py.Group) -> list[str]:
 
     Soft, external and user-defined links are not followed: they are copied as links.
     """
-    paths: list[str] = []
+    return list(dataset_attributes(group))
+
+
+def dataset_attributes(group: h5py.Group) -> dict[str, int]:
+    """``{path: number of attributes}`` of the datasets :func:`dataset_paths` lists, in order.
+
+    Objects are asked for their header information, not opened: a listing of thousands
+    of datasets costs microseconds each (a dataset without attributes is no dimension scale).
+    """
+    found: dict[str, int] = {}
     seen: set[Key] = set()
 
-    def walk(grp: h5py.Group, prefix: str) -> None:
-        for name in link_names(grp):
-            if grp.id.links.get_info(name.encode()).type != h5l.TYPE_HARD:
+    def walk(gid: h5g.GroupID, prefix: str) -> None:
+        for name in link_names_of(gid):
+            raw = name.encode()
+            if gid.links.get_info(raw).type != h5l.TYPE_HARD:
                 continue
             try:
-                obj = grp[name]
+                info = h5o.get_info(gid, raw)
             except (KeyError, OSError, RuntimeError) as exc:  # HDF5 refused its header
                 raise OSError(f"cannot open {prefix}/{name}: {exc}") from exc
-            key = object_key(obj)
+            key = (info.fileno, info.addr)
             if key in seen:
                 continue
             seen.add(key)
-            if isinstance(obj, h5py.Dataset):
-                paths.append(f"{prefix}/{name}")
-            elif isinstance(obj, h5py.Group):
-                walk(obj, f"{prefix}/{name}")
+            if info.type == h5o.TYPE_DATASET:
+                found[f"{prefix}/{name}"] = info.num_attrs
+            elif info.type == h5o.TYPE_GROUP:
+                try:
+                    child = h5g.open(gid, raw)
+                except (KeyError, OSError, RuntimeError) as exc:
+                    raise OSError(f"cannot open {prefix}/{name}: {exc}") from exc
+                walk(child, f"{prefix}/{name}")
 
-    walk(group, "")
-    return paths
+    walk(group.id, "")
+    return found
 
 
 def source_layout(dset: h5py.Dataset) -> SourceLayout:
@@ -210,45 +230,63 @@ def build_output(
     of a ``REFERENCE_LIST`` go).
     """
     objects: dict[Key, str] = {}
+    later: list[str] = []
     wanted = None if keep is None else on_paths([*targets, *keep])
-    _build(src, dst, "", targets, objects, wanted)
+    _build(src, dst, "", _Walk(targets, objects, later, wanted))
     remap = _Remapper(src, dst)
     copy_attrs(src, dst, remap)
-    for path in objects.values():
-        copy_attrs(src[path], dst[path], remap)
-        dtype = _numpy_dtype(src[path]) if isinstance(src[path], h5py.Dataset) else None
-        if dtype is not None and path not in targets and has_refs(dtype):
-            _copy_reference_data(src[path], dst[path], remap)
+    for path in later:
+        source, copied = src[path], dst[path]
+        copy_attrs(source, copied, remap)
+        if isinstance(source, h5py.Dataset) and path not in targets and _holds_refs(source):
+            _copy_reference_data(source, copied, remap)
 
 
-def _build(
-    src: h5py.Group,
-    dst: h5py.Group,
-    prefix: str,
-    targets: Mapping[str, Mapping[str, Any]],
-    objects: dict[Key, str],
-    wanted: Collection[str] | None = None,
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class _Walk:
+    """What :func:`_build` carries down the hierarchy.
+
+    ``objects`` maps each object made to its path (a second hard link becomes a link to
+    it); ``later`` collects the paths whose attributes or references are copied afterwards.
+    """
+
+    targets: Mapping[str, Mapping[str, Any]]
+    objects: dict[Key, str]
+    later: list[str]
+    wanted: Collection[str] | None
+
+
+def _holds_refs(dset: h5py.Dataset) -> bool:
+    """True when ``dset`` holds object or region references."""
+    dtype = _numpy_dtype(dset)
+    return dtype is not None and has_refs(dtype)
+
+
+def _build(src: h5py.Group, dst: h5py.Group, prefix: str, walk: _Walk) -> None:
     for name in link_names(src):
         path = f"{prefix}/{name}"
-        if wanted is not None and path not in wanted:
+        if walk.wanted is not None and path not in walk.wanted:
             continue
         kind = src.id.links.get_info(name.encode()).type
         if kind != h5l.TYPE_HARD:
             _copy_link(src, dst, name, path, kind)
             continue
         obj = src[name]
-        key = object_key(obj)
-        if key in objects:  # another hard link to an object already made
-            dst[name] = dst.file[objects[key]]
+        info = h5o.get_info(obj.id)
+        key = (info.fileno, info.addr)
+        if key in walk.objects:  # another hard link to an object already made
+            dst[name] = dst.file[walk.objects[key]]
             continue
-        objects[key] = path
+        walk.objects[key] = path
+        target = isinstance(obj, h5py.Dataset) and path in walk.targets
+        if info.num_attrs or (isinstance(obj, h5py.Dataset) and not target and _holds_refs(obj)):
+            walk.later.append(path)
         if isinstance(obj, h5py.Group):
             order = bool(obj.id.get_create_plist().get_link_creation_order())
             group = dst.create_group(name, track_order=order or None)
-            _build(obj, group, path, targets, objects, wanted)
-        elif isinstance(obj, h5py.Dataset) and path in targets:
-            create_target(dst, name, targets[path])
+            _build(obj, group, path, walk)
+        elif target:
+            create_target(dst, name, walk.targets[path])
         else:
             external = isinstance(obj, h5py.Dataset) and bool(obj.external)
             del obj  # an external dataset is reopened with another file prefix

@@ -446,3 +446,19 @@ def test_mount_types_reads_mountinfo_and_refuses_what_it_cannot_tell() -> None:
         ]
     )
     assert lock.mount_types(text) == {(254, 1): "ext4", (0, 40): "lustre", (0, 41): ""}
+
+
+def _fsyncs_of_save(folder: Path, monkeypatch, durable: bool) -> int:
+    """How many ``fsync`` calls one :meth:`Journal.save` makes."""
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    journal.Journal(folder, "f", units={"/x": 2}).save(durable=durable)
+    return len(calls)
+
+
+def test_only_an_in_place_journal_is_synced_when_saved(tmp_path, monkeypatch) -> None:
+    """A new output's journal is not synced (its output is not either); in place, both."""
+    assert _fsyncs_of_save(tmp_path, monkeypatch, durable=False) == 0
+    assert journal.Journal.load(tmp_path).units == {"/x": 2}
+    assert _fsyncs_of_save(tmp_path, monkeypatch, durable=True) == 2  # the state, the rename
