@@ -251,8 +251,17 @@ def _plan_file(entry: dict[str, Any]) -> list[str]:
             )
             lines.append(
                 f"    rank {share['rank']}: {region}  {format_size(share['bytes'])} in {share['steps']} step(s)"
+                + _from_files(share.get("files"))
             )
     return lines
+
+
+def _from_files(files: list[str] | None) -> str:
+    """Which files of a series a share reads (``from 3 file(s): a.nc ... c.nc``)."""
+    if not files:
+        return ""
+    names = files[0] if len(files) == 1 else f"{files[0]} ... {files[-1]}"
+    return f" from {len(files)} file(s): {names}"
 
 
 def _plan_totals(entries: list[dict[str, Any]], nranks: int) -> list[str]:

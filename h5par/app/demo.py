@@ -2,7 +2,8 @@
 
 ``h5par demo DIR`` writes ``DIR/demo_input.h5`` and the job ``DIR/demo_job.toml``, then
 runs that job (the same code path as ``h5par run``): NaNs filled, negatives clipped to 0,
-float32, gzip + shuffle, global statistics per dataset.
+float32, gzip + shuffle, global statistics per dataset. It also writes a simulation's
+dumps (``DIR/dumps/``) and an ensemble (``DIR/ensemble/``) for the series jobs in ``jobs/``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from h5par.parallel.comm import bcast, rank, resolve_comm
 if TYPE_CHECKING:
     from h5par.parallel.comm import Comm
 
-__all__ = ["DEMO_JOB", "run_demo", "write_demo_input"]
+__all__ = ["DEMO_JOB", "run_demo", "write_demo_dumps", "write_demo_input"]
 
 FIELD_SHAPE = (48, 128, 128)  # time, y, x: 6 MiB of float64
+DUMPS, DUMP_STEPS, MEMBERS = 12, 4, 5  # dumps of 4 time steps; ensemble members
+GRID = (64, 96)  # y, x of the dumps and members
 
 DEMO_JOB = """\
 # The demo job: written by `h5par demo`, rerun with `h5par run demo_job.toml --overwrite`.
@@ -85,6 +88,44 @@ def write_demo_input(path: Path) -> None:
             wind.attrs["units"] = "m s-1"
 
 
+def write_demo_dumps(folder: Path) -> None:
+    """Write a run's dumps and an ensemble's members (one process).
+
+    ``folder/dumps/dump_NN.h5`` hold 4 time steps each, ``folder/ensemble/member_N.h5``
+    one ensemble member each.
+    """
+    rng = np.random.default_rng(2027)
+    for kind, count, steps in (
+        ("dumps/dump_{:02d}", DUMPS, DUMP_STEPS),
+        ("ensemble/member_{}", MEMBERS, 12),
+    ):
+        for k in range(count):
+            path = folder / f"{kind.format(k)}.h5"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            first = k * steps if kind.startswith("dumps") else 0
+            _write_dump(path, np.arange(first, first + steps) * 0.5, rng)
+
+
+def _write_dump(path: Path, times: np.ndarray, rng: np.random.Generator) -> None:
+    """One dump: a record (time) axis that may grow, coordinates, a field and a static mask."""
+    with h5py.File(path, "w") as f:
+        time = f.create_dataset("time", data=times, maxshape=(None,), chunks=(64,))
+        time.attrs["units"] = "hours since 2011-01-01T00:00"
+        time.make_scale("time")
+        y = f.create_dataset("y", data=np.arange(GRID[0], dtype="f4"))
+        y.make_scale("y")
+        shape = (len(times), *GRID)
+        data = rng.normal(loc=285.0, scale=6.0, size=shape).astype(np.float32)
+        field = f.create_dataset(
+            "temperature", data=data, chunks=(1, *GRID), maxshape=(None, *GRID),
+            compression="gzip", shuffle=True,
+        )  # fmt: skip
+        field.attrs["units"] = "K"
+        field.dims[0].attach_scale(time)
+        field.dims[1].attach_scale(y)
+        f["land"] = (rng.random(GRID) < 0.3).astype(np.int8)  # static: not joined
+
+
 def run_demo(folder: str | Path | None = None, comm: Comm | None = None) -> JobResult:
     """Write the demo input and job into ``folder`` (default: a new temporary one), run it.
 
@@ -97,5 +138,6 @@ def run_demo(folder: str | Path | None = None, comm: Comm | None = None) -> JobR
         if rank(comm) == 0:
             where.mkdir(parents=True, exist_ok=True)
             write_demo_input(where / "demo_input.h5")
+            write_demo_dumps(where)
             (where / "demo_job.toml").write_text(DEMO_JOB)
     return run(load_job(where / "demo_job.toml"), comm=comm, overwrite=True)

@@ -10,6 +10,7 @@ from h5par.engine.batch import finished_file
 from h5par.engine.jobs import Job, JobFile
 from h5par.engine.journal import DamagedJournalError, Journal, work_folder_of
 from h5par.engine.lock import holder
+from h5par.engine.series import label
 
 __all__ = ["job_status"]
 
@@ -23,7 +24,8 @@ def job_status(job: Job, path: str | Path | None = None) -> list[str]:
     lines = []
     for file in job.files:
         destination = file.input if job.in_place else file.output
-        line = f"{file.input} -> {destination or '(statistics only)'}: {_state(job, file)}"
+        name = file.input if job.series is None else label(job.series)
+        line = f"{name} -> {destination or '(statistics only)'}: {_state(job, file)}"
         lines.append(line.replace("\r", "\\r").replace("\n", "\\n"))  # names may hold them
     slurm = None if path is None else slurm_state(path)
     return lines if slurm is None else [*lines, slurm]

@@ -8,13 +8,14 @@ exactly what ``run`` does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,17 +23,21 @@ import h5py
 
 from h5par.core.attributes import history_line
 from h5par.core.decomposition import assign_files
+from h5par.core.units import Target
 from h5par.engine.config import Work, work_for
 from h5par.engine.folders import new_folders
 from h5par.engine.inspection import inspect_input
 from h5par.engine.jobs import Job, JobFile, job_from_dict, load_job
 from h5par.engine.journal import file_identity, work_folder_of
 from h5par.engine.lock import check_free
-from h5par.engine.plan import Plan, share, unit_note
+from h5par.engine.plan import Plan, input_region, share, unit_note
 from h5par.engine.progress import Progress, Relay, interval
 from h5par.engine.runner import Result, run_work
+from h5par.engine.series import Series, label, planned, prepare, remove_joined
+from h5par.engine.series import identity as series_identity
 from h5par.engine.workfolder import kernel_code
 from h5par.errors import JobProblemsError, UsageError
+from h5par.hdf5.series import feeding_files
 from h5par.hdf5.subfiles import parts_folder
 from h5par.parallel.agreement import collective_errors
 from h5par.parallel.comm import allgather, bcast, private, rank, resolve_comm, self_comm, size
@@ -95,11 +100,44 @@ def run(
         if overwrite:
             job = dataclasses.replace(job, overwrite=True)
     now = bcast(comm, datetime.datetime.now(datetime.UTC).replace(microsecond=0))
+    with _joined_kept_for_resume(job, comm):
+        return _run(job, comm, resume, quiet, how_to_overwrite, now, command)
+
+
+@contextlib.contextmanager
+def _joined_kept_for_resume(job: Job, comm: Comm) -> Iterator[None]:
+    """Remove a series' joined file when the run fails with nothing to resume (rank 0).
+
+    A stopped run (or one another run is working on) has its work folder: the joined
+    file stays for the resume.
+    """
+    try:
+        yield
+    except BaseException:
+        output = job.files[0].output
+        ours = job.series is not None and output is not None and rank(comm) == 0
+        if ours and output is not None and not stopped_file(job, job.files[0]):
+            remove_joined(output)
+        raise
+
+
+def _run(
+    job: Job,
+    comm: Comm,
+    resume: bool,
+    quiet: bool,
+    how_to_overwrite: str,
+    now: datetime.datetime,
+    command: str,
+) -> JobResult:
+    """:func:`run` once the job is valid. Collective."""
     started = now.isoformat()
     t0 = time.perf_counter()
     with collective_errors(comm, "inspect inputs"):
-        sizes = [_size(f.input) for f in job.files] if rank(comm) == 0 else []
         finished = finished_files(job) if rank(comm) == 0 else []
+        if job.series is not None and rank(comm) == 0 and not finished[0]:
+            prepare(job.series, job.datasets, job.files[0].input)
+        sizes = _sizes(job) if rank(comm) == 0 else []
         stopped = [stopped_file(job, f) for f in job.files] if rank(comm) == 0 else []
     sizes, finished, stopped = bcast(comm, (sizes, finished, stopped))
     todo = [i for i, done in enumerate(finished) if not done]
@@ -120,7 +158,7 @@ def run(
             i: work_for(
                 job, job.files[i], how_to_overwrite, resume=resume and (stopped[i] or len(job.files) == 1),
                 nranks=size(comm) if i in shared else 1,
-                provenance=provenance and {**provenance, "h5par_input": _identity(job.files[i].input)},
+                provenance=provenance and {**provenance, "h5par_input": _identity(job, job.files[i])},
                 progress=relay.update, history=history,
             )
             for i in todo
@@ -204,7 +242,9 @@ def _process(
 
     def process(i: int, on: Comm, ranks: list[int]) -> FileResult:
         result = run_work(works[i], on, plans[i])
-        return FileResult(i, str(works[i].input), ranks, _as_ranks(result, ranks))
+        series = works[i].series
+        name = str(works[i].input) if series is None else label(series)
+        return FileResult(i, name, ranks, _as_ranks(result, ranks))
 
     results = [process(i, comm, list(range(size(comm)))) for i in shared]
     mine: list[FileResult] = []
@@ -258,13 +298,16 @@ def _as_job(job: Job | Mapping[str, Any] | str | os.PathLike[str], overrides: Se
     return load_job(Path(job), overrides)
 
 
-def _identity(path: Path) -> str:
+def _identity(job: Job, file: JobFile) -> str:
     """Size, modification and change times and inode of an input, as recorded in its output.
 
     The change time and the inode tell a replacement with preserved times (``cp -p``,
     ``rsync -t``) from the file the output was made of (:func:`h5par.engine.journal.file_identity`).
+    A series records the digest of every file's (:func:`h5par.engine.series.identity`).
     """
-    return ":".join(str(v) for v in file_identity(path.stat()).values())
+    if job.series is not None:
+        return series_identity(job.series)
+    return ":".join(str(v) for v in file_identity(file.input.stat()).values())
 
 
 def _check_not_busy(job: Job, file: JobFile) -> None:
@@ -320,7 +363,7 @@ def _finished(job: Job, file: JobFile, code: str | None) -> bool:
             if job.in_place:  # applied once: done, whatever its code says now
                 return True
             same_code = f.attrs.get("h5par_code_sha256") == code
-            return same_code and f.attrs.get("h5par_input") == _identity(file.input)
+            return same_code and f.attrs.get("h5par_input") == _identity(job, file)
     except (OSError, KeyError, TypeError, ValueError):
         return False
 
@@ -335,6 +378,13 @@ def _skipped(job: Job, i: int) -> FileResult:
 def _new_folders(folder: Path) -> list[str]:
     """The output folders a run would create for one file (``h5par plan`` lists them)."""
     return [str(p) for p in new_folders(folder)]
+
+
+def _sizes(job: Job) -> list[int]:
+    """The bytes of each input of ``job`` (a series': those of all its files)."""
+    if job.series is not None:
+        return [sum(_size(p) for p in job.series.sources)]
+    return [_size(f.input) for f in job.files]
 
 
 def _size(path: Path) -> int:
@@ -358,7 +408,28 @@ def plan_job(
         Every problem found in every file and dataset, one line each (an existing output
         does not hide a bad dataset name).
     """
-    sizes = [_size(f.input) for f in job.files]
+    if job.series is not None:
+        return _plan_series(job, job.series, nranks, how_to_overwrite)
+    return _plan_files(job, nranks, how_to_overwrite)
+
+
+def _plan_series(
+    job: Job, series: Series, nranks: int, how_to_overwrite: str
+) -> list[dict[str, Any]]:
+    """:func:`plan_job` of a series, on its joined file (made for the plan if not there)."""
+    (file,) = job.files
+    assert file.output is not None
+    with planned(series, job.datasets, file.output) as joined:
+        planning = dataclasses.replace(job, files=[dataclasses.replace(file, input=joined)])
+        (entry,) = _plan_files(planning, nranks, how_to_overwrite)
+    entry["input"] = label(series)
+    entry["series"] = {"combine": series.combine, "files": [str(p) for p in series.sources]}
+    return [entry]
+
+
+def _plan_files(job: Job, nranks: int, how_to_overwrite: str) -> list[dict[str, Any]]:
+    """:func:`plan_job` of a job's files, each its own input."""
+    sizes = _sizes(job)
     finished = finished_files(job)
     todo = [i for i, done in enumerate(finished) if not done]
     shared, own = _split(todo, sizes, nranks, job.file_parallel_below)
@@ -442,4 +513,17 @@ def _planned(job: Job, work: Work, ranks: list[int], problems: list[str]) -> dic
         }
         if t.derived:
             planned[t.path]["formula"] = t.formula
+    if work.series is not None:
+        _feeding(work, plan.targets, planned)
     return planned
+
+
+def _feeding(work: Work, targets: Sequence[Target], planned: dict[str, Any]) -> None:
+    """Add to each share of a series' joined datasets the files it reads (``files``)."""
+    assert work.series is not None
+    given = {os.path.realpath(p): str(p) for p in work.series.sources}  # as the job names them
+    with h5py.File(work.input, "r") as f:
+        for t in targets:
+            for entry in planned[t.path]["ranks"]:
+                names = feeding_files(f[t.path], input_region(t, entry["region"]))
+                entry["files"] = [given[os.path.realpath(work.input.parent / n)] for n in names]

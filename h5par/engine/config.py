@@ -26,6 +26,7 @@ from h5par.core.units import Target
 from h5par.engine.derived import Derived, check_references, derived_specs
 from h5par.engine.folders import check_output_folder
 from h5par.engine.jobs import Job, JobFile
+from h5par.engine.series import Series
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.io import DRIVERS, SERIAL_H5PY_FIX
 from h5par.hdf5.subfiles import parts_folder
@@ -77,6 +78,8 @@ class Work:
         How the caller asks to replace an existing output, for the errors that say it
         exists: ``"pass overwrite=True"`` from Python, ``"set output.overwrite = true or
         pass --overwrite"`` for a job run by the command line.
+    series : Series or None
+        The series whose joined file ``input`` is (:mod:`h5par.engine.series`).
     """
 
     input: Path
@@ -100,6 +103,7 @@ class Work:
     history: str | None = None
     derived: tuple[Derived, ...] = ()
     overwrite_hint: str = "pass overwrite=True"
+    series: Series | None = None
 
     @property
     def destination(self) -> Path | None:
@@ -196,6 +200,8 @@ def work_for(
         select=job.select,
         attrs=job.attrs,
         derived=job.derived,
+        series=job.series,
+        materialize=job.series is not None and not job.series.virtual,
         **settings,
     )
 

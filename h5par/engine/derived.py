@@ -279,10 +279,10 @@ def _target(
         where = "the input" if file is None else repr(str(file))
         if not isinstance(dset, h5py.Dataset):
             raise UsageError(f"input {name}: {path} is not a dataset of {where}")
-        if dset.shape is None or dset.dtype.kind not in "biuf" or dset.is_virtual:
+        if dset.shape is None or dset.dtype.kind not in "biuf":
             raise UsageError(
-                f"input {name}: {path} of {where} is {dset.dtype} {dset.shape} "
-                f"{'(virtual)' if dset.is_virtual else ''}(valid: a numeric, non-virtual dataset)"
+                f"input {name}: {path} of {where} is {dset.dtype} {dset.shape} (valid: a "
+                "numeric dataset)"
             )
         fill = fill_attribute(dset) if respect_fill_value else None
         sources.append(
@@ -310,4 +310,5 @@ def _target(
         spec.path, shape, dtype, out_shape, out_dtype, align, create, fill,
         out_fill, sources=tuple(sources), formula=spec.derivation.text,
         like=None if like is None else like.path,
+        virtual=any(d.is_virtual for d in datasets.values()),  # read without mpio
     )  # fmt: skip

@@ -27,6 +27,7 @@ from h5par.engine.config import Work
 from h5par.engine.derived import derived_targets
 from h5par.engine.journal import DamagedJournalError, Journal, stat_identity, work_folder_of
 from h5par.engine.plan import STEP_FRACTION, Plan, step_itemsize
+from h5par.engine.series import label
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.allocation import chunk_count
 from h5par.hdf5.attributes import fill_attribute, planned_edits
@@ -203,7 +204,8 @@ class _Problems:
     """Raise a problem naming the file, or (with a list) note it and go on."""
 
     def __init__(self, job: Work, problems: list[str] | None) -> None:
-        self.name, self.problems = str(job.input), problems
+        self.name = str(job.input) if job.series is None else label(job.series)
+        self.problems = problems
 
     @property
     def count(self) -> int:
@@ -226,7 +228,9 @@ def _selected_paths(
 ) -> list[str]:
     """The datasets ``job`` processes: those its patterns match, else every non-scale one.
 
-    ``listing`` is :func:`~h5par.hdf5.hierarchy.dataset_attributes` of ``src``.
+    ``listing`` is :func:`~h5par.hdf5.hierarchy.dataset_attributes` of ``src``. In a
+    series' joined file, the datasets joined (virtual ones): what is not joined is copied
+    from the first file, as NCO does.
 
     Dimension scales (``CLASS = "DIMENSION_SCALE"``: netCDF-4 coordinate variables such as
     ``/time`` and dimension placeholders) are coordinates, not data: without patterns they
@@ -235,7 +239,8 @@ def _selected_paths(
     """
     paths = list(listing)
     if job.patterns is None:  # a scale has attributes (its CLASS): others need no opening
-        return [p for p, n in listing.items() if not (n and is_scale(src, p))]
+        data = [p for p, n in listing.items() if not (n and is_scale(src, p))]
+        return [p for p in data if src[p].is_virtual] if job.series else data
     chosen = {
         p for pattern in job.patterns for p in note.check(select_paths, paths, [pattern]) or ()
     }
@@ -264,18 +269,22 @@ _LOSSLESS_FILTERS = frozenset({h5z.FILTER_DEFLATE, h5z.FILTER_SHUFFLE, h5z.FILTE
 
 def _parallel_copy(job: Work, dset: h5py.Dataset) -> Target | None:
     """An untouched large dataset copied slab by slab by every rank, or None (object copy)."""
-    if job.output is None or dset.shape is None or dset.external or dset.is_virtual:
+    joined = job.materialize and dset.is_virtual  # its data is read through it, at any size
+    if job.output is None or dset.shape is None or dset.external or dset.is_virtual != joined:
         return None
     try:
         dtype = dset.dtype
     except TypeError:  # no numpy equivalent (e.g. H5T_TIME): HDF5's object copy handles it
         return None
-    if dset.size * dtype.itemsize < PARALLEL_COPY_BYTES or dtype.hasobject or has_refs(dtype):
+    small = dset.size * dtype.itemsize < PARALLEL_COPY_BYTES and not joined
+    if small or dtype.hasobject or has_refs(dtype):
         return None
     if dtype.subdtype is not None:  # h5py reads such blocks with the subarray's axes added
         return None
-    if dtype.itemsize > job.budget // STEP_FRACTION or not _fully_allocated(dset):
-        return None  # huge elements; sparse datasets (the object copy keeps holes unallocated)
+    if dtype.itemsize > job.budget // STEP_FRACTION:
+        return None  # huge elements
+    if not joined and not _fully_allocated(dset):
+        return None  # sparse datasets (the object copy keeps holes unallocated)
     dcpl = dset.id.get_create_plist()
     if any(dcpl.get_filter(i)[0] not in _LOSSLESS_FILTERS for i in range(dcpl.get_nfilters())):
         return None
@@ -283,7 +292,9 @@ def _parallel_copy(job: Work, dset: h5py.Dataset) -> Target | None:
     shape = tuple(dset.shape)
     create = dataset_options(layout, shape, shape, dtype, OutputOptions(), False)
     create.update(kept_type(dset, dtype))
-    return Target(dset.name, shape, dtype, shape, dtype, layout.chunks, create, copy=True)
+    return Target(
+        dset.name, shape, dtype, shape, dtype, layout.chunks, create, copy=True, virtual=joined
+    )
 
 
 def _named(path: str, plan: Any, job: Work, src: h5py.File) -> Target | None:

@@ -22,6 +22,7 @@ from h5par.core.layout import COMPRESSIONS, OutputOptions
 from h5par.core.sizes import parse_size
 from h5par.core.slicing import checked
 from h5par.engine.derived import Derived, check_references, derived_specs
+from h5par.engine.series import Series, joined_file, series_of
 from h5par.errors import UsageError
 from h5par.kernels import Chain
 from h5par.parallel.guard import DEFAULT_WATCHDOG
@@ -35,6 +36,9 @@ _TABLES: dict[str, dict[str, type | tuple[type, ...]]] = {
         "select": dict,
         "driver": str,
         "memb_size": (str, int),
+        "combine": str,
+        "axis": int,
+        "order_by": str,
     },
     "output": {
         "path": str,
@@ -121,6 +125,9 @@ class Job:
         Outputs record the ``history`` line and the ``h5par_*`` attributes.
     derived : tuple of Derived
         ``[[derived]]``: new datasets computed from others.
+    series : Series or None
+        ``input.combine``: every input makes one output (``files`` is then its one joined
+        file, :mod:`h5par.engine.series`).
     """
 
     files: list[JobFile]
@@ -141,6 +148,7 @@ class Job:
     attrs: AttributeEdits = dataclasses.field(default_factory=AttributeEdits)
     provenance: bool = True
     derived: tuple[Derived, ...] = ()
+    series: Series | None = None
 
     @property
     def sha256(self) -> str:
@@ -268,9 +276,19 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
     inp, out, run = tables["input"], tables["output"], tables["run"]
     base = Path(base)
     inputs = expand_inputs(inp.get("path"), base, inp.get("driver", "auto"))
-    files, in_place = _outputs(
-        inputs, out, base, has_reduce=any(k.get("name") == "reduce" for k in kernels)
-    )
+    series = series_of(inp, out.get("layout", "single"), inputs)
+    if series is None and out.get("layout") == "virtual":
+        raise UsageError(
+            "output.layout = 'virtual' needs input.combine (valid without it: single, subfiled)"
+        )
+    if series is not None:
+        changes = bool(kernels or data.get("derived") or inp.get("select"))
+        out = _series_output(series, out, base, changes)
+        files, in_place = [JobFile(0, joined_file(series, out["path"]), out["path"])], False
+    else:
+        files, in_place = _outputs(
+            inputs, out, base, has_reduce=any(k.get("name") == "reduce" for k in kernels)
+        )
     options = _options(out)
     memory = _size("run.memory", run.get("memory", "256MiB"))
     datasets = inp.get("datasets")
@@ -301,7 +319,40 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
         attrs=attribute_edits(out.get("attrs"), out.get("delete_attrs")),
         provenance=_provenance(out.get("provenance", True), in_place),
         derived=_derived(data.get("derived", []), base, files),
+        series=series,
     )
+
+
+def _series_output(
+    series: Series, out: Mapping[str, Any], base: Path, changes: bool
+) -> dict[str, Any]:
+    """``[output]`` of a series, its path resolved (``layout = "virtual"`` is a plain one).
+
+    A series makes one output file; a virtual one maps the inputs and cannot change data.
+    """
+    if out.get("in_place", False):
+        raise UsageError("input.combine makes one new file: give output.path, not in_place")
+    pattern = out.get("path")
+    if pattern is None:
+        raise UsageError("input.combine needs output.path (the one file the series makes)")
+    if any(ph in pattern for ph in _PLACEHOLDERS):
+        raise UsageError(
+            f"output.path = {pattern!r}: a series makes one file (valid: a path without "
+            f"{', '.join(_PLACEHOLDERS)})"
+        )
+    path = tidy(base / pattern)
+    if path.resolve() in {p.resolve() for p in series.sources}:
+        raise UsageError(f"output {str(path)!r} would overwrite an input of the series")
+    if series.virtual and changes:
+        raise UsageError(
+            "output.layout = 'virtual' maps the inputs: it cannot apply kernels, derived "
+            "datasets or selections (valid with them: 'single', 'subfiled')"
+        )
+    return {
+        **out,
+        "path": path,
+        "layout": "single" if series.virtual else out.get("layout", "single"),
+    }
 
 
 def _derived(tables: Any, base: Path, files: list[JobFile]) -> tuple[Derived, ...]:

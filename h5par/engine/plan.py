@@ -28,6 +28,7 @@ __all__ = [
     "STEP_FRACTION",
     "Plan",
     "input_cache",
+    "input_region",
     "pieces",
     "share",
     "step_itemsize",
@@ -252,3 +253,16 @@ def share(target: Target, chain: Chain, r: int, nranks: int, budget: int) -> dic
     every = units(target, chain, budget)
     mine = [every[u] for u in assign(range(len(every)), nranks)[r]]
     return describe(r, mine, sum(read_bytes(target, b) for b in mine))
+
+
+def input_region(target: Target, region: list[list[int]] | None) -> list[list[int]] | None:
+    """The input region behind a share's ``region`` (reduced axes taken whole).
+
+    >>> t = Target("/x", (6, 4), np.dtype("f8"), (4,), np.dtype("f8"), None, {}, axes=(0,))
+    >>> input_region(t, [[1, 3]])
+    [[0, 6], [1, 3]]
+    """
+    if region is None or not target.axes:
+        return region
+    kept = iter(region)
+    return [[0, n] if a in target.axes else next(kept) for a, n in enumerate(target.shape)]

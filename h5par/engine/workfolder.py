@@ -34,6 +34,8 @@ from h5par.engine.journal import (
 )
 from h5par.engine.lock import BusyError, Lock, holder, take
 from h5par.engine.plan import Plan, units
+from h5par.engine.series import check_unchanged, remove_joined
+from h5par.engine.series import identity as series_identity
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.allocation import allocate_missing
 from h5par.hdf5.attributes import write_metadata
@@ -276,13 +278,15 @@ def _units_digest(boxes: dict[str, list[Index]]) -> str:
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
 
 
-def _input_identity(work: Work) -> dict[str, int]:
+def _input_identity(work: Work) -> dict[str, Any]:
     """What tells the input apart from a replacement (``cp -p``, ``rsync -t`` keep times).
 
     A new output: size, modification and change times, inode. In place the run itself
     changes the times: the inode only. Never the device number, which differs between
-    the nodes mounting one NFS file system.
+    the nodes mounting one NFS file system. A series: those of every file.
     """
+    if work.series is not None:
+        return {"series": series_identity(work.series)}
     identity = stat_identity(work.input)
     return {"inode": identity["inode"]} if work.in_place and identity else identity
 
@@ -375,6 +379,8 @@ def finalize(work: Work, plan: Plan, journal: Journal) -> None:
             with open(work.input, "rb") as src, open(journal.output, "r+b") as dst:
                 dst.write(src.read(plan.userblock))
         os.replace(journal.output, work.output)
+        if work.series is not None:
+            remove_joined(work.output)
     journal.remove()
 
 
@@ -383,6 +389,8 @@ def _check_input_unchanged(work: Work, journal: Journal) -> None:
 
     An in-place run of another job on the input, say: the output would mix old and new data.
     """
+    if work.series is not None:
+        check_unchanged(work.series, work.input)
     if journal.read and stat_identity(work.input) != journal.read:
         raise H5ParError(
             f"input {str(work.input)!r} changed while this run read it (size, times or inode "

@@ -115,15 +115,18 @@ def dataset_attributes(group: h5py.Group) -> dict[str, int]:
 def source_layout(dset: h5py.Dataset) -> SourceLayout:
     """The creation properties of ``dset`` that an output may keep.
 
-    A virtual dataset keeps the chunks and filters of its first source when that source
-    has its shape (as h5par's subfiled parts do), so consolidating keeps the layout.
+    A virtual dataset keeps the chunks and filters of its first source (see
+    :func:`_first_source`), so consolidating subfiled parts or joining a series of files
+    keeps their layout.
     """
     dcpl = dset.id.get_create_plist()
     user_fill = dcpl.fill_value_defined() == h5d.FILL_VALUE_USER_DEFINED
     if dset.is_virtual:
         first = _first_source(dset)
         fill = dset.fillvalue if user_fill else None
-        return dataclasses.replace(first or SourceLayout(), maxshape=dset.maxshape, fillvalue=fill)
+        if first is None:
+            return SourceLayout(maxshape=dset.maxshape, fillvalue=fill)
+        return dataclasses.replace(first, fillvalue=fill)
     compression = dset.compression if dset.compression in _KNOWN_FILTERS else None
     return SourceLayout(
         chunks=dset.chunks,
@@ -201,17 +204,33 @@ def missing_sources(dset: h5py.Dataset) -> list[str]:
 
 
 def _first_source(dset: h5py.Dataset) -> SourceLayout | None:
-    """The layout of a virtual dataset's first source, if it opens and has the same shape."""
+    """The layout of a virtual dataset's first source, fitted to the virtual dataset.
+
+    The source has the virtual dataset's axes, or one fewer (a stacked series: a chunk
+    is then one index deep along the new axis 0). Chunks are cut to the virtual shape;
+    an axis the source may grow along (netCDF's record axis) may grow in the output too.
+    None when the source does not open, is virtual itself or has other axes.
+    """
     sources = dset.virtual_sources()
     if not sources:
         return None
     try:
         with h5py.File(_source_file(dset, sources[0].file_name), "r") as f:
             source = f[sources[0].dset_name]
-            same = source.shape == dset.shape and not source.is_virtual
-            return source_layout(source) if same else None
+            new = len(dset.shape) - len(source.shape or ())
+            if source.is_virtual or new not in (0, 1) or source.shape is None:
+                return None
+            layout, grows = source_layout(source), tuple(source.maxshape)
     except (OSError, KeyError):
         return None
+    kept = (0,) * new + grows  # the new axis is as long as it is
+    maxshape = tuple(n if m is not None else None for n, m in zip(dset.shape, kept, strict=True))
+    if layout.chunks is None:
+        return dataclasses.replace(layout, maxshape=dset.shape)
+    chunks = tuple(
+        max(1, min(c, n)) for c, n in zip((1,) * new + layout.chunks, dset.shape, strict=True)
+    )
+    return dataclasses.replace(layout, chunks=chunks, maxshape=maxshape)
 
 
 def build_output(

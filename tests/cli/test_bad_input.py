@@ -147,7 +147,10 @@ CASES: dict[str, Case] = {
     ),
     "unknown key in input": Case(
         '[input]\npath = "in.h5"\nfile = 1\n' + OUT,
-        ("input: unknown key 'file'", "valid: path, datasets, select, driver, memb_size"),
+        (
+            "input: unknown key 'file'",
+            "valid: path, datasets, select, driver, memb_size, combine, axis, order_by",
+        ),
     ),
     "unknown key in output": Case(
         IN + '[output]\npath = "o.h5"\ncompress = "gzip"\n',

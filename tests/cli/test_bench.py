@@ -255,3 +255,47 @@ def test_derived_benchmark_refuses_a_wrong_output(tmp_path: Path) -> None:
     assert "differ from numpy" in (derived.verify(tmp_path, "copy", "h5par-2") or "")
     assert derived.verify(tmp_path, "copy", "ncap2") is None  # one ulp: NCO's tolerance
     assert "u kept" in (derived.verify(tmp_path, "only", "serial") or "")
+
+
+@pytest.mark.skipif(shutil.which("ncrcat") is None, reason="NCO is not installed")
+def test_series_benchmark_runs_and_verifies_every_method(
+    tmp_path: Path, mpitools: SimpleNamespace
+) -> None:
+    """benchmarks/series.py on 4 small dumps: NCO (and CDO if installed) and h5par, checked."""
+    results = tmp_path / "results"
+    cmd = [sys.executable, str(BENCHMARKS / "series.py"), "--dumps=4", "--steps=3", "--plane=32"]
+    done = mpitools.launch(
+        [*cmd, "--rounds=1", f"--results={results}"], env=mpitools.mpi_env(), timeout=360
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    data = json.loads((results / "series.json").read_text())
+    assert data["failures"] == []
+    peers = {"concat": "ncrcat", "timmean": "ncra", "ensmean": "nces"}
+    for workload, peer in peers.items():
+        rows = {r["method"] for r in data["rows"] if r["workload"] == workload}
+        assert {peer, "h5par-1", "h5par-2"} <= rows, workload
+    assert ">= 1.5" in (results / "series.txt").read_text()
+
+
+def test_series_benchmark_refuses_a_wrong_output(tmp_path: Path) -> None:
+    """Its check is real: a dump left out of the series, or a mean off by 1e-9, fails."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import series
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    series.make_dumps(tmp_path / "dumps", 3, 2, 8)
+    (tmp_path / "out").mkdir()
+    parts = {
+        n: [h5py.File(p)[n][...] for p in sorted((tmp_path / "dumps").iterdir())]
+        for n in series.FIELDS
+    }
+    with h5py.File(tmp_path / "out/out.nc", "w") as f:
+        for name, arrays in parts.items():
+            f[name] = np.concatenate(arrays[:2])
+    assert "the part of dump_002.nc differs" in (series.verify(tmp_path, "concat", "h5par-2") or "")
+    with h5py.File(tmp_path / "out/out.nc", "w") as f:
+        for name, arrays in parts.items():
+            f[name] = np.concatenate(arrays).astype("f8").mean(0) * (1 + 1e-9)
+    assert "differs from numpy's" in (series.verify(tmp_path, "timmean", "h5par-2") or "")
+    assert series.verify(tmp_path, "timmean", "ncra") is None  # within the peers' 1e-6

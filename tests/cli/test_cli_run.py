@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
 
-from h5par.app.demo import write_demo_input
+from h5par.app.demo import write_demo_dumps, write_demo_input
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 # Runs the CLI and reports each rank's exit status on stdout.
@@ -61,12 +61,19 @@ DERIVED = {
         np.float32
     ),
 }
+#: Jobs over a series of files: the files they read, and the result from numpy's stack of them.
+SERIES = {
+    "time_series": ("dumps/dump_*.h5", lambda s: np.concatenate(s)),
+    "time_mean_over_dumps": ("dumps/dump_*.h5", lambda s: np.concatenate(s).astype("f8").mean(0)),
+    "ensemble_mean": ("ensemble/member_*.h5", lambda s: np.stack(s).astype("f8").mean(0)),
+}
 
 
 @pytest.fixture(scope="module")
 def demo_input(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "demo_input.h5"
     write_demo_input(path)
+    write_demo_dumps(path.parent)
     with h5py.File(path) as f, h5py.File(path.parent / "reference.h5", "w") as ref:
         ref["simulation/field"] = np.nan_to_num(f["simulation/field"][...]).astype(np.float32)
     return path
@@ -81,7 +88,10 @@ def test_every_shipped_job_plans_and_runs_at_2_ranks(
     run_mpi, run_python, demo_input, tmp_path, job
 ) -> None:
     sets = ["--set", f"input.path={demo_input}"]
-    if job != "statistics":
+    if job in SERIES:
+        sets = ["--set", f"input.path={demo_input.parent / SERIES[job][0]}"]
+        sets += ["--set", f"output.path={tmp_path}/demo_input_out.h5"]
+    elif job != "statistics":
         sets += ["--set", f"output.path={tmp_path}/{{stem}}_out.h5"]
     reference_file = demo_input.parent / "reference.h5"  # a reference file of other values
     if job == "anomaly":
@@ -107,6 +117,15 @@ def test_every_shipped_job_plans_and_runs_at_2_ranks(
         assert stats["histogram"]["counts"] == np.histogram(finite, bins=20)[0].tolist()
         return
     out = tmp_path / "demo_input_out.h5"
+    if job in SERIES:
+        files = sorted(demo_input.parent.glob(SERIES[job][0]))
+        with h5py.File(out) as g:
+            want = SERIES[job][1]([h5py.File(p)["temperature"][...] for p in files])
+            assert g["temperature"].dtype == want.dtype and g["temperature"].shape == want.shape
+            got = g["temperature"][...]
+            exact = job == "time_series"  # a copy: bitwise; means: within the contract's sums
+            assert got.tobytes() == want.tobytes() if exact else np.allclose(got, want, rtol=1e-12)
+        return
     if job in DERIVED:
         (path,) = summary["files"][0]["datasets"]
         with h5py.File(demo_input) as fin, h5py.File(reference_file) as ref, h5py.File(out) as g:

@@ -97,8 +97,8 @@ def test_a_corrupt_dataset_header_shows_h5pys_error_through_each_wrapper(tmp_pat
     path = job(tmp_path, input="in.h5")
     line = only_one_line(h5par(["run", str(path)], tmp_path), "may be corrupt", "cannot open /m")
     done = h5par(["run", str(path), "--debug"], tmp_path)
-    traceback_with_cause(done, line, "KeyError: 'Unable to open object")
-    # h5py's KeyError -> the walk's OSError naming /m -> the input's UsageError
+    traceback_with_cause(done, line, "RuntimeError: Can't get info for object: 'm'")
+    # HDF5's refusal of the header -> the walk's OSError naming /m -> the input's UsageError
     assert done.stderr.count(CAUSE) == 2, done.stderr
 
 

@@ -78,7 +78,7 @@ BAD_JOBS = [
     ({"version": 2}, "version = 2 (valid: 1)"),
     (
         {"input__pth": "x"},
-        "input: unknown key 'pth' (valid: path, datasets, select, driver, memb_size)",
+        "input: unknown key 'pth' (valid: path, datasets, select, driver, memb_size, combine, axis, order_by)",
     ),
     ({"input__path": "nothing_*.h5"}, "input.path 'nothing_*.h5' matches no file"),
     ({"input__path": 5}, "input.path = 5 has the wrong type (valid: a string or a list)"),
