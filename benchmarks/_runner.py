@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -117,3 +119,71 @@ def save_results(
     (folder / f"{name}.json").write_text(json.dumps({**summary, "failures": failures}, indent=1))
     print(f"\nresults: {folder}")
     return 1 if failures else 0
+
+
+def timed(run: list[str], rss: Path) -> list[str]:
+    """``run`` under GNU time appending each process's peak RSS (KiB) to ``rss``, if present."""
+    timer = shutil.which("time", path="/usr/bin:/bin")
+    return run if timer is None else [timer, "-a", "-o", str(rss), "-f", "%M", *run]
+
+
+def h5par_command(python: str, mpirun: str, job: str, ranks: int, rss: Path) -> list[str]:
+    """``h5par run JOB --quiet`` on one process or under ``mpirun -n RANKS``, :func:`timed`."""
+    launcher = ["-m", "mpi4py"] if ranks > 1 else []
+    run = timed([python, *launcher, "-m", "h5par", "run", job, "--quiet"], rss)
+    return [mpirun, "-n", str(ranks), *run] if ranks > 1 else run
+
+
+def run_in(root: Path, cmd: list[str], timeout: float) -> dict[str, Any]:
+    """One timed run of ``cmd`` (built with :func:`timed` on ``root/rss.txt``) in ``root``.
+
+    ``root/out`` is emptied first and dirty pages synced outside the timing; the record is
+    :func:`launch`'s with ``rss_mib``, the peak RSS of each process.
+    """
+    shutil.rmtree(root / "out", ignore_errors=True)
+    (root / "out").mkdir()
+    os.sync()
+    (root / "rss.txt").unlink(missing_ok=True)
+    record = launch(cmd, environment(None), root, timeout)
+    if (root / "rss.txt").exists():
+        text = (root / "rss.txt").read_text().split()
+        record["rss_mib"] = [int(x) / 1024 for x in text if x.isdigit()]
+    return record
+
+
+def peer_table(
+    runs: list[dict[str, Any]],
+    methods: dict[str, list[str]],
+    peers: set[str],
+    target: float,
+    widths: tuple[int, int] = (9, 10),
+) -> tuple[list[dict[str, Any]], str]:
+    """Per workload and method: median, min-max, peak RSS, the fastest peer ÷ the method.
+
+    ``methods`` maps each workload to its methods, ``peers`` names the methods compared
+    against; ``h5par-2`` gets the verdict against ``target``.
+    """
+    rows, lines = [], []
+    for workload, names in methods.items():
+        mine = [r for r in runs if r["workload"] == workload and r["returncode"] == 0]
+        walls = {m: [r["wall"] for r in mine if r["method"] == m] for m in names}
+        medians = {m: statistics.median(w) for m, w in walls.items() if w}
+        peer = min((v for m, v in medians.items() if m in peers), default=None)
+        for method, values in walls.items():
+            if not values:
+                continue
+            rss = max(
+                (x for r in mine if r["method"] == method for x in r.get("rss_mib", [])), default=0
+            )
+            ratio = None if peer is None else peer / medians[method]
+            verdict = ""
+            if method == "h5par-2" and ratio is not None:
+                verdict = f">= {target} {'ok' if ratio >= target else 'MISS'}"
+            rows.append({"workload": workload, "method": method, "median": medians[method],
+                         "min": min(values), "max": max(values), "rss_mib": rss,
+                         "ratio": ratio, "target": verdict})  # fmt: skip
+            lines.append(f"{workload:{widths[0]}}{method:{widths[1]}}{medians[method]:9.2f} "
+                         f"{min(values):7.2f}-{max(values):<7.2f}{rss:8.0f} MiB  "
+                         f"{ratio or 0:6.2f}  {verdict}")  # fmt: skip
+    head = f"{'workload':{widths[0]}}{'method':{widths[1]}}{'median s':>9} {'min-max s':>15}{'peak RSS':>12}  peer/method"
+    return rows, "\n".join([head, *lines])

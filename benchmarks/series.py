@@ -25,9 +25,7 @@ it is not installed (``apt-get install cdo``).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,7 +33,15 @@ from typing import Any
 
 import h5py
 import numpy as np
-from _runner import environment, interleaved, launch, rss_line, save_results
+from _runner import (
+    h5par_command,
+    interleaved,
+    peer_table,
+    rss_line,
+    run_in,
+    save_results,
+    timed,
+)
 
 WORKLOADS = ("concat", "timmean", "ensmean")
 FIELDS = ("T", "u", "v")
@@ -103,27 +109,14 @@ def command(args: argparse.Namespace, workload: str, method: str, root: Path) ->
     """The command line of one run, every process under GNU time (peak RSS) when present."""
     if method in PEERS[workload]:
         files = sorted(str(p.relative_to(root)) for p in (root / "dumps").glob("dump_*.nc"))
-        run = [*PEERS[workload][method], *files, "out/out.nc"]
-    else:
-        launcher = ["-m", "mpi4py"] if method == "h5par-2" else []
-        run = [args.python, *launcher, "-m", "h5par", "run", f"{workload}.toml", "--quiet"]
-    timer = shutil.which("time", path="/usr/bin:/bin")
-    if timer is not None:
-        run = [timer, "-a", "-o", str(root / "rss.txt"), "-f", "%M", *run]
-    return [args.mpirun, "-n", "2", *run] if method == "h5par-2" else run
+        return timed([*PEERS[workload][method], *files, "out/out.nc"], root / "rss.txt")
+    ranks = int(method[-1])
+    return h5par_command(args.python, args.mpirun, f"{workload}.toml", ranks, root / "rss.txt")
 
 
 def run_one(args: argparse.Namespace, root: Path, workload: str, method: str) -> dict[str, Any]:
     """One timed run; the record (wall, status, peak RSS per process)."""
-    shutil.rmtree(root / "out", ignore_errors=True)
-    (root / "out").mkdir()
-    os.sync()  # the previous run's dirty pages, outside the timing
-    (root / "rss.txt").unlink(missing_ok=True)
-    record = launch(command(args, workload, method, root), environment(None), root, args.timeout)
-    if (root / "rss.txt").exists():
-        text = (root / "rss.txt").read_text().split()
-        record["rss_mib"] = [int(x) / 1024 for x in text if x.isdigit()]
-    return record
+    return run_in(root, command(args, workload, method, root), args.timeout)
 
 
 def verify(root: Path, workload: str, method: str) -> str | None:
@@ -164,32 +157,8 @@ def verify(root: Path, workload: str, method: str) -> str | None:
 
 def summarize(runs: list[dict[str, Any]], workloads: list[str]) -> tuple[list[dict[str, Any]], str]:
     """Per workload and method: median, min, max, peak RSS, fastest peer / method."""
-    rows, lines = [], []
-    for workload in workloads:
-        walls = {
-            m: [r["wall"] for r in runs if (r["workload"], r["method"]) == (workload, m) and r["returncode"] == 0]
-            for m in methods(workload)
-        }  # fmt: skip
-        medians = {m: statistics.median(w) for m, w in walls.items() if w}
-        peer = min((v for m, v in medians.items() if not m.startswith("h5par")), default=None)
-        for method, values in walls.items():
-            if not values:
-                continue
-            rss = max((x for r in runs if (r["workload"], r["method"]) == (workload, method)
-                       for x in r.get("rss_mib", [])), default=0)  # fmt: skip
-            ratio = None if peer is None else peer / medians[method]
-            verdict = ""
-            if method == "h5par-2" and ratio is not None:
-                verdict = f">= {TARGET} {'ok' if ratio >= TARGET else 'MISS'}"
-            rows.append({"workload": workload, "method": method, "median": medians[method],
-                         "min": min(values), "max": max(values), "rss_mib": rss,
-                         "ratio": ratio, "target": verdict})  # fmt: skip
-            lines.append(f"{workload:9}{method:9}{medians[method]:9.2f} {min(values):7.2f}-"
-                         f"{max(values):<7.2f}{rss:8.0f} MiB  {ratio or 0:6.2f}  {verdict}")  # fmt: skip
-    head = (
-        f"{'workload':9}{'method':9}{'median s':>9} {'min-max s':>15}{'peak RSS':>12}  peer/method"
-    )
-    return rows, "\n".join([head, *lines])
+    peers = {m for w in workloads for m in PEERS[w]}
+    return peer_table(runs, {w: methods(w) for w in workloads}, peers, TARGET, (9, 9))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -147,6 +148,31 @@ def _run_mpi_fixture() -> object:
     return run_mpi
 
 
+#: ``python -c WRAPPER ARGS`` runs the CLI as ``h5par ARGS`` and exits with its status.
+CLI_WRAPPER = "import sys, h5par.app.cli as c; sys.exit(c.main(sys.argv[1:]))"
+
+
+def cli_command(nranks: int, *args: str) -> list[str]:
+    """``h5par ARGS`` on one process (no mpirun: a singleton) or under ``mpirun -n NRANKS``."""
+    python = [sys.executable, "-c", CLI_WRAPPER, *args]
+    if nranks == 1:
+        return python
+    mpirun = shutil.which("mpirun") or "mpirun"
+    return [mpirun, "-n", str(nranks), sys.executable, "-m", "mpi4py", *python[1:]]
+
+
+def refused(cwd: Path, message: str) -> None:
+    """``h5par plan`` and ``h5par run`` of ``cwd/job.toml`` each end with one error line
+    matching ``message``, exit status 2, and leave ``cwd`` as it was."""
+    before = sorted(p.name for p in cwd.iterdir())
+    for verb in ("plan", "run"):
+        done = launch([sys.executable, "-m", "h5par", verb, "job.toml"], cwd=cwd, env=mpi_env())
+        lines = [line for line in done.stderr.splitlines() if line.startswith("h5par")]
+        assert done.returncode == 2 and len(lines) == 1, (verb, done.stderr)
+        assert re.search(message, lines[0]), lines[0]
+        assert sorted(p.name for p in cwd.iterdir()) == before, verb
+
+
 def h5par_run(
     cwd: Path,
     nranks: int,
@@ -167,10 +193,13 @@ def h5par_run(
 def _mpitools_fixture() -> object:
     """``launch(cmd, cwd, env, timeout)``, ``background(cmd, cwd, env)`` and ``finish(proc,
     timeout)`` (a run in the background), ``mpi_env(extra)`` for tests building commands,
-    ``h5par_run(cwd, nranks, *args, fault, timeout)`` for ``h5par run job.toml``."""
+    ``h5par_run(cwd, nranks, *args, fault, timeout)`` for ``h5par run job.toml``,
+    ``cli_command(nranks, *args)`` for any verb on one process or under mpirun,
+    ``refused(cwd, message)`` to check that plan and run refuse ``cwd/job.toml``."""
     return SimpleNamespace(
-        launch=launch, background=background, finish=finish, mpi_env=mpi_env, h5par_run=h5par_run
-    )
+        launch=launch, background=background, finish=finish, mpi_env=mpi_env,
+        h5par_run=h5par_run, cli_command=cli_command, refused=refused,
+    )  # fmt: skip
 
 
 @pytest.fixture(name="run_python")

@@ -6,10 +6,8 @@ rank count.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -120,17 +118,7 @@ def test_the_same_values_as_ncap2(work, mpitools) -> None:
 )  # fmt: skip
 def test_problems_are_one_line_with_exit_2_found_by_plan(work, mpitools, change, message) -> None:
     (work / "job.toml").write_text(JOB.format(output="").replace(*change))
-    before = sorted(p.name for p in work.iterdir())
-    for verb in ("plan", "run"):
-        cmd = [sys.executable, "-m", "h5par", verb, "job.toml"]
-        done = mpitools.launch(cmd, cwd=work, env=mpitools.mpi_env())
-        lines = [line for line in done.stderr.splitlines() if line.startswith("h5par")]
-        assert done.returncode == 2 and len(lines) == 1, (verb, done.stderr)
-        assert re.search(message, lines[0]), lines[0]
-    assert sorted(p.name for p in work.iterdir()) == before
-
-
-WRAPPER = "import sys, h5par.app.cli as c; sys.exit(c.main(sys.argv[1:]))"
+    mpitools.refused(work, message)
 
 
 @pytest.mark.timeout(300)
@@ -139,13 +127,7 @@ def test_a_stopped_derived_job_resumes_on_another_rank_count(work, mpitools, sto
     (work / "job.toml").write_text(JOB.format(output=""))
 
     def command(n: int, *extra: str) -> list[str]:
-        python = [sys.executable, "-c", WRAPPER, "run", "job.toml", *extra]
-        mpirun = shutil.which("mpirun") or "mpirun"
-        return (
-            python
-            if n == 1
-            else [mpirun, "-n", str(n), sys.executable, "-m", "mpi4py", *python[1:]]
-        )
+        return mpitools.cli_command(n, "run", "job.toml", *extra)
 
     env = mpitools.mpi_env({"H5PAR_FAULT": "write:0:term:3"})
     stopped = mpitools.launch(command(stop), cwd=work, env=env, timeout=120)

@@ -194,17 +194,7 @@ def _broken(work: Path, what: str) -> str:
 )  # fmt: skip
 def test_problems_are_one_line_with_exit_2_found_by_plan(work, mpitools, what, message) -> None:
     (work / "job.toml").write_text(_broken(work, what))
-    before = sorted(p.name for p in work.iterdir())
-    for verb in ("plan", "run"):
-        cmd = [sys.executable, "-m", "h5par", verb, "job.toml"]
-        done = mpitools.launch(cmd, cwd=work, env=mpitools.mpi_env())
-        lines = [line for line in done.stderr.splitlines() if line.startswith("h5par")]
-        assert done.returncode == 2 and len(lines) == 1, (verb, done.stderr)
-        assert re.search(message, lines[0]), lines[0]
-        assert sorted(p.name for p in work.iterdir()) == before, verb
-
-
-WRAPPER = "import sys, h5par.app.cli as c; sys.exit(c.main(sys.argv[1:]))"
+    mpitools.refused(work, message)
 
 
 @pytest.mark.timeout(300)
@@ -215,13 +205,7 @@ def test_a_stopped_series_resumes_on_another_rank_count(work, mpitools, stop, re
     )
 
     def command(n: int, *extra: str) -> list[str]:
-        python = [sys.executable, "-c", WRAPPER, "run", "job.toml", *extra]
-        mpirun = shutil.which("mpirun") or "mpirun"
-        return (
-            python
-            if n == 1
-            else [mpirun, "-n", str(n), sys.executable, "-m", "mpi4py", *python[1:]]
-        )
+        return mpitools.cli_command(n, "run", "job.toml", *extra)
 
     env = mpitools.mpi_env({"H5PAR_FAULT": "write:0:term:3"})
     stopped = mpitools.launch(command(stop), cwd=work, env=env, timeout=120)
