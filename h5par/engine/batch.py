@@ -106,18 +106,22 @@ def run(
 
 @contextlib.contextmanager
 def _joined_kept_for_resume(job: Job, comm: Comm) -> Iterator[None]:
-    """Remove a series' joined file when the run fails with nothing to resume (rank 0).
+    """Remove a series' joined file, and the folders made for it, when a run fails.
 
-    A stopped run (or one another run is working on) has its work folder: the joined
+    Rank 0, when the run leaves nothing to resume. A stopped run (or one another run is working on) has its work folder: the joined
     file stays for the resume.
     """
+    output = job.files[0].output
+    ours = job.series is not None and output is not None and rank(comm) == 0
+    made = new_folders(output.parent) if ours and output is not None else []
     try:
         yield
     except BaseException:
-        output = job.files[0].output
-        ours = job.series is not None and output is not None and rank(comm) == 0
         if ours and output is not None and not stopped_file(job, job.files[0]):
             remove_joined(output)
+            for folder in reversed(made):  # those still empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         raise
 
 
@@ -136,7 +140,7 @@ def _run(
     with collective_errors(comm, "inspect inputs"):
         finished = finished_files(job) if rank(comm) == 0 else []
         if job.series is not None and rank(comm) == 0 and not finished[0]:
-            prepare(job.series, job.datasets, job.files[0].input)
+            prepare(job.series, job.files[0].input)
         sizes = _sizes(job) if rank(comm) == 0 else []
         stopped = [stopped_file(job, f) for f in job.files] if rank(comm) == 0 else []
     sizes, finished, stopped = bcast(comm, (sizes, finished, stopped))
@@ -372,7 +376,8 @@ def _skipped(job: Job, i: int) -> FileResult:
     file = job.files[i]
     output = file.input if job.in_place else file.output
     result = Result(str(output), [], {}, [], [], 0.0)  # no rank did anything
-    return FileResult(i, str(file.input), [], result, skipped=True)
+    name = str(file.input) if job.series is None else label(job.series)
+    return FileResult(i, name, [], result, skipped=True)
 
 
 def _new_folders(folder: Path) -> list[str]:
@@ -419,7 +424,7 @@ def _plan_series(
     """:func:`plan_job` of a series, on its joined file (made for the plan if not there)."""
     (file,) = job.files
     assert file.output is not None
-    with planned(series, job.datasets, file.output) as joined:
+    with planned(series, file.output) as joined:
         planning = dataclasses.replace(job, files=[dataclasses.replace(file, input=joined)])
         (entry,) = _plan_files(planning, nranks, how_to_overwrite)
     entry["input"] = label(series)

@@ -22,7 +22,7 @@ from h5par.core.layout import COMPRESSIONS, OutputOptions
 from h5par.core.sizes import parse_size
 from h5par.core.slicing import checked
 from h5par.engine.derived import Derived, check_references, derived_specs
-from h5par.engine.series import Series, joined_file, series_of
+from h5par.engine.series import Series, joined_file, series_of, without
 from h5par.errors import UsageError
 from h5par.kernels import Chain
 from h5par.parallel.guard import DEFAULT_WATCHDOG
@@ -277,13 +277,9 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
     base = Path(base)
     inputs = expand_inputs(inp.get("path"), base, inp.get("driver", "auto"))
     series = series_of(inp, out.get("layout", "single"), inputs)
-    if series is None and out.get("layout") == "virtual":
-        raise UsageError(
-            "output.layout = 'virtual' needs input.combine (valid without it: single, subfiled)"
-        )
     if series is not None:
         changes = bool(kernels or data.get("derived") or inp.get("select"))
-        out = _series_output(series, out, base, changes)
+        out, series = _series_output(series, inp, out, base, changes)
         files, in_place = [JobFile(0, joined_file(series, out["path"]), out["path"])], False
     else:
         files, in_place = _outputs(
@@ -324,11 +320,13 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
 
 
 def _series_output(
-    series: Series, out: Mapping[str, Any], base: Path, changes: bool
-) -> dict[str, Any]:
-    """``[output]`` of a series, its path resolved (``layout = "virtual"`` is a plain one).
+    series: Series, inp: Mapping[str, Any], out: Mapping[str, Any], base: Path, changes: bool
+) -> tuple[dict[str, Any], Series]:
+    """``[output]`` of a series with its path resolved, and the series without the output.
 
-    A series makes one output file; a virtual one maps the inputs and cannot change data.
+    A series makes one output file (``layout = "virtual"`` is then a plain one: the file
+    maps the inputs and cannot change data); a glob of ``input.path`` that matches the
+    output (an earlier run's) leaves it out.
     """
     if out.get("in_place", False):
         raise UsageError("input.combine makes one new file: give output.path, not in_place")
@@ -342,17 +340,17 @@ def _series_output(
         )
     path = tidy(base / pattern)
     if path.resolve() in {p.resolve() for p in series.sources}:
-        raise UsageError(f"output {str(path)!r} would overwrite an input of the series")
+        spec = inp["path"]
+        if not any(glob.has_magic(p) for p in ([spec] if isinstance(spec, str) else spec)):
+            raise UsageError(f"output {str(path)!r} would overwrite an input of the series")
+        series = without(series, path)  # the output of an earlier run: never an input
     if series.virtual and changes:
         raise UsageError(
             "output.layout = 'virtual' maps the inputs: it cannot apply kernels, derived "
             "datasets or selections (valid with them: 'single', 'subfiled')"
         )
-    return {
-        **out,
-        "path": path,
-        "layout": "single" if series.virtual else out.get("layout", "single"),
-    }
+    layout = "single" if series.virtual else out.get("layout", "single")
+    return {**out, "path": path, "layout": layout}, series
 
 
 def _derived(tables: Any, base: Path, files: list[JobFile]) -> tuple[Derived, ...]:
@@ -481,6 +479,10 @@ def _outputs(
     inputs: list[Path], out: Mapping[str, Any], base: Path, has_reduce: bool
 ) -> tuple[list[JobFile], bool]:
     in_place = bool(out.get("in_place", False))
+    if out.get("layout") == "virtual":
+        raise UsageError(
+            "output.layout = 'virtual' needs input.combine (valid without it: single, subfiled)"
+        )
     pattern = out.get("path")
     if in_place and pattern is not None:
         raise UsageError("output: give either path or in_place = true, not both")

@@ -38,6 +38,7 @@ __all__ = [
     "prepare",
     "remove_joined",
     "series_of",
+    "without",
 ]
 
 
@@ -52,9 +53,11 @@ class Series:
     axis : int
         The axis concat joins.
     order_by : str or None
-        A dataset whose first value orders the files (None: natural order of their names).
+        A dataset whose first value orders the files (None: their order in ``sources``).
     sources : tuple of Path
-        The files, in natural order of their names.
+        The files: a glob's in natural order of their names, a list's as listed.
+    patterns : tuple of str or None
+        ``input.datasets``: what is joined (None: the default, see :mod:`h5par.hdf5.series`).
     virtual : bool
         ``output.layout = "virtual"``: the output maps the files, no data is copied.
     """
@@ -63,6 +66,7 @@ class Series:
     axis: int
     order_by: str | None
     sources: tuple[Path, ...]
+    patterns: tuple[str, ...] | None = None
     virtual: bool = False
 
 
@@ -84,31 +88,53 @@ def series_of(inp: Mapping[str, Any], layout: str, sources: Sequence[Path]) -> S
     order_by = inp.get("order_by")
     if order_by is not None and (not isinstance(order_by, str) or not order_by.strip("/")):
         raise UsageError(f"input.order_by = {order_by!r} (valid: the path of a dataset)")
-    ordered = tuple(sorted(sources, key=lambda p: natural_key(str(p))))
+    if isinstance(inp.get("path"), str):  # a glob: snap_2 before snap_10
+        sources = sorted(sources, key=lambda p: natural_key(str(p)))
+    datasets = inp.get("datasets")
+    patterns = (
+        None if datasets is None else tuple([datasets] if isinstance(datasets, str) else datasets)
+    )
     path = None if order_by is None else "/" + order_by.lstrip("/")
-    return Series(combine, axis, path, ordered, layout == "virtual")
+    return Series(combine, axis, path, tuple(sources), patterns, layout == "virtual")
+
+
+def without(series: Series, output: Path) -> Series:
+    """``series`` without ``output`` among its files (a glob that matches the output)."""
+    kept = tuple(p for p in series.sources if p.resolve() != output.resolve())
+    if not kept:
+        raise UsageError(f"input.path matches only the output {str(output)!r}")
+    return dataclasses.replace(series, sources=kept)
 
 
 def digest(series: Series) -> str:
-    """What a joined file is made of: the settings and each file's name and identity."""
+    """What a joined file is made of: the settings and each file's path and identity."""
     parts = dataclasses.asdict(series) | {
-        "sources": [[str(p), stat_identity(p)] for p in series.sources]
+        "sources": [[str(p.resolve()), stat_identity(p)] for p in series.sources]
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def joined_file(series: Series, output: Path) -> Path:
     """Where the joined file of ``series`` for ``output`` lies (hidden, beside it)."""
-    return output.with_name(f".{output.name}.h5par-series-{digest(series)[:16]}.h5")
+    return output.with_name(f"{_prefix(output)}{digest(series)[:16]}.h5")
 
 
-def prepare(series: Series, patterns: list[str] | None, path: Path) -> None:
+def _prefix(output: Path) -> str:
+    """The name of every joined file of ``output`` up to the digest (short enough a name)."""
+    name = output.name
+    if len(name) > 150:  # a file name has at most 255 bytes: keep room for the rest
+        name = f"{name[:120]}~{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return f".{name}.h5par-series-"
+
+
+def prepare(series: Series, path: Path) -> None:
     """Write the joined file at ``path`` unless it is there (rank 0; job errors if bad).
 
     The files are checked first; then the output's folder is made if it is missing.
     """
     if path.is_file():
         return
+    patterns = None if series.patterns is None else list(series.patterns)
     found = survey(series.sources, series.combine, series.axis, patterns, series.order_by)
     check_output_folder(path.parent)
     make_output_folder(path.parent)
@@ -116,7 +142,7 @@ def prepare(series: Series, patterns: list[str] | None, path: Path) -> None:
 
 
 @contextmanager
-def planned(series: Series, patterns: list[str] | None, output: Path) -> Iterator[Path]:
+def planned(series: Series, output: Path) -> Iterator[Path]:
     """A joined file for ``h5par plan``: the run's if there, else a temporary one."""
     path = joined_file(series, output)
     if path.is_file():
@@ -125,33 +151,26 @@ def planned(series: Series, patterns: list[str] | None, output: Path) -> Iterato
     near = output.parent if output.parent.is_dir() else None  # else the system's
     with tempfile.TemporaryDirectory(prefix=".h5par-plan-", dir=near) as folder:
         temp = Path(folder) / path.name
-        prepare(series, patterns, temp)
+        prepare(series, temp)
         yield temp
 
 
 def remove_joined(output: Path) -> None:
     """Remove the joined files of ``output`` (this series' and older ones; rank 0)."""
-    for path in output.parent.glob(f".{_escaped(output.name)}.h5par-series-*.h5"):
-        path.unlink(missing_ok=True)
+    prefix = _prefix(output)
+    for path in output.parent.glob(".*.h5par-series-*.h5"):
+        if path.name.startswith(prefix):
+            path.unlink(missing_ok=True)
 
 
-def _escaped(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
-def check_unchanged(series: Series, joined: Path) -> None:
+def check_unchanged(series: Series, output: Path, joined: Path) -> None:
     """Refuse to publish an output whose files changed while the run read them (rank 0)."""
-    if joined_file(series, joined.with_name(_output_name(joined))) != joined:
+    if joined_file(series, output) != joined:
         raise H5ParError(
             f"a file of the series changed while this run read it ({len(series.sources)} "
             f"files from {str(series.sources[0])!r}: size, times or inode differ): the output "
             "would mix old and new data and is not written; rerun once nothing writes them"
         )
-
-
-def _output_name(joined: Path) -> str:
-    """The output name in a joined file's name (``.NAME.h5par-series-DIGEST.h5``)."""
-    return joined.name[1:].rsplit(".h5par-series-", 1)[0]
 
 
 def label(series: Series) -> str:

@@ -390,7 +390,8 @@ def _check_input_unchanged(work: Work, journal: Journal) -> None:
     An in-place run of another job on the input, say: the output would mix old and new data.
     """
     if work.series is not None:
-        check_unchanged(work.series, work.input)
+        assert work.output is not None
+        check_unchanged(work.series, work.output, work.input)
     if journal.read and stat_identity(work.input) != journal.read:
         raise H5ParError(
             f"input {str(work.input)!r} changed while this run read it (size, times or inode "

@@ -45,6 +45,8 @@ __all__ = [
     "link_names",
     "object_key",
     "source_layout",
+    "source_name",
+    "vds_name",
 ]
 
 _KNOWN_FILTERS = ("gzip", "lzf", "szip")
@@ -192,6 +194,19 @@ def create_dataset(group: h5py.Group, name: str, create: Mapping[str, Any]) -> h
     return group.create_dataset(name, **kwargs)
 
 
+def vds_name(name: str) -> str:
+    """``name`` as a virtual dataset's source file or dataset name.
+
+    HDF5 reads ``%`` there as a format (``%b``: a block number), ``%%`` as ``%``.
+    """
+    return name.replace("%", "%%")
+
+
+def source_name(stored: str) -> str:
+    """The name a virtual dataset's stored source file or dataset name stands for."""
+    return stored.replace("%%", "%")
+
+
 def _source_file(dset: h5py.Dataset, name: str) -> Path:
     """Where a virtual dataset's source file ``name`` is: HDF5 looks next to the file."""
     return Path(dset.file.filename) if name == "." else Path(dset.file.filename).parent / name
@@ -199,7 +214,7 @@ def _source_file(dset: h5py.Dataset, name: str) -> Path:
 
 def missing_sources(dset: h5py.Dataset) -> list[str]:
     """Source files of a virtual dataset that do not exist (HDF5 would read fill values)."""
-    names = dict.fromkeys(source.file_name for source in dset.virtual_sources())
+    names = dict.fromkeys(source_name(s.file_name) for s in dset.virtual_sources())
     return [name for name in names if not _source_file(dset, name).is_file()]
 
 
@@ -215,8 +230,8 @@ def _first_source(dset: h5py.Dataset) -> SourceLayout | None:
     if not sources:
         return None
     try:
-        with h5py.File(_source_file(dset, sources[0].file_name), "r") as f:
-            source = f[sources[0].dset_name]
+        with h5py.File(_source_file(dset, source_name(sources[0].file_name)), "r") as f:
+            source = f[source_name(sources[0].dset_name)]
             new = len(dset.shape) - len(source.shape or ())
             if source.is_virtual or new not in (0, 1) or source.shape is None:
                 return None

@@ -26,7 +26,13 @@ from h5par.core.globs import select_paths
 from h5par.core.series import Joined, ordered
 from h5par.errors import UsageError
 from h5par.hdf5.dimensions import COORDINATES, DIMID, attached, netcdf_coordinates
-from h5par.hdf5.hierarchy import build_output, dataset_attributes, is_scale
+from h5par.hdf5.hierarchy import (
+    build_output,
+    dataset_attributes,
+    is_scale,
+    source_name,
+    vds_name,
+)
 from h5par.hdf5.io import open_input
 
 __all__ = ["MEMBER", "Survey", "feeding_files", "survey", "write_joined"]
@@ -75,16 +81,15 @@ def survey(
         files = [files[i] for i in ordered([str(f) for f in files], firsts, order_by)]
         firsts = sorted(firsts)
     with _opened(files[0]) as first:
-        paths = _joined_paths(first, combine, axis, patterns)
+        paths = _joined_paths(first, combine, axis, patterns)  # {path: the axis it joins}
         reference = {p: (first[p].shape, first[p].dtype) for p in paths}
     shapes: dict[str, list[tuple[int, ...]]] = {p: [] for p in paths}
     for path in files:
         with _opened(path) as f:
             for p, (shape, dtype) in reference.items():
-                shapes[p].append(_checked(f, p, (shape, dtype), (files[0], path), combine, axis))
-    joined = {
-        p: Joined(combine, 0 if combine == "stack" else axis, tuple(s)) for p, s in shapes.items()
-    }
+                names = (files[0], path)
+                shapes[p].append(_checked(f, p, (shape, dtype), names, combine, paths[p]))
+    joined = {p: Joined(combine, paths[p], tuple(s)) for p, s in shapes.items()}
     if order_by is not None and combine == "concat" and order_by in joined:
         _check_increasing(files, order_by)
     member = None if combine == "concat" else (firsts or list(range(len(files))))
@@ -106,43 +111,68 @@ def _first_value(path: Path, order_by: str) -> Any:
                 f"input.order_by = {order_by!r}: {str(path)!r} has no such dataset of numbers "
                 "(valid: a numeric dataset every file holds, e.g. its time)"
             )
-        return np.asarray(dset[(0,) * len(dset.shape)]).item()
+        value = np.asarray(dset[(0,) * len(dset.shape)]).item()
+    if not np.isfinite(value):
+        raise UsageError(
+            f"input.order_by = {order_by!r}: {str(path)!r} starts at {value!r} (valid: a "
+            "finite first value in every file)"
+        )
+    return value
 
 
 def _joined_paths(
     first: h5py.File, combine: str, axis: int, patterns: list[str] | None
-) -> list[str]:
-    """The datasets a series joins: the patterns' or its data, then scales along the axis.
+) -> dict[str, int]:
+    """The datasets a series joins, each with the axis it is joined along.
 
-    Without patterns: every dataset but dimension scales that has the axis; when some of
-    them are unlimited along it (netCDF record variables), only those. Concat also joins
-    the 1-d scales attached along the axis (``time``).
+    The patterns' datasets, else the data (not dimension scales) that has the axis and may
+    grow along it (netCDF's record variables), else the data with that axis when it all
+    uses one dimension there. Concat also joins the 1-d scales attached along the axis
+    (``time``), along their own axis 0.
     """
     listing = dataset_attributes(first)
     if patterns is not None:
         data = select_paths(list(listing), patterns)
     else:
         data = [p for p, n in listing.items() if not (n and is_scale(first, p))]
-        data = [
-            p for p in data if len(first[p].shape or ()) > (axis if combine == "concat" else -1)
-        ]
-        record = [p for p in data if combine == "concat" and first[p].maxshape[axis] is None]
-        data = record or data
+        data = _record_data(first, data, axis if combine == "concat" else None)
     if not data:
         raise UsageError(
             f"input.combine = {combine!r}: {first.filename!r} has no dataset to join along "
             f"axis {axis} (valid: datasets with at least {axis + 1} axes)"
         )
+    if combine == "stack":
+        return dict.fromkeys(data, 0)
     for p in data:
-        if combine == "concat" and len(first[p].shape or ()) <= axis:
+        if len(first[p].shape or ()) <= axis:
             raise UsageError(
                 f"input.combine = 'concat': dataset {p} has shape {first[p].shape}, no axis "
                 f"{axis} to join along (valid: leave it out of input.datasets)"
             )
-    if combine == "stack":
+    scales = [s for p in data for s in attached(first[p])[axis] if len(first[s].shape) == 1]
+    return {**dict.fromkeys(data, axis), **dict.fromkeys(scales, 0)}
+
+
+def _record_data(first: h5py.File, data: list[str], axis: int | None) -> list[str]:
+    """The data a series joins by default (``axis`` None: stack, every dataset)."""
+    if axis is None:
         return data
-    scales = [s for p in data for s in attached(first[p])[axis]]
-    return list(dict.fromkeys([*data, *(s for s in scales if len(first[s].shape) == 1)]))
+    data = [p for p in data if len(first[p].shape or ()) > axis]
+    record = [p for p in data if first[p].maxshape[axis] is None]
+    if record:
+        return record
+    dims: dict[str, list[str]] = {}
+    for p in data:
+        scales = attached(first[p])[axis]
+        dims.setdefault(scales[0] if scales else "(none)", []).append(p)
+    if len(dims) > 1:
+        uses = "; ".join(f"{d}: {', '.join(ps[:3])}" for d, ps in dims.items())
+        raise UsageError(
+            f"input.combine = 'concat': in {first.filename!r} no dataset may grow along axis "
+            f"{axis} and the datasets use different dimensions there ({uses}): name the ones "
+            "to join in input.datasets"
+        )
+    return data
 
 
 def _checked(
@@ -222,12 +252,20 @@ def write_joined(survey: Survey, path: Path) -> None:
 def _virtual(
     src: h5py.File, path: str, joined: Joined, files: Sequence[Path], folder: Path
 ) -> dict[str, Any]:
-    """``build_output``'s creation arguments of one joined dataset: a virtual one."""
+    """``build_output``'s creation arguments of one joined dataset: a virtual one.
+
+    It may grow along the axes the first file's dataset may grow along (netCDF's
+    record axis stays unlimited).
+    """
     dset = src[path]
-    layout = h5py.VirtualLayout(shape=joined.shape, dtype=dset.dtype)
+    grows = (0,) * (len(joined.shape) - len(dset.maxshape)) + tuple(dset.maxshape)
+    maxshape = tuple(None if m is None else n for n, m in zip(joined.shape, grows, strict=True))
+    layout = h5py.VirtualLayout(shape=joined.shape, dtype=dset.dtype, maxshape=maxshape)
     for k, file in enumerate(files):
         name = os.path.relpath(os.path.realpath(file), os.path.realpath(folder))
-        source = h5py.VirtualSource(name, path, shape=joined.shapes[k], dtype=dset.dtype)
+        source = h5py.VirtualSource(
+            vds_name(name), vds_name(path), shape=joined.shapes[k], dtype=dset.dtype
+        )
         if joined.combine == "stack":
             layout[k] = source
         else:
@@ -292,9 +330,7 @@ def feeding_files(dset: h5py.Dataset, region: Sequence[Sequence[int]] | None) ->
     names = []
     for source in dset.virtual_sources():
         low, high = source.vspace.get_select_bounds()
-        if all(
-            lo < stop and start <= hi
-            for lo, hi, (start, stop) in zip(low, high, region, strict=True)
-        ):
-            names.append(source.file_name)
+        bounds = zip(low, high, region, strict=True)
+        if all(lo < stop and start <= hi for lo, hi, (start, stop) in bounds):
+            names.append(source_name(source.file_name))
     return list(dict.fromkeys(names))

@@ -30,7 +30,7 @@ import h5py
 from h5par.core.decomposition import Index
 from h5par.core.layout import CHUNKED_KEYS, row_chunks
 from h5par.core.units import Target, assign, merged, output_boxes
-from h5par.hdf5.hierarchy import create_dataset, create_type
+from h5par.hdf5.hierarchy import create_dataset, create_type, vds_name
 
 __all__ = [
     "part_datasets",
@@ -66,8 +66,8 @@ def virtual_dataset(
         if not boxes:
             continue
         source = h5py.VirtualSource(
-            f"{folder}/{part_path(Path(), rank).name}",
-            target.path,
+            vds_name(f"{folder}/{part_path(Path(), rank).name}"),
+            vds_name(target.path),
             shape=target.out_shape,
             dtype=target.out_dtype,
         )

@@ -137,7 +137,7 @@ def test_a_virtual_series_maps_the_files_and_consolidates(work, mpitools) -> Non
     )
     assert dump.returncode == 0 and "(0): 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in dump.stdout, dump.stdout
     with netCDF4.Dataset(work / "virtual.nc") as d:
-        assert d["time"][:].tolist() == list(range(10))
+        assert d["time"][:].tolist() == list(range(10)) and d.dimensions["time"].isunlimited()
     cons = mpitools.launch(
         [sys.executable, "-m", "h5par", "consolidate", "virtual.nc", "plain.nc"], cwd=work,
         env=mpitools.mpi_env(),
@@ -223,8 +223,9 @@ def test_a_stopped_series_resumes_on_another_rank_count(work, mpitools, stop, re
 def test_a_rerun_skips_the_series_until_a_file_changes(work, mpitools) -> None:
     (work / "job.toml").write_text(JOB.format(combine="concat", output="out.nc"))
     assert mpitools.h5par_run(work, 2).returncode == 0
-    again = mpitools.h5par_run(work, 2)
+    again = mpitools.h5par_run(work, 2, "--verbose")
     assert again.returncode == 0 and "1 skipped" in again.stdout, again.stdout
+    assert "4 file(s) concat (snap_0.nc ... snap_3.nc) -> out.nc" in again.stdout, again.stdout
     with netCDF4.Dataset(work / "snap_3.nc", "a") as d:  # one more time step in the last dump
         d["time"][1] = 11.0
         d["T"][1] = np.ones(GRID, "f4")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from h5par.core.series import Joined, natural_key
 from h5par.engine.jobs import job_from_dict
-from h5par.engine.series import digest, joined_file
+from h5par.engine.series import digest, joined_file, prepare, remove_joined
 from h5par.errors import UsageError
 from h5par.hdf5.series import survey, write_joined
 
@@ -53,7 +53,12 @@ def job(tmp_path: Path, inp: dict, out: dict | None = None, **extra) -> object:
         ),
         ({"combine": "concat"}, {"in_place": True}, {}, r"give output.path, not in_place"),
         ({"combine": "concat"}, {"path": "{stem}.h5"}, {}, r"a series makes one file"),
-        ({"combine": "concat"}, {"path": "d1.h5"}, {}, r"would overwrite an input of the series"),
+        (
+            {"combine": "concat", "path": ["d1.h5"]},
+            {"path": "d1.h5"},
+            {},
+            r"would overwrite an input",
+        ),
         ({}, {"path": "x.h5", "layout": "virtual"}, {}, r"'virtual' needs input.combine"),
         (
             {"combine": "concat"},
@@ -125,3 +130,93 @@ def test_parts_tile_the_joined_array_like_numpy(lengths, axis) -> None:
         assert np.array_equal(whole[joined.part(k)], array)
     stacked = Joined("stack", 0, tuple([(2, 3)] * len(lengths)))
     assert stacked.shape == (len(lengths), 2, 3) and stacked.starts == list(range(len(lengths) + 1))
+
+
+def test_percent_signs_in_file_and_dataset_names_are_read_as_themselves(tmp_path) -> None:
+    """HDF5 reads % in virtual sources' names as a format: they are written escaped."""
+    folder = tmp_path / "run 50%"
+    folder.mkdir()
+    parts = [np.arange(3.0) + k for k in range(2)]
+    for k, part in enumerate(parts):
+        with h5py.File(folder / f"x%b_{k}.h5", "w") as f:
+            f["rate%"] = part
+    found = survey(sorted(folder.glob("*.h5")), "concat", 0, None, None)
+    write_joined(found, folder / "j.h5")
+    with h5py.File(folder / "j.h5") as f:
+        assert f["rate%"][...].tobytes() == np.concatenate(parts).tobytes()
+
+
+def test_the_joined_file_depends_on_the_datasets_and_not_on_how_paths_are_spelled(
+    files, monkeypatch
+) -> None:
+    folder = files[0].parent
+    plain = job(folder, {"combine": "concat"}).series
+    picked = job(folder, {"combine": "concat", "datasets": ["/x"]}).series
+    assert digest(plain) != digest(picked)
+    monkeypatch.chdir(folder.parent)
+    relative = job(Path(folder.name), {"combine": "concat"}).series
+    assert relative.sources[0] != plain.sources[0] and digest(relative) == digest(plain)
+
+
+def test_fixed_axes_of_different_dimensions_are_not_guessed(tmp_path) -> None:
+    """No axis may grow and data uses two dimensions along axis 0: name what to join."""
+    for k in range(2):
+        with h5py.File(tmp_path / f"d{k}.h5", "w") as f:
+            time, y = (
+                f.create_dataset("time", data=[k, k + 0.5]),
+                f.create_dataset("y", data=[1.0, 2, 3]),
+            )
+            time.make_scale("time")
+            y.make_scale("y")
+            f["T"] = np.ones((2, 3))
+            f["T"].dims[0].attach_scale(time)
+            f["T"].dims[1].attach_scale(y)
+            f["static"] = np.ones(3)
+            f["static"].dims[0].attach_scale(y)
+    paths = sorted(tmp_path.glob("d*.h5"))
+    with pytest.raises(UsageError, match=r"different dimensions there \(/time: /T; /y: /static\)"):
+        survey(paths, "concat", 0, None, None)
+    named = survey(paths, "concat", 0, ["/T"], None)  # T and its time: y is not joined
+    assert {p: j.shape for p, j in named.joined.items()} == {"/T": (4, 3), "/time": (4,)}
+    along_y = survey(paths, "concat", 1, ["/T"], None)  # the y scale along its own axis 0
+    assert {p: j.shape for p, j in along_y.joined.items()} == {"/T": (2, 6), "/y": (6,)}
+
+
+def test_order_by_refuses_a_first_value_that_is_not_finite(files) -> None:
+    for k, path in enumerate(files):
+        with h5py.File(path, "a") as f:
+            f["t"] = [np.nan if k else 1.0]
+    with pytest.raises(UsageError, match=r"input.order_by = '/t': '.*d1.h5' starts at nan"):
+        survey(files, "stack", 0, ["/c"], "/t")
+
+
+def test_a_list_keeps_its_order_a_glob_sorts_by_numbers(tmp_path) -> None:
+    for name in ("s_10.h5", "s_9.h5", "s_2.h5"):
+        with h5py.File(tmp_path / name, "w") as f:
+            f["x"] = [1.0]
+    listed = job(tmp_path, {"path": ["s_10.h5", "s_2.h5", "s_9.h5"], "combine": "concat"})
+    assert [p.name for p in listed.series.sources] == ["s_10.h5", "s_2.h5", "s_9.h5"]
+    globbed = job(tmp_path, {"path": "s_*.h5", "combine": "concat"})
+    assert [p.name for p in globbed.series.sources] == ["s_2.h5", "s_9.h5", "s_10.h5"]
+
+
+def test_a_glob_that_matches_the_output_leaves_it_out(files) -> None:
+    folder = files[0].parent
+    found = job(folder, {"combine": "concat"}, {"path": "d9.h5"})
+    assert found.series.sources == tuple(files)  # d9.h5 does not exist yet
+    with h5py.File(folder / "d9.h5", "w") as f:  # an earlier run's output
+        f["x"] = np.zeros((1, 4))
+    assert job(folder, {"combine": "concat"}, {"path": "d9.h5"}).series.sources == tuple(files)
+    with pytest.raises(UsageError, match=r"would overwrite an input of the series"):
+        job(folder, {"path": ["d0.h5", "d9.h5"], "combine": "concat"}, {"path": "d9.h5"})
+
+
+def test_a_long_output_name_gives_a_joined_name_the_file_system_takes(files) -> None:
+    folder = files[0].parent
+    name = "o" * 240 + ".h5"
+    (only,) = job(folder, {"combine": "concat"}, {"path": name}).files
+    assert len(only.input.name) < 200 and only.input.name.startswith(".ooo")
+    prepare(job(folder, {"combine": "concat"}, {"path": name}).series, only.input)
+    assert only.input.is_file()
+    remove_joined(folder / name)
+    assert not only.input.exists()
