@@ -7,6 +7,7 @@ differ in length there), ``stack`` along a new leading axis (one index per file)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 from collections.abc import Sequence
@@ -70,7 +71,7 @@ class Joined:
     axis: int
     shapes: tuple[tuple[int, ...], ...]
 
-    @property
+    @functools.cached_property
     def starts(self) -> list[int]:
         """Where each file's part begins along :attr:`axis`.
 
@@ -80,7 +81,7 @@ class Joined:
         lengths = [1 if self.combine == "stack" else s[self.axis] for s in self.shapes]
         return [0, *itertools.accumulate(lengths)]
 
-    @property
+    @functools.cached_property
     def shape(self) -> tuple[int, ...]:
         """The joined array's shape.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -109,7 +110,7 @@ def without(series: Series, output: Path) -> Series:
 def digest(series: Series) -> str:
     """What a joined file is made of: the settings and each file's path and identity."""
     parts = dataclasses.asdict(series) | {
-        "sources": [[str(p.resolve()), stat_identity(p)] for p in series.sources]
+        "sources": [[os.path.abspath(p), stat_identity(p)] for p in series.sources]
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
