@@ -341,6 +341,10 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     layout = source_layout(dset)
     create = _create(job, dset, layout, (dtype, shape), (out_dtype, out_shape))
     align = create.get("chunks") if out_shape == shape or axes else layout.chunks
+    if axes and align is None and layout.chunks is not None and select is None:
+        # a reduction into an unchunked output: units of whole input chunks along the kept
+        # axes, else each unit reads a part of every chunk and HDF5 reads it all each time
+        align = tuple(c for a, c in enumerate(layout.chunks) if a not in axes)
     if job.in_place:
         align = layout.chunks
     elif select is not None and out_shape != shape and not axes:

@@ -179,7 +179,9 @@ def _output_units(target: Target, chain: Chain, budget: int) -> list[Index]:
     """A reduction along axes: blocks of the output, each read whole along the reduced axes.
 
     No unit splits a reduced axis, so no rank combines with another; units stay many enough
-    for every rank (:data:`UNITS_PER_DATASET`) yet large enough in input bytes.
+    for every rank (:data:`UNITS_PER_DATASET`) yet large enough in input bytes. Into an
+    unchunked output, ``align`` is the input's chunks along the kept axes: units are then
+    boxes of them, as few as that takes, since reading part of a chunk reads all of it.
     """
     whole = tuple(slice(0, n) for n in target.out_shape)
     if target.out_shape == ():
@@ -189,7 +191,12 @@ def _output_units(target: Target, chain: Chain, budget: int) -> list[Index]:
         -(-math.prod(target.out_shape) // UNITS_PER_DATASET),
         -(-MIN_UNIT_BYTES // max(1, per_output)),
     )
-    limit = min(_array_bytes(target, chain, budget), elements * ACCUMULATOR_BYTES)
+    arrays = _array_bytes(target, chain, budget)
+    limit = min(arrays, elements * ACCUMULATOR_BYTES)
+    if target.align is not None and "chunks" not in target.create:
+        brick = math.prod(target.align) * ACCUMULATOR_BYTES
+        if brick <= arrays:
+            return chunk_steps(whole, ACCUMULATOR_BYTES, max(limit, brick), target.align)
     return _steps(target, whole, ACCUMULATOR_BYTES, limit, budget, target.align)
 
 

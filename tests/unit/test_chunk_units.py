@@ -88,10 +88,24 @@ def test_a_reduction_along_an_axis_keeps_many_units_in_one_output_chunk() -> Non
     # stay budget-sized output blocks so that ranks share the reading.
     chain = Chain.from_specs([{"name": "reduce", "op": "mean", "axis": 0}])
     shape, out = (1000, 512, 512), (512, 512)
-    target = Target("/x", shape, np.dtype("f4"), out, np.dtype("f4"), out, {}, axes=(0,))
+    create = {"chunks": out}  # the output's chunk
+    target = Target("/x", shape, np.dtype("f4"), out, np.dtype("f4"), out, create, axes=(0,))
     blocks = units(target, chain, budget=256 << 20)
     assert len(blocks) >= 64 and (coverage(out, blocks) == 1).all()
     assert unit_note(target, chain, 256 << 20) is None
+
+
+def test_a_reduction_into_an_unchunked_output_reads_whole_input_chunks() -> None:
+    # A time mean of dumps chunked (1, 512, 512) (netCDF's record chunks) into an unchunked
+    # output: a unit of 8 rows would read part of each 1 MiB chunk, and HDF5 all of it.
+    # Units are whole chunks along the kept axes (align), read in pieces along time.
+    chain = Chain.from_specs([{"name": "reduce", "op": "mean", "axis": 0}])
+    shape, out = (768, 1024, 512), (1024, 512)
+    target = Target("/x", shape, np.dtype("f4"), out, np.dtype("f4"), (512, 512), {}, axes=(0,))
+    blocks = units(target, chain, budget=256 << 20)
+    assert blocks == [(slice(0, 512), slice(0, 512)), (slice(512, 1024), slice(0, 512))]
+    tiny = units(target, chain, budget=1 << 20)  # a chunk's accumulators exceed the budget
+    assert len(tiny) > 2 and (coverage(out, tiny) == 1).all()
 
 
 def test_the_table_workload_writes_each_gzip_chunk_in_one_unit() -> None:
