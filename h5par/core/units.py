@@ -68,6 +68,7 @@ class Target:
     axes: tuple[int, ...] = ()  # axes a closing ``reduce`` removes (units: output blocks)
     virtual: bool = False  # a virtual dataset of the input (read without mpio)
     stored: tuple[int, ...] | None = None  # the input's chunks when filtered (read whole)
+    direct: bool = False  # unfiltered input chunks: read without HDF5's chunk cache
     sources: tuple[Source, ...] = ()  # a derived dataset's inputs
     formula: str | None = None  # ... and how it is computed from them
     like: str | None = None  # the input whose dimension scales a derived dataset takes

@@ -341,19 +341,28 @@ def _target(job: Work, dset: h5py.Dataset) -> Target | None:
     layout = source_layout(dset)
     create = _create(job, dset, layout, (dtype, shape), (out_dtype, out_shape))
     align = create.get("chunks") if out_shape == shape or axes else layout.chunks
-    if axes and align is None and layout.chunks is not None and select is None:
-        # a reduction into an unchunked output: units of whole input chunks along the kept
-        # axes, else each unit reads a part of every chunk and HDF5 reads it all each time
-        align = tuple(c for a, c in enumerate(layout.chunks) if a not in axes)
     if job.in_place:
         align = layout.chunks
     elif select is not None and out_shape != shape and not axes:
         align = None  # the input's chunks say nothing about a selection's result
     out_fill = None if fill is None else convert_fill(fill, out_dtype)
+    stored = _filtered(dset, layout)
     return Target(
         dset.name, shape, dtype, out_shape, out_dtype, align, create, fill, out_fill, select=select,
-        axes=axes, virtual=dset.is_virtual, stored=filtered_chunks(dset),
+        axes=axes, virtual=dset.is_virtual, stored=stored,
+        direct=layout.chunks is not None and stored is None,
     )  # fmt: skip
+
+
+def _filtered(dset: h5py.Dataset, layout: SourceLayout) -> tuple[int, ...] | None:
+    """The chunks of ``dset`` when stored through filters, else None.
+
+    A virtual dataset's are its first source's, fitted to it (``layout``).
+    """
+    if not dset.is_virtual:
+        return filtered_chunks(dset)
+    filters = layout.compression or layout.shuffle or layout.fletcher32 or layout.scaleoffset
+    return layout.chunks if filters else None
 
 
 def _check_sources(dset: h5py.Dataset) -> None:

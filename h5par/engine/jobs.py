@@ -13,12 +13,13 @@ import json
 import math
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from h5par.core.attributes import AttributeEdits, attribute_edits
 from h5par.core.layout import COMPRESSIONS, OutputOptions
+from h5par.core.series import natural_key
 from h5par.core.sizes import parse_size
 from h5par.core.slicing import checked
 from h5par.engine.derived import Derived, check_references, derived_specs
@@ -275,7 +276,8 @@ def job_from_dict(data: Mapping[str, Any], base: str | Path = ".", text: str | N
     chain = Chain.from_specs(kernels)  # raises on unknown kernels and bad parameters
     inp, out, run = tables["input"], tables["output"], tables["run"]
     base = Path(base)
-    inputs = expand_inputs(inp.get("path"), base, inp.get("driver", "auto"))
+    order = None if inp.get("combine") is None else natural_key  # a series: dump_2, dump_10
+    inputs = expand_inputs(inp.get("path"), base, inp.get("driver", "auto"), order=order)
     series = series_of(inp, out.get("layout", "single"), inputs)
     if series is not None:
         changes = bool(kernels or data.get("derived") or inp.get("select"))
@@ -404,12 +406,18 @@ def _size(key: str, value: Any) -> int:
         raise UsageError(f"{key}: {exc}") from None  # parse_size's own message, whole
 
 
-def expand_inputs(spec: Any, base: Path, driver: str, key: str = "input.path") -> list[Path]:
+def expand_inputs(
+    spec: Any,
+    base: Path,
+    driver: str,
+    key: str = "input.path",
+    order: Callable[[str], Any] | None = None,
+) -> list[Path]:
     """The input files ``spec`` (a file, a glob or a list, relative to ``base``) names.
 
-    An existing file is itself, whatever its name holds; a glob is sorted; one file under
-    two names is refused. ``key`` is what a pattern that finds nothing is called in the
-    error (``--input`` for ``h5par init``).
+    An existing file is itself, whatever its name holds; a glob's matches are sorted (by
+    ``order``, a sort key, when given); one file under two names is refused. ``key`` is
+    what a pattern that finds nothing is called in the error (``--input`` for ``h5par init``).
     """
     if spec is None:
         raise UsageError("input.path is missing (valid: a file, a glob, or a list of files)")
@@ -425,7 +433,7 @@ def expand_inputs(spec: Any, base: Path, driver: str, key: str = "input.path") -
             )
         else:
             hits = (  # an existing file is itself, whatever its name holds (data[1].h5)
-                sorted(glob.glob(str(full)))
+                sorted(glob.glob(str(full)), key=order)
                 if glob.has_magic(pattern) and not full.is_file()
                 else ([str(full)] if full.is_file() else [])
             )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from h5par.core.attributes import Edit
-from h5par.core.cache import ChunkCache, chunk_cache
+from h5par.core.cache import DEFAULT_SLOTS, ChunkCache, chunk_cache
 from h5par.core.decomposition import Index, chunk_steps, index_shape, steps
 from h5par.core.dimensions import Dimension
 from h5par.core.sizes import format_size
@@ -179,9 +179,11 @@ def _output_units(target: Target, chain: Chain, budget: int) -> list[Index]:
     """A reduction along axes: blocks of the output, each read whole along the reduced axes.
 
     No unit splits a reduced axis, so no rank combines with another; units stay many enough
-    for every rank (:data:`UNITS_PER_DATASET`) yet large enough in input bytes. Into an
-    unchunked output, ``align`` is the input's chunks along the kept axes: units are then
-    boxes of them, as few as that takes, since reading part of a chunk reads all of it.
+    for every rank (:data:`UNITS_PER_DATASET`) yet large enough in input bytes. From
+    filtered input chunks, units are boxes of whole chunks along the kept axes (as few as
+    that takes, when their accumulators fit the budget): a unit reading part of a chunk
+    would decompress all of it, once per unit. Unfiltered chunks are read in part
+    directly (:func:`input_cache`).
     """
     whole = tuple(slice(0, n) for n in target.out_shape)
     if target.out_shape == ():
@@ -193,10 +195,11 @@ def _output_units(target: Target, chain: Chain, budget: int) -> list[Index]:
     )
     arrays = _array_bytes(target, chain, budget)
     limit = min(arrays, elements * ACCUMULATOR_BYTES)
-    if target.align is not None and "chunks" not in target.create:
-        brick = math.prod(target.align) * ACCUMULATOR_BYTES
+    if target.stored is not None:
+        kept = tuple(c for a, c in enumerate(target.stored) if a not in target.axes)
+        brick = math.prod(kept) * ACCUMULATOR_BYTES
         if brick <= arrays:
-            return chunk_steps(whole, ACCUMULATOR_BYTES, max(limit, brick), target.align)
+            return chunk_steps(whole, ACCUMULATOR_BYTES, max(limit, brick), kept)
     return _steps(target, whole, ACCUMULATOR_BYTES, limit, budget, target.align)
 
 
@@ -219,12 +222,15 @@ def pieces(target: Target, chain: Chain, blocks: Sequence[Index], budget: int) -
 
 
 def input_cache(target: Target, chain: Chain, budget: int) -> ChunkCache | None:
-    """The chunk cache for reading ``target``'s units from its filtered input's chunks.
+    """The chunk cache for reading ``target``'s units from its input's chunks.
 
-    What the budget leaves beside the steps' arrays, so that no input chunk is
-    decompressed twice when units do not follow the input's chunks (a rechunking job).
-    Blocks are read as they are, or with the chain's halo (wrapping reads aside); a
-    selection or a reduction along axes keeps HDF5's default cache.
+    Unfiltered chunks: none (0 bytes), so that HDF5 reads the part of a chunk a unit needs
+    straight into it (with its 1 MiB default cache it reads every chunk of up to 1 MiB
+    whole, each time a unit reads part of it: a time mean over netCDF record chunks read
+    25x the data). Filtered chunks: what the budget leaves beside the steps' arrays, so
+    that no input chunk is decompressed twice when units do not follow the input's chunks
+    (a rechunking job). Blocks are read as they are, or with the chain's halo (wrapping
+    reads aside); a selection or a reduction along axes keeps HDF5's default cache.
 
     Output chunks ``(64, 128)`` over input chunks ``(1, 16384)`` of float32: each unit of
     64 x 4096 touches 64 input chunks of 64 KiB; a smaller budget holds fewer.
@@ -235,7 +241,11 @@ def input_cache(target: Target, chain: Chain, budget: int) -> ChunkCache | None:
     ((4259840, 6521), (4194304, 6421))
     >>> input_cache(dataclasses.replace(t, stored=(64, 128)), Chain(), budget=64 << 20) is None
     True
+    >>> input_cache(dataclasses.replace(t, stored=None, direct=True), Chain(), budget=1 << 20)
+    (0, 521)
     """
+    if target.direct:
+        return (0, DEFAULT_SLOTS)
     if target.stored is None or target.select is not None or target.axes:
         return None
     blocks = units(target, chain, budget)

@@ -22,11 +22,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from h5par.core.series import COMBINES, natural_key
+from h5par.core.series import COMBINES
 from h5par.engine.folders import check_output_folder, make_output_folder
 from h5par.engine.journal import stat_identity
 from h5par.errors import H5ParError, UsageError
 from h5par.hdf5.series import survey, write_joined
+from h5par.hdf5.subfiles import parts_folder
 
 __all__ = [
     "Series",
@@ -89,8 +90,6 @@ def series_of(inp: Mapping[str, Any], layout: str, sources: Sequence[Path]) -> S
     order_by = inp.get("order_by")
     if order_by is not None and (not isinstance(order_by, str) or not order_by.strip("/")):
         raise UsageError(f"input.order_by = {order_by!r} (valid: the path of a dataset)")
-    if isinstance(inp.get("path"), str):  # a glob: snap_2 before snap_10
-        sources = sorted(sources, key=lambda p: natural_key(str(p)))
     datasets = inp.get("datasets")
     patterns = (
         None if datasets is None else tuple([datasets] if isinstance(datasets, str) else datasets)
@@ -100,8 +99,9 @@ def series_of(inp: Mapping[str, Any], layout: str, sources: Sequence[Path]) -> S
 
 
 def without(series: Series, output: Path) -> Series:
-    """``series`` without ``output`` among its files (a glob that matches the output)."""
-    kept = tuple(p for p in series.sources if p.resolve() != output.resolve())
+    """``series`` without ``output`` (and a subfiled output's parts) among its files."""
+    mine = {output.resolve(), parts_folder(output).resolve()}
+    kept = tuple(p for p in series.sources if p.resolve() not in mine)
     if not kept:
         raise UsageError(f"input.path matches only the output {str(output)!r}")
     return dataclasses.replace(series, sources=kept)
@@ -109,8 +109,12 @@ def without(series: Series, output: Path) -> Series:
 
 def digest(series: Series) -> str:
     """What a joined file is made of: the settings and each file's path and identity."""
+    folders: dict[Path, str] = {}  # links resolved once per folder, not once per file
+    for p in series.sources:
+        folders.setdefault(p.parent, os.path.realpath(p.parent))
+    where = [os.path.join(folders[p.parent], p.name) for p in series.sources]
     parts = dataclasses.asdict(series) | {
-        "sources": [[os.path.abspath(p), stat_identity(p)] for p in series.sources]
+        "sources": [[w, stat_identity(p)] for w, p in zip(where, series.sources, strict=True)]
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

@@ -3,6 +3,7 @@ and budgets (chunks larger than the budget included), directly and through the p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from h5par.core.decomposition import chunk_steps, index_shape
 from h5par.core.units import Target
-from h5par.engine.plan import unit_note, units
+from h5par.engine.plan import input_cache, unit_note, units
 from h5par.kernels import Chain
 
 
@@ -95,17 +96,25 @@ def test_a_reduction_along_an_axis_keeps_many_units_in_one_output_chunk() -> Non
     assert unit_note(target, chain, 256 << 20) is None
 
 
-def test_a_reduction_into_an_unchunked_output_reads_whole_input_chunks() -> None:
-    # A time mean of dumps chunked (1, 512, 512) (netCDF's record chunks) into an unchunked
-    # output: a unit of 8 rows would read part of each 1 MiB chunk, and HDF5 all of it.
-    # Units are whole chunks along the kept axes (align), read in pieces along time.
+def test_a_reduction_reads_filtered_chunks_whole_and_unfiltered_ones_in_part() -> None:
+    # A time mean of gzip dumps chunked (1, 512, 512): a unit of 8 rows would decompress
+    # every chunk, once per unit. Units are whole chunks along the kept axes, read in
+    # pieces along time. Unfiltered chunks keep many units, read without HDF5's chunk
+    # cache: the part of each chunk a unit needs, straight from the file.
     chain = Chain.from_specs([{"name": "reduce", "op": "mean", "axis": 0}])
     shape, out = (768, 1024, 512), (1024, 512)
-    target = Target("/x", shape, np.dtype("f4"), out, np.dtype("f4"), (512, 512), {}, axes=(0,))
-    blocks = units(target, chain, budget=256 << 20)
-    assert blocks == [(slice(0, 512), slice(0, 512)), (slice(512, 1024), slice(0, 512))]
-    tiny = units(target, chain, budget=1 << 20)  # a chunk's accumulators exceed the budget
+    plain = Target("/x", shape, np.dtype("f4"), out, np.dtype("f4"), None, {}, axes=(0,))
+    gzip = dataclasses.replace(plain, stored=(1, 512, 512))
+    assert units(gzip, chain, budget=256 << 20) == [
+        (slice(0, 512), slice(0, 512)),
+        (slice(512, 1024), slice(0, 512)),
+    ]
+    tiny = units(gzip, chain, budget=1 << 20)  # a chunk's accumulators exceed the budget
     assert len(tiny) > 2 and (coverage(out, tiny) == 1).all()
+    direct = dataclasses.replace(plain, direct=True)
+    assert len(units(direct, chain, budget=256 << 20)) >= 64
+    assert input_cache(direct, chain, 256 << 20) == (0, 521)
+    assert input_cache(gzip, chain, 256 << 20) is None
 
 
 def test_the_table_workload_writes_each_gzip_chunk_in_one_unit() -> None:

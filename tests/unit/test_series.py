@@ -220,3 +220,27 @@ def test_a_long_output_name_gives_a_joined_name_the_file_system_takes(files) -> 
     assert only.input.is_file()
     remove_joined(folder / name)
     assert not only.input.exists()
+
+
+def test_a_glob_in_a_list_sorts_by_numbers_and_a_link_to_the_folder_is_the_same_series(
+    tmp_path,
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("s_10.h5", "s_9.h5", "s_2.h5"):
+        with h5py.File(folder / name, "w") as f:
+            f["x"] = [1.0]
+    (tmp_path / "link").symlink_to(folder)
+    listed = job(tmp_path, {"path": ["run/s_*.h5"], "combine": "concat"})
+    assert [p.name for p in listed.series.sources] == ["s_2.h5", "s_9.h5", "s_10.h5"]
+    linked = job(tmp_path, {"path": "link/s_*.h5", "combine": "concat"})
+    assert digest(linked.series) == digest(listed.series)
+
+
+def test_a_glob_that_matches_a_subfiled_outputs_parts_leaves_them_out(files) -> None:
+    folder = files[0].parent
+    (folder / "d9.h5.parts").mkdir()
+    with h5py.File(folder / "d9.h5", "w") as f:
+        f["x"] = np.zeros((1, 4))
+    found = job(folder, {"path": "d*", "combine": "concat"}, {"path": "d9.h5"})
+    assert found.series.sources == tuple(files)
