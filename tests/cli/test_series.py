@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -252,3 +253,23 @@ def test_two_hundred_small_files_concat_on_two_ranks(tmp_path, mpitools) -> None
     with h5py.File(tmp_path / "all.h5") as f:
         assert f["x"][...].tobytes() == np.concatenate(parts).tobytes()
     assert os.listdir(tmp_path).count("all.h5") == 1 and not list(tmp_path.glob(".*h5par*"))
+
+
+@pytest.mark.timeout(300)
+def test_a_second_run_of_a_running_series_is_refused_and_the_first_ends_as_alone(
+    work, mpitools
+) -> None:
+    (work / "job.toml").write_text(JOB.format(combine="concat", output="out.nc") + MEAN)
+    env = mpitools.mpi_env({"H5PAR_FAULT": "write:*:delay=0.3"})
+    first = mpitools.background(mpitools.cli_command(2, "run", "job.toml"), work, env)
+    deadline = time.monotonic() + 60
+    while not (work / ".out.nc.h5par" / "journal.json").is_file():
+        assert time.monotonic() < deadline and first.poll() is None, "the first run never worked"
+        time.sleep(0.05)
+    second = mpitools.launch(mpitools.cli_command(1, "run", "job.toml"), work, mpitools.mpi_env())
+    assert second.returncode == 2 and "another h5par run is working" in second.stderr
+    code, out, err = mpitools.finish(first, 240)
+    assert code == 0, out + err
+    with h5py.File(work / "out.nc") as g:
+        assert np.allclose(g["T"][...], data(work, "T").astype("f8").mean(0), rtol=1e-12)
+    assert not list(work.glob(".*h5par*"))
