@@ -151,6 +151,33 @@ def run_in(root: Path, cmd: list[str], timeout: float) -> dict[str, Any]:
     return record
 
 
+def verified_rounds(
+    rounds: int,
+    pairs: list[tuple[str, str]],
+    root: Path,
+    command: Callable[[str, str], list[str]],
+    verify: Callable[[str, str], str | None],
+    timeout: float,
+    widths: tuple[int, int],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """:func:`interleaved` rounds of :func:`run_in` ``root``, ``command(workload, method)``.
+
+    ``verify(workload, method)`` checks a warm-up run's output; ``root/out`` goes at the end.
+    """
+    last: dict[str, str] = {}
+
+    def run(workload: str, method: str) -> dict[str, Any]:
+        last[workload] = method
+        return run_in(root, command(workload, method), timeout)
+
+    try:
+        return interleaved(
+            rounds, pairs, run, lambda w: verify(w, last[w]), lambda r: rss_line(r, widths)
+        )
+    finally:
+        shutil.rmtree(root / "out", ignore_errors=True)
+
+
 def peer_table(
     runs: list[dict[str, Any]],
     methods: dict[str, list[str]],

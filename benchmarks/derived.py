@@ -23,7 +23,6 @@ target is h5par 2 ranks >= 1.5.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,15 +30,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from _runner import (
-    h5par_command,
-    interleaved,
-    peer_table,
-    rss_line,
-    run_in,
-    save_results,
-    timed,
-)
+from _runner import h5par_command, peer_table, save_results, timed, verified_rounds
 
 from h5par.core.sizes import parse_size
 
@@ -122,11 +113,6 @@ def command(args: argparse.Namespace, workload: str, method: str, root: Path) ->
     return timed(run, root / "rss.txt")
 
 
-def run_one(args: argparse.Namespace, root: Path, workload: str, method: str) -> dict[str, Any]:
-    """One timed run; the record (wall, status, peak RSS per process)."""
-    return run_in(root, command(args, workload, method, root), args.timeout)
-
-
 def verify(root: Path, workload: str, method: str) -> str | None:
     """None when ``speed`` is numpy's (ncap2: within 2e-7 relative) and the output is complete."""
     with h5py.File(root / "in.nc", "r") as fin, h5py.File(root / "out" / "out.nc", "r") as fout:
@@ -158,20 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     for workload in workloads:
         unselected = "copy" if workload == "copy" else "drop"
         (root / f"{workload}.toml").write_text(JOB.format(unselected=unselected))
-    last: dict[str, str] = {}
-
-    def run(workload: str, method: str) -> dict[str, Any]:
-        last[workload] = method
-        return run_one(args, root, workload, method)
-
-    runs, failures = interleaved(
+    runs, failures = verified_rounds(
         args.rounds,
         [(w, m) for w in workloads for m in METHODS],
-        run,
-        lambda w: verify(root, w, last[w]),
-        lambda record: rss_line(record, (5, 8)),
+        root,
+        lambda w, m: command(args, w, m, root),
+        lambda w, m: verify(root, w, m),
+        args.timeout,
+        (5, 8),
     )
-    shutil.rmtree(root / "out", ignore_errors=True)
     rows, text = summarize(runs, workloads)
     size = (root / "in.nc").stat().st_size / 2**30
     header = (f"h5par derived benchmark: wind speed sqrt(u**2 + v**2), u and v float32 "

@@ -33,15 +33,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from _runner import (
-    h5par_command,
-    interleaved,
-    peer_table,
-    rss_line,
-    run_in,
-    save_results,
-    timed,
-)
+from _runner import h5par_command, peer_table, save_results, timed, verified_rounds
 
 WORKLOADS = ("concat", "timmean", "ensmean")
 FIELDS = ("T", "u", "v")
@@ -114,11 +106,6 @@ def command(args: argparse.Namespace, workload: str, method: str, root: Path) ->
     return h5par_command(args.python, args.mpirun, f"{workload}.toml", ranks, root / "rss.txt")
 
 
-def run_one(args: argparse.Namespace, root: Path, workload: str, method: str) -> dict[str, Any]:
-    """One timed run; the record (wall, status, peak RSS per process)."""
-    return run_in(root, command(args, workload, method, root), args.timeout)
-
-
 def verify(root: Path, workload: str, method: str) -> str | None:
     """None when the output holds numpy's result for every field (see the module's doc)."""
     files = sorted((root / "dumps").glob("dump_*.nc"))
@@ -171,20 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     for workload in workloads:
         combine, kernels = jobs[workload]
         (root / f"{workload}.toml").write_text(JOB.format(combine=combine) + kernels)
-    last: dict[str, str] = {}
-
-    def run(workload: str, method: str) -> dict[str, Any]:
-        last[workload] = method
-        return run_one(args, root, workload, method)
-
-    runs, failures = interleaved(
+    runs, failures = verified_rounds(
         args.rounds,
         [(w, m) for w in workloads for m in methods(w)],
-        run,
-        lambda w: verify(root, w, last[w]),
-        lambda record: rss_line(record, (8, 8)),
+        root,
+        lambda w, m: command(args, w, m, root),
+        lambda w, m: verify(root, w, m),
+        args.timeout,
+        (8, 8),
     )
-    shutil.rmtree(root / "out", ignore_errors=True)
     rows, text = summarize(runs, workloads)
     size = sum(p.stat().st_size for p in (root / "dumps").iterdir()) / 2**30
     header = (f"h5par series benchmark: {args.dumps} netCDF-4 dumps of {len(FIELDS)} float32 "

@@ -108,16 +108,15 @@ def run(
 def _joined_kept_for_resume(job: Job, comm: Comm) -> Iterator[None]:
     """Remove a series' joined file, and the folders made for it, when a run fails.
 
-    Rank 0, when the run leaves nothing to resume. A stopped run (or one another run is working on) has its work folder: the joined
-    file stays for the resume.
+    Rank 0, when the run leaves nothing to resume: a stopped run (or one another run is
+    working on) has its work folder, and the joined file stays for the resume.
     """
-    output = job.files[0].output
-    ours = job.series is not None and output is not None and rank(comm) == 0
-    made = new_folders(output.parent) if ours and output is not None else []
+    output = job.files[0].output if job.series is not None and rank(comm) == 0 else None
+    made = [] if output is None else new_folders(output.parent)
     try:
         yield
     except BaseException:
-        if ours and output is not None and not stopped_file(job, job.files[0]):
+        if output is not None and not stopped_file(job, job.files[0]):
             remove_joined(output)
             for folder in reversed(made):  # those still empty
                 with contextlib.suppress(OSError):

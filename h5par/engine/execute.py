@@ -25,7 +25,6 @@ from h5par.engine.config import Work
 from h5par.engine.derived_sweep import run_derived
 from h5par.engine.journal import NO_JOURNAL, Journal, Journaling
 from h5par.engine.plan import Plan, input_cache
-from h5par.engine.series import remove_joined
 from h5par.engine.small import batches, process_batch
 from h5par.engine.sweep import Record, read_target, run_pass, statistics, sweep_of
 from h5par.engine.workfolder import (
@@ -74,8 +73,6 @@ def execute(work: Work, plan: Plan, comm: Comm) -> tuple[dict[str, dict[str, Any
             note = partly_updated(work, journal)
             if note is None and rank(comm) == 0:
                 journal.remove()
-                if work.series is not None and work.output is not None:
-                    remove_joined(work.output)  # nothing to resume: made again if rerun
             if note is not None and isinstance(exc, H5ParError):
                 exc.args = (f"{exc}; {note}",)
             elif note is not None:

@@ -111,7 +111,8 @@ def digest(series: Series) -> str:
     """What a joined file is made of: the settings and each file's path and identity."""
     folders: dict[Path, str] = {}  # links resolved once per folder, not once per file
     for p in series.sources:
-        folders.setdefault(p.parent, os.path.realpath(p.parent))
+        if p.parent not in folders:
+            folders[p.parent] = os.path.realpath(p.parent)
     where = [os.path.join(folders[p.parent], p.name) for p in series.sources]
     parts = dataclasses.asdict(series) | {
         "sources": [[w, stat_identity(p)] for w, p in zip(where, series.sources, strict=True)]

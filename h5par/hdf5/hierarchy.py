@@ -264,15 +264,15 @@ def build_output(
     of a ``REFERENCE_LIST`` go).
     """
     objects: dict[Key, str] = {}
-    later: list[str] = []
+    later: list[tuple[str, bool]] = []
     wanted = None if keep is None else on_paths([*targets, *keep])
     _build(src, dst, "", _Walk(targets, objects, later, wanted))
     remap = _Remapper(src, dst)
     copy_attrs(src, dst, remap)
-    for path in later:
+    for path, refs in later:
         source, copied = src[path], dst[path]
         copy_attrs(source, copied, remap)
-        if isinstance(source, h5py.Dataset) and path not in targets and _holds_refs(source):
+        if refs:
             _copy_reference_data(source, copied, remap)
 
 
@@ -281,12 +281,13 @@ class _Walk:
     """What :func:`_build` carries down the hierarchy.
 
     ``objects`` maps each object made to its path (a second hard link becomes a link to
-    it); ``later`` collects the paths whose attributes or references are copied afterwards.
+    it); ``later`` collects the paths whose attributes or references are copied afterwards,
+    each with True when it is an untouched dataset holding references.
     """
 
     targets: Mapping[str, Mapping[str, Any]]
     objects: dict[Key, str]
-    later: list[str]
+    later: list[tuple[str, bool]]
     wanted: Collection[str] | None
 
 
@@ -313,8 +314,9 @@ def _build(src: h5py.Group, dst: h5py.Group, prefix: str, walk: _Walk) -> None:
             continue
         walk.objects[key] = path
         target = isinstance(obj, h5py.Dataset) and path in walk.targets
-        if info.num_attrs or (isinstance(obj, h5py.Dataset) and not target and _holds_refs(obj)):
-            walk.later.append(path)
+        refs = isinstance(obj, h5py.Dataset) and not target and _holds_refs(obj)
+        if info.num_attrs or refs:
+            walk.later.append((path, refs))
         if isinstance(obj, h5py.Group):
             order = bool(obj.id.get_create_plist().get_link_creation_order())
             group = dst.create_group(name, track_order=order or None)

@@ -20,7 +20,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5d, h5o
+from h5py import h5o
 
 from h5par.core.globs import select_paths
 from h5par.core.series import Joined, ordered
@@ -30,6 +30,7 @@ from h5par.hdf5.hierarchy import (
     build_output,
     dataset_attributes,
     is_scale,
+    source_layout,
     source_name,
     vds_name,
 )
@@ -84,14 +85,15 @@ def survey(
         paths = _joined_paths(first, combine, axis, patterns)  # {path: the axis it joins}
         reference = {p: (first[p].shape, first[p].dtype) for p in paths}
     shapes: dict[str, list[tuple[int, ...]]] = {p: [] for p in paths}
+    increasing = _Increasing(order_by) if combine == "concat" and order_by in paths else None
     for path in files:
         with _opened(path) as f:
             for p, (shape, dtype) in reference.items():
                 names = (files[0], path)
                 shapes[p].append(_checked(f, p, (shape, dtype), names, combine, paths[p]))
+            if increasing is not None:
+                increasing.check(f, path)
     joined = {p: Joined(combine, paths[p], tuple(s)) for p, s in shapes.items()}
-    if order_by is not None and combine == "concat" and order_by in joined:
-        _check_increasing(files, order_by)
     member = None if combine == "concat" else (firsts or list(range(len(files))))
     return Survey(tuple(files), joined, member)
 
@@ -208,20 +210,23 @@ def _checked(
     return tuple(dset.shape)
 
 
-def _check_increasing(files: Sequence[Path], order_by: str) -> None:
-    """Refuse ``order_by`` values that do not increase through the joined files."""
-    last, where = None, None
-    for path in files:
-        with _opened(path) as f:
-            values = np.asarray(f[order_by][()]).reshape(-1)
-        for value in values.tolist():
-            if last is not None and not value > last:
+class _Increasing:
+    """Refuses ``order_by`` values that do not increase through the joined files."""
+
+    def __init__(self, order_by: str) -> None:
+        self.order_by, self.where = order_by, Path()
+        self.last: Any = None  # the last value seen
+
+    def check(self, f: h5py.File, path: Path) -> None:
+        """Check the values of file ``f`` (at ``path``), the next in the series."""
+        for value in np.asarray(f[self.order_by][()]).reshape(-1).tolist():
+            if self.last is not None and not value > self.last:
                 raise UsageError(
-                    f"input.order_by = {order_by!r}: {value!r} in {str(path)!r} follows "
-                    f"{last!r} in {str(where)!r} (valid: values that increase through "
-                    "the files, no duplicates)"
+                    f"input.order_by = {self.order_by!r}: {value!r} in {str(path)!r} follows "
+                    f"{self.last!r} in {str(self.where)!r} (valid: values that increase "
+                    "through the files, no duplicates)"
                 )
-            last, where = value, path
+            self.last, self.where = value, path
 
 
 def write_joined(survey: Survey, path: Path) -> None:
@@ -238,9 +243,9 @@ def write_joined(survey: Survey, path: Path) -> None:
                     f"input.combine = 'stack': {str(survey.files[0])!r} has a {MEMBER} "
                     "already, the name of the new axis (valid: files without it)"
                 )
-            targets = {
-                p: _virtual(src, p, j, survey.files, path.parent) for p, j in survey.joined.items()
-            }
+            folder = os.path.realpath(path.parent)  # sources are named relative to the file
+            names = [os.path.relpath(os.path.realpath(f), folder) for f in survey.files]
+            targets = {p: _virtual(src, p, j, names) for p, j in survey.joined.items()}
             build_output(src, dst, targets)
             if survey.member is not None:
                 _member_axis(src, dst, list(survey.joined), survey.member)
@@ -249,9 +254,7 @@ def write_joined(survey: Survey, path: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
-def _virtual(
-    src: h5py.File, path: str, joined: Joined, files: Sequence[Path], folder: Path
-) -> dict[str, Any]:
+def _virtual(src: h5py.File, path: str, joined: Joined, names: Sequence[str]) -> dict[str, Any]:
     """``build_output``'s creation arguments of one joined dataset: a virtual one.
 
     It may grow along the axes the first file's dataset may grow along (netCDF's
@@ -261,8 +264,7 @@ def _virtual(
     grows = (0,) * (len(joined.shape) - len(dset.maxshape)) + tuple(dset.maxshape)
     maxshape = tuple(None if m is None else n for n, m in zip(joined.shape, grows, strict=True))
     layout = h5py.VirtualLayout(shape=joined.shape, dtype=dset.dtype, maxshape=maxshape)
-    for k, file in enumerate(files):
-        name = os.path.relpath(os.path.realpath(file), os.path.realpath(folder))
+    for k, name in enumerate(names):
         source = h5py.VirtualSource(
             vds_name(name), vds_name(path), shape=joined.shapes[k], dtype=dset.dtype
         )
@@ -270,12 +272,7 @@ def _virtual(
             layout[k] = source
         else:
             layout[joined.part(k)] = source
-    fill = (
-        dset.fillvalue
-        if dset.id.get_create_plist().fill_value_defined() == h5d.FILL_VALUE_USER_DEFINED
-        else None
-    )
-    return {"virtual": layout, "fillvalue": fill}
+    return {"virtual": layout, "fillvalue": source_layout(dset).fillvalue}
 
 
 def _member_axis(src: h5py.File, dst: h5py.File, stacked: list[str], values: list[Any]) -> None:
