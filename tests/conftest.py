@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import re
 import shutil
@@ -11,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import pytest
 from hypothesis import settings
@@ -200,6 +201,16 @@ def _mpitools_fixture() -> object:
         launch=launch, background=background, finish=finish, mpi_env=mpi_env,
         h5par_run=h5par_run, cli_command=cli_command, refused=refused,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def cluster_script() -> ModuleType:
+    """``scripts/cluster.py`` as a module: simulated hosts, SLURM's packages and munge."""
+    spec = importlib.util.spec_from_file_location("h5par_cluster", REPO / "scripts" / "cluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(name="run_python")

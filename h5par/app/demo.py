@@ -17,8 +17,9 @@ import numpy as np
 
 from h5par.engine.batch import JobResult, run
 from h5par.engine.jobs import load_job
+from h5par.errors import UsageError
 from h5par.parallel.agreement import collective_errors
-from h5par.parallel.comm import bcast, rank, resolve_comm
+from h5par.parallel.comm import bcast, hosts, rank, resolve_comm
 
 if TYPE_CHECKING:
     from h5par.parallel.comm import Comm
@@ -127,12 +128,16 @@ def _write_dump(path: Path, times: np.ndarray, rng: np.random.Generator) -> None
 
 
 def run_demo(folder: str | Path | None = None, comm: Comm | None = None) -> JobResult:
-    """Write the demo input and job into ``folder`` (default: a new temporary one), run it.
+    """Write the demo input and job into ``folder``, run it. Collective over ``comm``.
 
-    Collective over ``comm``.
+    Without ``folder``, a new temporary folder; when the ranks run on several hosts, a new
+    one in the current folder instead (each host has its own temporary folder).
     """
     comm = resolve_comm(comm)
-    chosen = str(folder or tempfile.mkdtemp(prefix="h5par-demo-")) if rank(comm) == 0 else ""
+    near = Path.cwd() if len(set(hosts(comm))) > 1 else None
+    chosen = ""
+    if rank(comm) == 0:
+        chosen = str(folder or tempfile.mkdtemp(prefix="h5par-demo-", dir=near))
     where = Path(bcast(comm, chosen))
     with collective_errors(comm, "demo input"):
         if rank(comm) == 0:
@@ -140,4 +145,10 @@ def run_demo(folder: str | Path | None = None, comm: Comm | None = None) -> JobR
             write_demo_input(where / "demo_input.h5")
             write_demo_dumps(where)
             (where / "demo_job.toml").write_text(DEMO_JOB)
+    with collective_errors(comm, "demo folder"):
+        if not (where / "demo_job.toml").is_file():
+            raise UsageError(
+                f"demo folder {str(where)!r} is not seen by every rank (valid: a folder on a "
+                "file system every host sees: h5par demo FOLDER)"
+            )
     return run(load_job(where / "demo_job.toml"), comm=comm, overwrite=True)

@@ -6,10 +6,10 @@ import os
 import platform
 from dataclasses import dataclass
 
-from h5par.parallel.comm import mpi_versions, resolve_comm, size
+from h5par.parallel.comm import hosts, messaging, mpi_versions, resolve_comm
 from h5par.version import __version__
 
-__all__ = ["Environment", "environment", "format_environment"]
+__all__ = ["Environment", "environment", "format_environment", "placement"]
 
 _SERIAL_FIX = (
     "h5py was built without MPI: shared-file output from several ranks is unavailable. "
@@ -32,6 +32,8 @@ class Environment:
     h5py_mpi: bool
     parallel_filters: bool
     ranks: int
+    hosts: str
+    messaging: str
     file_locking: str
 
     def rows(self) -> list[tuple[str, str]]:
@@ -50,6 +52,8 @@ class Environment:
                 "yes" if self.parallel_filters else "no",
             ),
             ("ranks", str(self.ranks)),
+            ("hosts", self.hosts),
+            ("MPI messaging layer", self.messaging),
             ("HDF5_USE_FILE_LOCKING", self.file_locking),
         ]
 
@@ -62,6 +66,7 @@ def environment() -> Environment:
 
     h5py_version, hdf5, h5py_mpi, filters = hdf5_versions()
     mpi4py_version, library = mpi_versions()
+    names = hosts(resolve_comm())
     return Environment(
         h5par=__version__,
         python=platform.python_version(),
@@ -72,9 +77,37 @@ def environment() -> Environment:
         mpi_library=library,
         h5py_mpi=h5py_mpi,
         parallel_filters=filters,
-        ranks=size(resolve_comm()),
+        ranks=len(names),
+        hosts=placement(names),
+        messaging=messaging(),
         file_locking=os.environ.get("HDF5_USE_FILE_LOCKING", "unset (HDF5 default: locking on)"),
     )
+
+
+def placement(names: list[str]) -> str:
+    """Which ranks run on which host, given each rank's host name.
+
+    >>> placement(["n1", "n1", "n2", "n2"])
+    '2: n1 (ranks 0-1), n2 (ranks 2-3)'
+    >>> placement(["a", "b", "a"])
+    '2: a (ranks 0, 2), b (rank 1)'
+    >>> placement(["login"])
+    '1: login'
+    """
+    ranks: dict[str, list[int]] = {}
+    for rank, name in enumerate(names):
+        ranks.setdefault(name, []).append(rank)
+    if len(ranks) == 1:
+        return f"1: {names[0]}"
+    return f"{len(ranks)}: " + ", ".join(f"{n} ({_ranks(r)})" for n, r in ranks.items())
+
+
+def _ranks(ranks: list[int]) -> str:
+    if len(ranks) == 1:
+        return f"rank {ranks[0]}"
+    if ranks == list(range(ranks[0], ranks[-1] + 1)):
+        return f"ranks {ranks[0]}-{ranks[-1]}"
+    return "ranks " + ", ".join(map(str, ranks))
 
 
 def format_environment(env: Environment) -> str:

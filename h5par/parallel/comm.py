@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import threading
 import time
@@ -36,7 +37,9 @@ __all__ = [
     "ask_alive",
     "bcast",
     "bcast_array",
+    "hosts",
     "key",
+    "messaging",
     "mpi_comm",
     "mpi_versions",
     "notices_possible",
@@ -65,6 +68,9 @@ T = TypeVar("T")
 #: Where launchers (mpirun, mpiexec, srun) put the rank and the number of ranks.
 _RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
+_PML = "OMPI_MCA_pml"  # Open MPI's messaging layer (its variables are lower case)
+#: The Open MPI settings h5par made itself before MPI started (see :func:`messaging`).
+_SET_BY_H5PAR: dict[str, str] = {}
 
 
 class _Done:
@@ -149,8 +155,28 @@ def _single_node_defaults() -> None:
     """
     total = os.environ.get("OMPI_COMM_WORLD_SIZE")
     singleton = not any(os.environ.get(name) for name in _SIZE_VARS)  # started without a launcher
-    if singleton or (total is not None and total == os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")):
-        os.environ.setdefault("OMPI_MCA_pml", "ob1")
+    one_node = total is not None and total == os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    if (singleton or one_node) and _PML not in os.environ:
+        os.environ[_PML] = _SET_BY_H5PAR[_PML] = "ob1"
+
+
+def messaging() -> str:
+    """How Open MPI's messaging layer (``pml``) is chosen for this job (``h5par info``).
+
+    Ranks on several hosts leave it to Open MPI (TCP or the network's own layer between
+    hosts, shared memory within one).
+    """
+    pml = os.environ.get(_PML)
+    if pml is None:
+        return "Open MPI's choice"
+    if _SET_BY_H5PAR.get(_PML) == pml:
+        return f"{pml} (set by h5par: every rank on one node)"
+    return f"{pml} (OMPI_MCA_pml)"
+
+
+def hosts(comm: Comm) -> list[str]:
+    """The host name of every rank of ``comm``, by rank (collective)."""
+    return allgather(comm, socket.gethostname())
 
 
 def _mpi() -> ModuleType:

@@ -29,9 +29,9 @@ from h5par.app.slurm import REPOSITORY_SLURM, TEMPLATES, batch_script
 from h5par.engine.journal import Journal
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
 TOOLS = SimpleNamespace()  # launch() and mpi_env() from conftest
+
 
 JOB = """version = 1
 [input]
@@ -90,75 +90,6 @@ def run(cmd: list[str], timeout: float = 60, **kwargs) -> subprocess.CompletedPr
 # -- the SLURM the tests use ------------------------------------------------------------
 
 
-def _missing() -> list[str]:
-    programs = {"slurmctld": "slurmctld", "slurmd": "slurmd", "sbatch": "slurm-client"}
-    programs["munged"] = "munge"
-    return [
-        package
-        for name, package in programs.items()
-        if not (shutil.which(name) or Path(f"/usr/sbin/{name}").is_file())
-    ]
-
-
-def _install() -> None:
-    """apt-get the Debian packages when missing; skip only when that cannot be done."""
-    if not _missing():
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip(f"SLURM is not installed and cannot be: needs root and apt-get ({_missing()})")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", *PACKAGES]
-    done = run(install, timeout=600, env=env)
-    if done.returncode != 0:  # a fresh machine may need the package lists first
-        run(["apt-get", "update"], timeout=600, env=env)
-        done = run(install, timeout=600, env=env)
-    if done.returncode != 0 or _missing():
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        pytest.skip(f"cannot install SLURM ({' '.join(install)}): {lines[-1:]}")
-
-
-def _munge_answers() -> bool:
-    try:
-        encoded = run(["munge", "-n"], timeout=10)
-        return (
-            encoded.returncode == 0
-            and run(["unmunge"], timeout=10, input=encoded.stdout).returncode == 0
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def _start_munge() -> subprocess.Popen[bytes] | None:
-    """Start munged as user munge unless one answers; returns the process we started."""
-    if _munge_answers():
-        return None
-    key = Path("/etc/munge/munge.key")
-    if not key.is_file():  # the Debian package creates one; make it if it is gone
-        created = run(["mungekey", "--create", "--keyfile", str(key)], timeout=30)
-        assert created.returncode == 0, created.stderr
-        shutil.chown(key, "munge", "munge")
-        key.chmod(0o400)
-    socket_dir = Path("/run/munge")
-    socket_dir.mkdir(mode=0o755, exist_ok=True)
-    shutil.chown(socket_dir, "munge", "munge")
-    munged = shutil.which("munged") or "/usr/sbin/munged"
-    proc = subprocess.Popen(
-        [munged, "--foreground"],
-        user="munge",
-        group="munge",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 20
-    while not _munge_answers():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            _stop(proc)
-            pytest.fail("munged did not start (see /var/log/munge/munged.log)")
-        time.sleep(0.2)
-    return proc
-
-
 def _free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:
@@ -169,24 +100,16 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
-def slurm(tmp_path_factory) -> Iterator[SimpleNamespace]:
+def slurm(tmp_path_factory, cluster_script) -> Iterator[SimpleNamespace]:
     """A running one-node SLURM: ``env`` has SLURM_CONF for the client commands."""
     if os.geteuid() != 0:
         pytest.skip("a private SLURM needs root (slurmd runs as root)")
-    _install()
-    munged = _start_munge()
+    try:
+        cluster_script.install_slurm()
+        munged = cluster_script.start_munge()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
     folder = tmp_path_factory.mktemp("slurm")
     for sub in ("state", "spool"):
         (folder / sub).mkdir()
@@ -232,8 +155,8 @@ def slurm(tmp_path_factory) -> Iterator[SimpleNamespace]:
                     break
                 time.sleep(0.5)
         for daemon in reversed(daemons):
-            _stop(daemon)
-        _stop(munged)
+            cluster_script.stop(daemon)
+        cluster_script.stop(munged)
 
 
 # -- helpers ------------------------------------------------------------------------------
