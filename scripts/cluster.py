@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Cluster", "install_slurm", "slurm_missing", "start_munge", "stop", "unavailable"]
 
@@ -103,7 +104,7 @@ exec nsenter --target "$pid" --net --uts --mount --wd="$PWD" -- \
 """
 
 
-def run(cmd: Sequence[str], timeout: float = 60, **kwargs) -> subprocess.CompletedProcess[str]:
+def run(cmd: Sequence[str], timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` and capture its output (never raises on a non-zero status)."""
     return subprocess.run(
         list(cmd), capture_output=True, text=True, timeout=timeout, check=False, **kwargs
@@ -168,7 +169,6 @@ class Cluster:
         self.pids: dict[str, int] = state["hosts"]
         self.switch: int = state["switch"]
         self.nets: dict[str, int] = state["nets"]
-        self.munged: int | None = state.get("munged")
         self._munged: subprocess.Popen[bytes] | None = None
 
     # -- making and removing the hosts --------------------------------------------------
@@ -181,20 +181,27 @@ class Cluster:
         if (folder / STATE).is_file():
             Cluster(folder).down()
         names = [f"n{i + 1}" for i in range(hosts)]
-        below_tmp = sorted({str(p) for p in (folder, *map(Path, shared)) if _below_tmp(p)})
+        resolved = {Path(p).resolve() for p in (folder, *shared)}
+        missing = [str(p) for p in resolved if not p.is_dir()]
+        if missing:
+            raise RuntimeError(f"shared folders missing: {', '.join(missing)}")
+        below_tmp = sorted(str(p) for p in resolved if p.is_relative_to("/tmp"))
         switch = _keeper(["unshare", "--net", "sh", "-c", 'echo "ready $$"; exec sleep infinity'])
         pids: dict[str, int] = {}
-        state = {"hosts": pids, "switch": switch, "nets": {}}
+        nets: dict[str, int | None] = {}
+        state = {"hosts": pids, "switch": switch, "nets": nets}
         try:
             _in(switch, "ip", "link", "add", "br0", "type", "bridge")
             _in(switch, "ip", "link", "set", "br0", "up")
             with tempfile.TemporaryDirectory(prefix="h5par-cluster-", dir="/run") as stage:
                 for i, name in enumerate(names, 1):
                     pids[name] = _host(name, stage, below_tmp)
+                    nets[name] = _inode(pids[name])
                     _wire(switch, pids[name], i)
-            state["nets"] = {name: _inode(pid) for name, pid in pids.items()}
         finally:
             (folder / STATE).write_text(json.dumps(state, indent=1))
+            if len(nets) < len(names) or None in nets.values():
+                Cluster(folder).down()  # the hosts made so far
         cluster = cls(folder)
         cluster._write_agent()
         return cluster
@@ -207,6 +214,11 @@ class Cluster:
         _kill_all(_inode(self.switch))
         for pid in (*self.pids.values(), self.switch):
             _signal(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(_inode(p) is not None for p in (*self.pids.values(), self.switch)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         (self.folder / STATE).unlink(missing_ok=True)
 
     def kill_host(self, name: str) -> None:
@@ -256,11 +268,11 @@ class Cluster:
     def start_slurm(self, timeout: float = 90) -> None:
         """Start munged (unless one answers), slurmctld on n1 and slurmd on every host."""
         install_slurm()
-        self._munged = start_munge()
-        if self._munged is not None:
-            self._remember(munged=self._munged.pid)
+        self._munged = start_munge()  # stopped by down(), if this process is the one
         folder = self.slurm_conf.parent
-        (folder / "state").mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)  # a fresh SLURM: no jobs of an earlier one
+        for sub in ("state", *(f"spool-{name}" for name in self.names)):
+            (folder / sub).mkdir(parents=True)
         nodes = "\n".join(
             f"NodeName={name} NodeAddr={self.address(name)} CPUs=2 State=UNKNOWN"
             for name in self.names
@@ -269,7 +281,9 @@ class Cluster:
         conf = SLURM_CONF.format(subnet=SUBNET, folder=folder, nodes=nodes, names=names)
         self.slurm_conf.write_text(conf)
         env = dict(os.environ, SLURM_CONF=str(self.slurm_conf))
-        daemons = [("n1", "slurmctld", [])] + [(n, "slurmd", ["-N", n]) for n in self.names]
+        daemons: list[tuple[str, str, list[str]]] = [("n1", "slurmctld", [])] + [
+            (n, "slurmd", ["-N", n]) for n in self.names
+        ]
         for host, daemon, args in daemons:
             program = shutil.which(daemon) or f"/usr/sbin/{daemon}"
             with (folder / f"{daemon}-{host}.stderr").open("w") as err:
@@ -290,23 +304,13 @@ class Cluster:
             time.sleep(0.5)
 
     def stop_slurm(self) -> None:
-        """Stop the munged this cluster started (the SLURM daemons die with the hosts)."""
-        if self._munged is not None:
-            stop(self._munged)  # started by this process: also reaped
-        elif self.munged is not None:
-            _signal(self.munged, signal.SIGTERM)
-        if self.munged is not None:
-            self._remember(munged=None)
+        """Stop the munged this process started (the SLURM daemons die with the hosts).
 
-    def _remember(self, **fields: object) -> None:
-        state = json.loads((self.folder / STATE).read_text())
-        state.update(fields)
-        (self.folder / STATE).write_text(json.dumps(state, indent=1))
-        self.munged = state.get("munged")
-
-
-def _below_tmp(path: Path) -> bool:
-    return Path(path).resolve().is_relative_to("/tmp")
+        One started by ``scripts/cluster.py up --slurm`` stays, as the service would: other
+        clusters may use it.
+        """
+        stop(self._munged)
+        self._munged = None
 
 
 def _in(pid: int, *argv: str) -> None:
@@ -467,9 +471,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = unavailable()
         if reason:
             parser.exit(2, f"cluster: {reason}\n")
-        cluster = Cluster.up(args.folder, args.hosts, args.share)
+        try:
+            cluster = Cluster.up(args.folder, args.hosts, args.share)
+        except RuntimeError as exc:
+            parser.exit(1, f"cluster: {exc}\n")
         if args.slurm:
-            cluster.start_slurm()
+            try:
+                cluster.start_slurm()
+            except RuntimeError as exc:
+                cluster.down()
+                parser.exit(1, f"cluster: {exc}\n")
             print(f"export SLURM_CONF={shlex.quote(str(cluster.slurm_conf))}")
         print(f"hosts {' '.join(cluster.names)} up; agent {cluster.agent}")
         return 0
@@ -479,8 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.verb == "run":
         return subprocess.call(cluster.command(args.host, args.command))
-    ranks = {name: args.per_host for name in cluster.names}
-    return subprocess.call(cluster.command("n1", [*cluster.mpirun(ranks), *args.command]))
+    command, per_host = list(args.command), args.per_host
+    if command[:1] == ["--per-host"] and len(command) > 1:  # given after FOLDER
+        per_host, command = int(command[1]), command[2:]
+    ranks = {name: per_host for name in cluster.names}
+    return subprocess.call(cluster.command("n1", [*cluster.mpirun(ranks), *command]))
 
 
 if __name__ == "__main__":

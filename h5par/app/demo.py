@@ -8,6 +8,7 @@ dumps (``DIR/dumps/``) and an ensemble (``DIR/ensemble/``) for the series jobs i
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -145,10 +146,15 @@ def run_demo(folder: str | Path | None = None, comm: Comm | None = None) -> JobR
             write_demo_input(where / "demo_input.h5")
             write_demo_dumps(where)
             (where / "demo_job.toml").write_text(DEMO_JOB)
-    with collective_errors(comm, "demo folder"):
-        if not (where / "demo_job.toml").is_file():
-            raise UsageError(
-                f"demo folder {str(where)!r} is not seen by every rank (valid: a folder on a "
-                "file system every host sees: h5par demo FOLDER)"
-            )
+    try:
+        with collective_errors(comm, "demo folder"):
+            if not (where / "demo_job.toml").is_file():
+                raise UsageError(
+                    f"demo folder {str(where)!r} is not seen by every rank (valid: a folder on "
+                    "a file system every host sees: h5par demo FOLDER)"
+                )
+    except UsageError:
+        if rank(comm) == 0 and folder is None:
+            shutil.rmtree(where, ignore_errors=True)  # the one made here
+        raise
     return run(load_job(where / "demo_job.toml"), comm=comm, overwrite=True)

@@ -6,10 +6,10 @@ import os
 import platform
 from dataclasses import dataclass
 
-from h5par.parallel.comm import hosts, messaging, mpi_versions, resolve_comm
+from h5par.parallel.comm import allgather, hosts, messaging, mpi_versions, resolve_comm
 from h5par.version import __version__
 
-__all__ = ["Environment", "environment", "format_environment", "placement"]
+__all__ = ["Environment", "by_rank", "environment", "format_environment"]
 
 _SERIAL_FIX = (
     "h5py was built without MPI: shared-file output from several ranks is unavailable. "
@@ -66,7 +66,9 @@ def environment() -> Environment:
 
     h5py_version, hdf5, h5py_mpi, filters = hdf5_versions()
     mpi4py_version, library = mpi_versions()
-    names = hosts(resolve_comm())
+    unset = "unset (HDF5 default: locking on)"
+    mine = (os.environ.get("HDF5_USE_FILE_LOCKING", unset), messaging())
+    names, ranks = hosts(resolve_comm()), allgather(resolve_comm(), mine)
     return Environment(
         h5par=__version__,
         python=platform.python_version(),
@@ -78,28 +80,31 @@ def environment() -> Environment:
         h5py_mpi=h5py_mpi,
         parallel_filters=filters,
         ranks=len(names),
-        hosts=placement(names),
-        messaging=messaging(),
-        file_locking=os.environ.get("HDF5_USE_FILE_LOCKING", "unset (HDF5 default: locking on)"),
+        hosts=f"{len(set(names))}: {by_rank(names)}",
+        messaging=by_rank([m for _, m in ranks]),
+        file_locking=by_rank([f for f, _ in ranks]),
     )
 
 
-def placement(names: list[str]) -> str:
-    """Which ranks run on which host, given each rank's host name.
+def by_rank(values: list[str]) -> str:
+    """Each rank's value (by rank), grouped: the value when every rank has the same.
 
-    >>> placement(["n1", "n1", "n2", "n2"])
-    '2: n1 (ranks 0-1), n2 (ranks 2-3)'
-    >>> placement(["a", "b", "a"])
-    '2: a (ranks 0, 2), b (rank 1)'
-    >>> placement(["login"])
-    '1: login'
+    A setting the ranks disagree on shows which ranks have which: an environment variable
+    ``mpirun`` did not pass on to the other hosts (``-x NAME``) shows here.
+
+    >>> by_rank(["n1", "n1", "n2", "n2"])
+    'n1 (ranks 0-1), n2 (ranks 2-3)'
+    >>> by_rank(["a", "b", "a"])
+    'a (ranks 0, 2), b (rank 1)'
+    >>> by_rank(["FALSE", "FALSE"])
+    'FALSE'
     """
     ranks: dict[str, list[int]] = {}
-    for rank, name in enumerate(names):
-        ranks.setdefault(name, []).append(rank)
+    for rank, value in enumerate(values):
+        ranks.setdefault(value, []).append(rank)
     if len(ranks) == 1:
-        return f"1: {names[0]}"
-    return f"{len(ranks)}: " + ", ".join(f"{n} ({_ranks(r)})" for n, r in ranks.items())
+        return values[0]
+    return ", ".join(f"{value} ({_ranks(r)})" for value, r in ranks.items())
 
 
 def _ranks(ranks: list[int]) -> str:

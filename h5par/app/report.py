@@ -55,6 +55,7 @@ def _summary(result: JobResult) -> dict[str, Any]:
         "started": result.started,
         "seconds": result.seconds,
         "ranks": result.nranks,
+        "hosts": result.nhosts,
         "bytes_read": int(sum(read)),
         "bytes_written": int(sum(written)),
         "stored_bytes": sum(f.stored_bytes for f in result.files if not f.skipped),
@@ -126,8 +127,9 @@ def summary_text(result: JobResult, verbose: bool = False) -> str:
     datasets = sum(len(f["datasets"]) for f in data["files"])
     reduced = totals["statistics_only"]
     stats = f", {reduced} statistics only" if reduced else ""
+    hosts = f" of {data['hosts']} hosts" if data["hosts"] > 1 else ""
     lines = [
-        f"h5par run: {len(data['files'])} file(s), {datasets} dataset(s) on {data['ranks']} rank(s) in {data['seconds']:.2f} s",
+        f"h5par run: {len(data['files'])} file(s), {datasets} dataset(s) on {data['ranks']} rank(s){hosts} in {data['seconds']:.2f} s",
         f"  {totals['files']} file{'' if totals['files'] == 1 else 's'}: {totals['written']} written, {totals['skipped']} skipped, "
         f"{totals['failed']} failed{stats}, {format_size(totals['stored_bytes'])} on disk",
         f"  read {format_size(data['bytes_read'])}, wrote {format_size(data['stored_bytes'])} on disk "

@@ -35,12 +35,22 @@ from h5par.engine.progress import Progress, Relay, interval
 from h5par.engine.runner import Result, run_work
 from h5par.engine.series import Series, label, planned, prepare, remove_joined
 from h5par.engine.series import identity as series_identity
+from h5par.engine.shared import check_shared
 from h5par.engine.workfolder import kernel_code
 from h5par.errors import JobProblemsError, UsageError
 from h5par.hdf5.series import feeding_files
 from h5par.hdf5.subfiles import parts_folder
 from h5par.parallel.agreement import collective_errors
-from h5par.parallel.comm import allgather, bcast, private, rank, resolve_comm, self_comm, size
+from h5par.parallel.comm import (
+    allgather,
+    bcast,
+    hosts,
+    private,
+    rank,
+    resolve_comm,
+    self_comm,
+    size,
+)
 from h5par.parallel.guard import guarded
 from h5par.version import __version__
 
@@ -70,6 +80,7 @@ class JobResult:
     nranks: int
     seconds: float
     started: str
+    nhosts: int = 1
 
 
 def run(
@@ -136,6 +147,10 @@ def _run(
     """:func:`run` once the job is valid. Collective."""
     started = now.isoformat()
     t0 = time.perf_counter()
+    names = hosts(comm)
+    inputs = job.series.sources if job.series is not None else [f.input for f in job.files]
+    outputs = [f.output.parent for f in job.files if f.output is not None]
+    check_shared(inputs, outputs, comm, names)
     with collective_errors(comm, "inspect inputs"):
         finished = finished_files(job) if rank(comm) == 0 else []
         if job.series is not None and rank(comm) == 0 and not finished[0]:
@@ -173,7 +188,8 @@ def _run(
     progress.close()
     results = _with_stored_bytes(results, job.options.subfiled, comm)
     seconds = bcast(comm, time.perf_counter() - t0)
-    return JobResult(sorted(results, key=lambda r: r.index), size(comm), seconds, started)
+    ordered = sorted(results, key=lambda r: r.index)
+    return JobResult(ordered, size(comm), seconds, started, len(set(names)))
 
 
 def _split(

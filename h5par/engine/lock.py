@@ -22,17 +22,7 @@ from pathlib import Path
 
 from h5par.errors import UsageError
 
-__all__ = [
-    "LOCK",
-    "BusyError",
-    "Lock",
-    "Owner",
-    "check_free",
-    "holder",
-    "mount_types",
-    "recorded",
-    "take",
-]
+__all__ = ["LOCK", "BusyError", "Lock", "Owner", "check_free", "holder", "mount_types", "take"]
 
 
 #: The lock file of a work folder: rank 0 of the run working in it holds it (``flock``) and
@@ -126,8 +116,8 @@ class Lock:
     the file system supports it, an exclusive ``flock``.
     """
 
-    def __init__(self, folder: Path, fd: int, owner: Owner) -> None:
-        self.folder, self.fd, self.owner = folder, fd, owner
+    def __init__(self, folder: Path, fd: int) -> None:
+        self.folder, self.fd = folder, fd
 
     def __enter__(self) -> Lock:
         return self
@@ -178,9 +168,8 @@ def take(folder: Path) -> Lock:
                 owner = _owner(fd)
                 if owner is not None and _busy_owner(owner, state):
                     raise BusyError(_busy(folder, owner))
-                me = Owner.me()
-                _write_owner(fd, me)
-                return Lock(folder, fd, me)
+                _write_owner(fd, Owner.me())
+                return Lock(folder, fd)
         except BaseException:
             os.close(fd)
             raise
@@ -208,21 +197,6 @@ def holder(folder: Path) -> Owner | None:
         if state == _HELD:
             return owner or Owner("", 0, "")  # taking or releasing it right now
         return owner if owner is not None and _busy_owner(owner, state) else None
-    finally:
-        os.close(fd)
-
-
-def recorded(folder: Path) -> Owner | None:
-    """The owner record in the lock of work folder ``folder`` as it is (None: none there).
-
-    Reads only: no ``flock`` is tried, so it is the same record while its owner holds it.
-    """
-    try:
-        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        return _owner(fd)
     finally:
         os.close(fd)
 

@@ -22,6 +22,7 @@ from h5par.engine.execute import execute
 from h5par.engine.folders import make_output_folder
 from h5par.engine.inspection import inspect_input
 from h5par.engine.plan import Plan
+from h5par.engine.shared import check_shared
 from h5par.engine.workfolder import check_input_settled
 from h5par.kernels import Kernel
 from h5par.parallel import faults
@@ -193,6 +194,8 @@ def _apply(comm: Comm | None, watchdog: float, **settings: Any) -> Result:
     with guarded(watchdog):
         with collective_errors(comm, "validate", fault="validate"):
             work = configure(nranks=size(comm), **settings)
+        outputs = [] if work.destination is None else [work.destination.parent]
+        check_shared([work.input], outputs, comm)
         return run_work(work, comm)
 
 

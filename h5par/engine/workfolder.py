@@ -32,7 +32,7 @@ from h5par.engine.journal import (
     stat_identity,
     work_folder_of,
 )
-from h5par.engine.lock import BusyError, Lock, Owner, holder, recorded, take
+from h5par.engine.lock import BusyError, Lock, holder, take
 from h5par.engine.plan import Plan, units
 from h5par.engine.series import check_unchanged, remove_joined
 from h5par.engine.series import identity as series_identity
@@ -51,7 +51,7 @@ from h5par.hdf5.subfiles import parts_folder, virtual_dataset
 from h5par.kernels import Chain
 from h5par.kernels.user import PythonKernel, function_name
 from h5par.parallel.agreement import collective_errors
-from h5par.parallel.comm import bcast, rank, size
+from h5par.parallel.comm import bcast, rank
 from h5par.parallel.faults import inject
 
 if TYPE_CHECKING:
@@ -97,10 +97,6 @@ def open_journal(work: Work, plan: Plan, comm: Comm) -> tuple[Journal | None, Lo
             if rank(comm) == 0:
                 journal, lock = _resume_or_start(work, plan)
             inject("create")  # after rank 0's work (not on entry): a failure here removes it
-        if size(comm) > 1:
-            owner = bcast(comm, None if lock is None else lock.owner)
-            with collective_errors(comm, "check the work folder"):
-                _check_shared(work, owner)
     except Exception:
         if journal is not None and not journal.done and partly_updated(work, journal) is None:
             journal.remove()  # rank 0 started it, another rank failed
@@ -110,24 +106,6 @@ def open_journal(work: Work, plan: Plan, comm: Comm) -> tuple[Journal | None, Lo
     journal = bcast(comm, journal)
     assert journal is not None
     return journal, lock
-
-
-def _check_shared(work: Work, owner: Owner | None) -> None:
-    """Every rank sees the work folder rank 0 locked (``owner``: its lock's record).
-
-    Where the output folder is each host's own (``/tmp`` on a cluster's nodes), the ranks
-    of another host would write their parts into a file of their own: refused up front.
-    """
-    assert work.destination is not None
-    folder = work_folder_of(work.destination, work.in_place)
-    if owner is None or recorded(folder) == owner:
-        return
-    which = "input" if work.in_place else "output"
-    raise UsageError(
-        f"{which} folder {str(folder.parent)!r} is not shared by every rank: the work folder "
-        f"rank 0 made there ({owner.host}) is missing on this host (valid: a folder on a "
-        "file system every host sees; /tmp is each node's own)"
-    )
 
 
 def _resume_or_start(work: Work, plan: Plan) -> tuple[Journal, Lock]:

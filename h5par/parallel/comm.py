@@ -155,7 +155,10 @@ def _single_node_defaults() -> None:
     """
     total = os.environ.get("OMPI_COMM_WORLD_SIZE")
     singleton = not any(os.environ.get(name) for name in _SIZE_VARS)  # started without a launcher
-    one_node = total is not None and total == os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    if total is not None:  # mpirun
+        one_node = total == os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    else:  # srun gives the nodes of its step
+        one_node = os.environ.get("SLURM_STEP_NUM_NODES") == "1"
     if (singleton or one_node) and _PML not in os.environ:
         os.environ[_PML] = _SET_BY_H5PAR[_PML] = "ob1"
 

@@ -17,8 +17,6 @@ import h5py
 import numpy as np
 import pytest
 
-from h5par.engine.journal import Journal
-
 pytestmark = pytest.mark.timeout(300)
 
 JOB = """version = 1
@@ -65,8 +63,10 @@ def on_n1(slurm_hosts, argv: list[str], work: Path, fault: str | None = None):
 
 
 def submit(slurm_hosts, work: Path, *args: str, fault: str | None = None) -> str:
+    """``h5par submit job.toml --nodes 2 --ntasks 4 ARGS`` on n1 (default ``--time 00:10:00``)."""
     argv = [sys.executable, "-m", "h5par", "submit", "job.toml", "--nodes", "2", "--ntasks", "4"]
-    done = on_n1(slurm_hosts, [*argv, "--time", "00:10:00", *args], work, fault)
+    time_limit = [] if "--time" in args else ["--time", "00:10:00"]
+    done = on_n1(slurm_hosts, [*argv, *time_limit, *args], work, fault)
     assert done.returncode == 0, done.stderr
     jobid = re.fullmatch(r"submitted SLURM job (\d+)", done.stdout.splitlines()[0])
     assert jobid, done.stdout
@@ -110,34 +110,26 @@ def test_a_two_node_job_runs_on_both_hosts_bitwise(slurm_hosts, work, clean, lau
     assert end["JobState"] == "COMPLETED" and end["ExitCode"] == "0:0", log
     assert end["NodeList"] == "n[1-2]" and end["NumNodes"] == "2", end
     assert f"h5par: SLURM job {jobid} (restart 0) on n[1-2]" in log, log
-    assert "on 4 rank(s)" in log, log
+    assert "on 4 rank(s) of 2 hosts" in log, log
     assert same_output(work / "out.h5", clean / "out.h5")
 
 
-def test_a_stop_before_the_time_limit_requeues_and_resumes_on_one_node(
-    slurm_hosts, work, clean
-) -> None:
-    # USR1 to the batch shell is what SLURM sends --stop-before seconds ahead of the time
-    # limit (tests/cli/test_slurm.py waits for the real one); here it comes once the run
-    # has progressed. While the requeued job waits (cred_expire), it is held and resized.
-    jobid = submit(slurm_hosts, work, fault="write:*:delay=0.3")
-    deadline = time.monotonic() + 60
-    while not (j := Journal.load(work / ".out.h5.h5par")) or not j.done:
-        assert time.monotonic() < deadline, log_of(work, jobid)
-        time.sleep(0.1)
-    signal = ["scancel", "--batch", "--signal=USR1", jobid]
-    assert on_n1(slurm_hosts, signal, work).returncode == 0
-    wait_until(
-        slurm_hosts, jobid, work, lambda f: f["Restarts"] == "1" and f["JobState"] == "PENDING"
-    )
+def test_the_time_limit_requeues_and_resumes_on_one_node(slurm_hosts, work, clean) -> None:
+    # 125 units, 2 s each, over 4 ranks: ~62 s, past the time limit's warning (USR1 20-50 s
+    # after the start: SLURM checks limits every 30 s). While the requeued job waits
+    # (cred_expire, 10 s), it is held, moved to one node (2 ranks) with a longer limit.
+    args = ("--time", "00:01:00", "--stop-before", "10")
+    jobid = submit(slurm_hosts, work, *args, fault="write:*:delay=2.0")
+    requeued = lambda f: f["Restarts"] == "1" and f["JobState"] == "PENDING"  # noqa: E731
+    wait_until(slurm_hosts, jobid, work, requeued, timeout=120)
     for step in (
         ["hold"],
-        ["update", f"JobId={jobid}", "NumNodes=1-1", "NumTasks=2", "NumCPUs=2"],
+        ["update", f"JobId={jobid}", "NumNodes=1-1", "NumTasks=2", "NumCPUs=2", "TimeLimit=10"],
         ["release"],
     ):
         done = on_n1(slurm_hosts, ["scontrol", *step, *([jobid] if len(step) == 1 else [])], work)
         assert done.returncode == 0, (step, done.stderr)
-    end = wait_until(slurm_hosts, jobid, work, lambda f: f["JobState"] in FINAL, timeout=180)
+    end = wait_until(slurm_hosts, jobid, work, lambda f: f["JobState"] in FINAL, timeout=240)
     log = log_of(work, jobid)
     assert end["JobState"] == "COMPLETED" and end["ExitCode"] == "0:0", log
     assert "h5par: stopped on SIGUSR1 at a block boundary" in log, log

@@ -121,7 +121,7 @@ def test_a_run_across_two_hosts_equals_one_process_bitwise(hosts, work, clean, m
     before = rx_bytes(hosts, "n2")
     done = hosts.on("n1", command(hosts, BOTH, "run", "job.toml"), work, environment(mpitools))
     assert done.returncode == 0, done.stderr
-    assert "on 4 rank(s)" in done.stdout, done.stdout
+    assert "on 4 rank(s) of 2 hosts" in done.stdout, done.stdout
     assert same_output(work / "out.h5", clean / "out.h5")
     assert rx_bytes(hosts, "n2") - before > 10_000  # n2's ranks talked over TCP
 
@@ -136,21 +136,90 @@ def test_a_rank_failing_on_the_second_host_is_named_in_one_line(hosts, work, mpi
     assert not (work / "out.h5").exists()
 
 
-def test_output_in_a_node_local_folder_is_refused_before_any_write(hosts, work, mpitools) -> None:
-    # /tmp is each host's own: the ranks on n2 would write their parts into another file.
-    local = Path("/tmp/h5par-node-local-output")
-    (work / "job.toml").write_text(JOB.format(output=local / "out.h5"))
-    make = hosts.on("n1", ["mkdir", "-p", str(local)], work)
-    assert make.returncode == 0, make.stderr
-    hosts.on("n2", ["mkdir", "-p", str(local)], work)
+#: Each host's own folder: /tmp is node-local on the simulated hosts.
+LOCAL = Path("/tmp/h5par-node-local")
+
+
+def make_small_files(folder: Path, values: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(4):
+        with h5py.File(folder / f"s{i}.h5", "w") as f:
+            f["x"] = np.full((10, 8), values + i)
+            f["time"] = [float(i)]
+
+
+def each_host(hosts, work: Path, argv: list[str]) -> None:
+    for host in BOTH:
+        done = hosts.on(host, argv, work)
+        assert done.returncode == 0, (host, done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("output", f"output folder '{LOCAL}' is not shared by every host"),
+        ("small-outputs", f"output folder '{LOCAL}' is not shared by every host"),
+        ("in-place", f"output folder '{LOCAL}' is not shared by every host"),
+        ("input", f"input '{LOCAL}/in.h5' is not shared by every host: another file here"),
+        ("missing-input", f"input.path '{LOCAL}/in.h5': no such file"),  # found by validation
+        ("series", f"input '{LOCAL}/s2.h5' is not shared by every host: missing here"),
+    ],
+)
+def test_files_a_host_does_not_share_are_refused_before_any_write(
+    hosts, work, mpitools, where, message
+) -> None:
+    # Without the check: a run that hung (one output, or one input that differs), or
+    # small files' outputs scattered over the hosts' /tmp with exit status 0.
+    each_host(hosts, work, ["sh", "-c", f"rm -rf {LOCAL} && mkdir -p {LOCAL}"])
+    job = JOB.format(output=LOCAL / "out.h5")
+    if where == "small-outputs":
+        make_small_files(work / "small", 1.0)
+        job = job.replace('path = "in.h5"', 'path = "small/s*.h5"')
+        job = job.replace(f'path = "{LOCAL}/out.h5"', f'path = "{LOCAL}/{{stem}}_out.h5"')
+    elif where == "in-place":
+        job = job.replace('path = "in.h5"', f'path = "{LOCAL}/in.h5"')
+        job = job.replace(f'path = "{LOCAL}/out.h5"', "in_place = true")
+    elif where in ("input", "missing-input"):
+        job = JOB.format(output="out.h5").replace('path = "in.h5"', f'path = "{LOCAL}/in.h5"')
+    elif where == "series":
+        job = JOB.format(output="out.h5").replace(
+            'path = "in.h5"', f'path = "{LOCAL}/s*.h5"\ncombine = "concat"'
+        )
+    (work / "job.toml").write_text(job)
+    copy = ["cp", "-p", str(work / "in.h5"), f"{LOCAL}/in.h5"]
+    if where in ("in-place", "input", "missing-input"):
+        assert hosts.on("n1", copy, work).returncode == 0
+    if where == "in-place":  # n2 has a copy of the same size and time: its folder differs
+        assert hosts.on("n2", copy, work).returncode == 0
+    if where == "input":  # n2 has a copy of the same size, written later
+        time.sleep(0.01)
+        assert hosts.on("n2", copy[:1] + copy[2:], work).returncode == 0
+    if where == "series":  # n2 lacks the last two dumps
+        make_small_files(work / "dumps", 1.0)
+        for host, count in (("n1", 4), ("n2", 2)):
+            files = [str(work / "dumps" / f"s{i}.h5") for i in range(count)]
+            assert hosts.on(host, ["cp", "-p", *files, str(LOCAL)], work).returncode == 0
+    before = {h: hosts.on(h, ["ls", "-A", str(LOCAL)], work).stdout for h in BOTH}
     done = hosts.on("n1", command(hosts, BOTH, "run", "job.toml"), work, environment(mpitools))
     assert done.returncode == 2, done.stderr
     (line,) = error_lines(done.stderr)
-    assert f"output folder {str(local)!r} is not shared by every rank" in line, line
-    assert "on n2" in line, line
-    for host in BOTH:
-        listed = hosts.on(host, ["ls", "-A", str(local)], work)
-        assert listed.stdout == "", (host, listed.stdout)  # nothing left on either host
+    assert message in line and "rank 2 of 4 on n2" in line, line
+    for host in BOTH:  # nothing written, nothing left
+        assert hosts.on(host, ["ls", "-A", str(LOCAL)], work).stdout == before[host], host
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
+
+
+def test_info_shows_a_variable_mpirun_did_not_pass_on(hosts, work, mpitools) -> None:
+    env = environment(mpitools, HDF5_USE_FILE_LOCKING="FALSE")
+    done = hosts.on("n1", command(hosts, BOTH, "info"), work, env)
+    assert done.returncode == 0, done.stderr
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in done.stdout.splitlines())
+    unset = "unset (HDF5 default: locking on)"
+    assert rows["HDF5_USE_FILE_LOCKING"] == f"FALSE (ranks 0-1), {unset} (ranks 2-3)"
+    passed = command(hosts, BOTH, "info", env=("HDF5_USE_FILE_LOCKING",))
+    done = hosts.on("n1", passed, work, env)
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in done.stdout.splitlines())
+    assert rows["HDF5_USE_FILE_LOCKING"] == "FALSE", done.stderr
 
 
 @pytest.mark.parametrize("locking", ["unset", "FALSE"])
