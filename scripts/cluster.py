@@ -39,17 +39,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Cluster", "install_slurm", "slurm_missing", "start_munge", "stop", "unavailable"]
+__all__ = [
+    "Cluster",
+    "install_slurm",
+    "slurm_missing",
+    "start_munge",
+    "stop",
+    "unavailable",
+    "write_slurm_conf",
+]
 
 SUBNET = "10.77.0"
 STATE = "cluster.json"
 SLURM_PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
-SLURM_CONF = """ClusterName=h5parcluster
-SlurmctldHost=n1({subnet}.1)
-SlurmUser=root
+SLURM_CONF = """ClusterName=h5par
+SlurmctldHost={controller}
+{ports}SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+# A requeued job waits cred_expire + 1 s before it may start again (default 120 s).
 AuthInfo=cred_expire=10
 StateSaveLocation={folder}/state
 SlurmdSpoolDir={folder}/spool-%n
@@ -269,24 +278,15 @@ class Cluster:
         """Start munged (unless one answers), slurmctld on n1 and slurmd on every host."""
         install_slurm()
         self._munged = start_munge()  # stopped by down(), if this process is the one
-        folder = self.slurm_conf.parent
-        shutil.rmtree(folder, ignore_errors=True)  # a fresh SLURM: no jobs of an earlier one
-        for sub in ("state", *(f"spool-{name}" for name in self.names)):
-            (folder / sub).mkdir(parents=True)
-        nodes = "\n".join(
-            f"NodeName={name} NodeAddr={self.address(name)} CPUs=2 State=UNKNOWN"
-            for name in self.names
-        )
-        names = ",".join(self.names)
-        conf = SLURM_CONF.format(subnet=SUBNET, folder=folder, nodes=nodes, names=names)
-        self.slurm_conf.write_text(conf)
+        addresses = {name: self.address(name) for name in self.names}
+        write_slurm_conf(self.slurm_conf, addresses)
         env = dict(os.environ, SLURM_CONF=str(self.slurm_conf))
         daemons: list[tuple[str, str, list[str]]] = [("n1", "slurmctld", [])] + [
             (n, "slurmd", ["-N", n]) for n in self.names
         ]
         for host, daemon, args in daemons:
             program = shutil.which(daemon) or f"/usr/sbin/{daemon}"
-            with (folder / f"{daemon}-{host}.stderr").open("w") as err:
+            with (self.slurm_conf.parent / f"{daemon}-{host}.stderr").open("w") as err:
                 argv = self.command(host, [program, "-D", "-f", str(self.slurm_conf), *args])
                 subprocess.run(["setsid", "-f", *argv], env=env, stdout=err, stderr=err, check=True)
         self._wait_idle(env, timeout)
@@ -354,7 +354,32 @@ def _wire(switch: int, pid: int, index: int) -> None:
     _in(pid, "ip", "link", "set", "eth0", "up")
 
 
-# -- SLURM's packages and munge (also used by tests/cli/test_slurm.py) --------------------
+# -- SLURM's configuration, packages and munge (also used by tests/cli/test_slurm.py) ------
+
+
+def write_slurm_conf(
+    conf: Path, nodes: dict[str, str], ports: tuple[int, int] | None = None
+) -> None:
+    """Write a fresh ``conf`` for ``nodes`` (``{name: address}``, slurmctld on the first).
+
+    Its folder is emptied and holds SLURM's state, spool folders and logs; ``ports`` are
+    slurmctld's and slurmd's (default SLURM's own, 6817 and 6818).
+    """
+    folder = conf.parent
+    shutil.rmtree(folder, ignore_errors=True)  # a fresh SLURM: no jobs of an earlier one
+    for sub in ("state", *(f"spool-{name}" for name in nodes)):
+        (folder / sub).mkdir(parents=True)
+    first = next(iter(nodes))
+    text = SLURM_CONF.format(
+        controller=f"{first}({nodes[first]})",
+        ports="" if ports is None else f"SlurmctldPort={ports[0]}\nSlurmdPort={ports[1]}\n",
+        folder=folder,
+        nodes="\n".join(
+            f"NodeName={n} NodeAddr={a} CPUs=2 State=UNKNOWN" for n, a in nodes.items()
+        ),
+        names=",".join(nodes),
+    )
+    conf.write_text(text)
 
 
 def slurm_missing() -> list[str]:

@@ -148,7 +148,8 @@ def _run(
     started = now.isoformat()
     t0 = time.perf_counter()
     names = hosts(comm)
-    inputs = job.series.sources if job.series is not None else [f.input for f in job.files]
+    inputs = list(job.series.sources) if job.series else [f.input for f in job.files]
+    inputs += sorted({f for d in job.derived for f in d.files})  # read by every rank
     outputs = [f.output.parent for f in job.files if f.output is not None]
     check_shared(inputs, outputs, comm, names)
     with collective_errors(comm, "inspect inputs"):

@@ -195,7 +195,7 @@ def _apply(comm: Comm | None, watchdog: float, **settings: Any) -> Result:
         with collective_errors(comm, "validate", fault="validate"):
             work = configure(nranks=size(comm), **settings)
         outputs = [] if work.destination is None else [work.destination.parent]
-        check_shared([work.input], outputs, comm)
+        check_shared([work.input, *{f for d in work.derived for f in d.files}], outputs, comm)
         return run_work(work, comm)
 
 

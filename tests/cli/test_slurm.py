@@ -46,40 +46,6 @@ memory = "256KiB"
 file_parallel_below = 1
 """
 
-SLURM_CONF = """ClusterName=h5partest
-SlurmctldHost={host}(127.0.0.1)
-SlurmctldPort={ctld_port}
-SlurmdPort={slurmd_port}
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-# A requeued job waits cred_expire + 1 s before it may start again (default 120 s).
-AuthInfo=cred_expire=10
-StateSaveLocation={folder}/state
-SlurmdSpoolDir={folder}/spool
-SlurmctldPidFile={folder}/slurmctld.pid
-SlurmdPidFile={folder}/slurmd.pid
-SlurmctldLogFile={folder}/slurmctld.log
-SlurmdLogFile={folder}/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=none
-SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=2,bf_interval=2
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-ReturnToService=2
-JobRequeue=1
-KillWait=10
-MinJobAge=120
-MailProg=/bin/true
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-NodeName={host} NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
-PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
-"""
-
 
 def run(cmd: list[str], timeout: float = 60, **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -111,14 +77,10 @@ def slurm(tmp_path_factory, cluster_script) -> Iterator[SimpleNamespace]:
     except RuntimeError as exc:
         pytest.skip(str(exc))
     folder = tmp_path_factory.mktemp("slurm")
-    for sub in ("state", "spool"):
-        (folder / sub).mkdir()
     host = socket.gethostname().split(".")[0]
-    ctld_port, slurmd_port = _free_ports(2)
     conf = folder / "slurm.conf"
-    conf.write_text(
-        SLURM_CONF.format(host=host, ctld_port=ctld_port, slurmd_port=slurmd_port, folder=folder)
-    )
+    ctld_port, slurmd_port = _free_ports(2)
+    cluster_script.write_slurm_conf(conf, {host: "127.0.0.1"}, (ctld_port, slurmd_port))
     env = dict(os.environ, SLURM_CONF=str(conf))
     daemons = []
     try:

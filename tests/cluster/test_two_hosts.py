@@ -163,6 +163,7 @@ def each_host(hosts, work: Path, argv: list[str]) -> None:
         ("input", f"input '{LOCAL}/in.h5' is not shared by every host: another file here"),
         ("missing-input", f"input.path '{LOCAL}/in.h5': no such file"),  # found by validation
         ("series", f"input '{LOCAL}/s2.h5' is not shared by every host: missing here"),
+        ("other-file", f"input '{LOCAL}/in.h5' is not shared by every host: another file here"),
     ],
 )
 def test_files_a_host_does_not_share_are_refused_before_any_write(
@@ -185,13 +186,18 @@ def test_files_a_host_does_not_share_are_refused_before_any_write(
         job = JOB.format(output="out.h5").replace(
             'path = "in.h5"', f'path = "{LOCAL}/s*.h5"\ncombine = "concat"'
         )
+    elif where == "other-file":  # a derived dataset reads another file
+        job = JOB.format(output="out.h5") + (
+            f'[[derived]]\npath = "/anomaly"\nexpression = "x - c"\n'
+            f'inputs = {{ x = "/x", c = "{LOCAL}/in.h5:/x" }}\n'
+        )
     (work / "job.toml").write_text(job)
     copy = ["cp", "-p", str(work / "in.h5"), f"{LOCAL}/in.h5"]
-    if where in ("in-place", "input", "missing-input"):
+    if where in ("in-place", "input", "missing-input", "other-file"):
         assert hosts.on("n1", copy, work).returncode == 0
     if where == "in-place":  # n2 has a copy of the same size and time: its folder differs
         assert hosts.on("n2", copy, work).returncode == 0
-    if where == "input":  # n2 has a copy of the same size, written later
+    if where in ("input", "other-file"):  # n2 has a copy of the same size, written later
         time.sleep(0.01)
         assert hosts.on("n2", copy[:1] + copy[2:], work).returncode == 0
     if where == "series":  # n2 lacks the last two dumps
