@@ -106,10 +106,10 @@ case $host in
 {cases}
   *) echo "cluster agent: unknown host '$host' (valid: {names})" >&2; exit 255 ;;
 esac
-# As ssh does, the command gets a login's environment, not the caller's: mpirun's -x
-# passes on what the ranks need.
-exec nsenter --target "$pid" --net --uts --mount --wd="$PWD" -- \
-  env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 /bin/sh -c "$*"
+# As ssh does, the command gets a login's environment and home folder, not the caller's:
+# mpirun's -x passes on what the ranks need, and they change to mpirun's folder by name.
+exec nsenter --target "$pid" --net --uts --mount -- \\
+  env -i PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 /bin/sh -c "cd; $*"
 """
 
 
@@ -252,9 +252,9 @@ class Cluster:
 
     def command(self, host: str, argv: Sequence[str], cwd: Path | None = None) -> list[str]:
         """``argv`` run on ``host`` (in ``cwd``, default this process's folder)."""
-        wd = str(Path(cwd or Path.cwd()).resolve())
-        pid = str(self.pids[host])
-        return ["nsenter", "--target", pid, "--net", "--uts", "--mount", f"--wd={wd}", "--", *argv]
+        wd = str(Path(cwd or Path.cwd()).resolve())  # as the host sees it: entered by name
+        enter = ["nsenter", "--target", str(self.pids[host]), "--net", "--uts", "--mount", "--"]
+        return [*enter, "sh", "-c", 'cd "$0" && exec "$@"', wd, *argv]
 
     def mpirun(self, ranks: dict[str, int]) -> list[str]:
         """``mpirun`` with ``ranks[host]`` ranks on each host (run it on one of them)."""
@@ -523,4 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -28,7 +28,7 @@ from h5par.engine.config import Work, work_for
 from h5par.engine.folders import new_folders
 from h5par.engine.inspection import inspect_input
 from h5par.engine.jobs import Job, JobFile, job_from_dict, load_job
-from h5par.engine.journal import file_identity, work_folder_of
+from h5par.engine.journal import file_identity, fingerprint, work_folder_of
 from h5par.engine.lock import check_free
 from h5par.engine.plan import Plan, input_region, share, unit_note
 from h5par.engine.progress import Progress, Relay, interval
@@ -150,8 +150,10 @@ def _run(
     names = hosts(comm)
     inputs = list(job.series.sources) if job.series else [f.input for f in job.files]
     inputs += sorted({f for d in job.derived for f in d.files})  # read by every rank
-    outputs = [f.output.parent for f in job.files if f.output is not None]
-    check_shared(inputs, outputs, comm, names)
+    outputs = {
+        f.output.parent: "input" if job.in_place else "output" for f in job.files if f.output
+    }
+    check_shared(inputs, outputs, comm, names, lambda: _digest(job))
     with collective_errors(comm, "inspect inputs"):
         finished = finished_files(job) if rank(comm) == 0 else []
         if job.series is not None and rank(comm) == 0 and not finished[0]:
@@ -191,6 +193,19 @@ def _run(
     seconds = bcast(comm, time.perf_counter() - t0)
     ordered = sorted(results, key=lambda r: r.index)
     return JobResult(ordered, size(comm), seconds, started, len(set(names)))
+
+
+def _digest(job: Job) -> str:
+    """What the job does as this rank read it (not its files: :func:`check_shared` has those)."""
+    parts = {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
+    del parts["text"], parts["files"]  # comments; inputs found by globs
+    return fingerprint(
+        {
+            **parts,
+            "outputs": [f.output for f in job.files],
+            "code": kernel_code(job.chain, job.derived),
+        }
+    )
 
 
 def _split(

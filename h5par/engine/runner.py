@@ -194,7 +194,8 @@ def _apply(comm: Comm | None, watchdog: float, **settings: Any) -> Result:
     with guarded(watchdog):
         with collective_errors(comm, "validate", fault="validate"):
             work = configure(nranks=size(comm), **settings)
-        outputs = [] if work.destination is None else [work.destination.parent]
+        what = "input" if work.in_place else "output"
+        outputs = {} if work.destination is None else {work.destination.parent: what}
         check_shared([work.input, *{f for d in work.derived for f in d.files}], outputs, comm)
         return run_work(work, comm)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -159,11 +160,12 @@ def each_host(hosts, work: Path, argv: list[str]) -> None:
     [
         ("output", f"output folder '{LOCAL}' is not shared by every host"),
         ("small-outputs", f"output folder '{LOCAL}' is not shared by every host"),
-        ("in-place", f"output folder '{LOCAL}' is not shared by every host"),
+        ("in-place", f"input folder '{LOCAL}' is not shared by every host"),
         ("input", f"input '{LOCAL}/in.h5' is not shared by every host: another file here"),
         ("missing-input", f"input.path '{LOCAL}/in.h5': no such file"),  # found by validation
         ("series", f"input '{LOCAL}/s2.h5' is not shared by every host: missing here"),
         ("other-file", f"input '{LOCAL}/in.h5' is not shared by every host: another file here"),
+        ("job-file", "the job differs on this host from n1's: its job file or a kernel's module"),
     ],
 )
 def test_files_a_host_does_not_share_are_refused_before_any_write(
@@ -192,6 +194,15 @@ def test_files_a_host_does_not_share_are_refused_before_any_write(
             f'inputs = {{ x = "/x", c = "{LOCAL}/in.h5:/x" }}\n'
         )
     (work / "job.toml").write_text(job)
+    run = ["run", "job.toml"]
+    if where == "job-file":  # each host has its own job file: clip at 0 on n1, at 1 on n2
+        job = JOB.format(output=work / "out.h5").replace('"in.h5"', f'"{work / "in.h5"}"')
+        for host, low in (("n1", "0.0"), ("n2", "1.0")):
+            text = job.replace("min = 0.0", f"min = {low}")
+            write = ["sh", "-c", f"cat > {LOCAL}/job.toml"]
+            cmd = hosts.cluster.command(host, write, work)
+            assert subprocess.run(cmd, input=text, text=True, check=False).returncode == 0
+        run = ["run", f"{LOCAL}/job.toml"]
     copy = ["cp", "-p", str(work / "in.h5"), f"{LOCAL}/in.h5"]
     if where in ("in-place", "input", "missing-input", "other-file"):
         assert hosts.on("n1", copy, work).returncode == 0
@@ -206,7 +217,7 @@ def test_files_a_host_does_not_share_are_refused_before_any_write(
             files = [str(work / "dumps" / f"s{i}.h5") for i in range(count)]
             assert hosts.on(host, ["cp", "-p", *files, str(LOCAL)], work).returncode == 0
     before = {h: hosts.on(h, ["ls", "-A", str(LOCAL)], work).stdout for h in BOTH}
-    done = hosts.on("n1", command(hosts, BOTH, "run", "job.toml"), work, environment(mpitools))
+    done = hosts.on("n1", command(hosts, BOTH, *run), work, environment(mpitools))
     assert done.returncode == 2, done.stderr
     (line,) = error_lines(done.stderr)
     assert message in line and "rank 2 of 4 on n2" in line, line
