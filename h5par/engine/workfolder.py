@@ -99,7 +99,7 @@ def open_journal(work: Work, plan: Plan, comm: Comm) -> tuple[Journal | None, Lo
             inject("create")  # after rank 0's work (not on entry): a failure here removes it
     except Exception:
         if journal is not None and not journal.done and partly_updated(work, journal) is None:
-            journal.remove()  # rank 0 started it, another rank failed
+            journal.remove()  # rank 0 started it, another rank failed (a resumed one stays)
         if lock is not None:
             lock.release()
         raise
