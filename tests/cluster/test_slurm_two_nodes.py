@@ -30,6 +30,7 @@ min = 0.0
 [run]
 memory = "256KiB"
 """
+REPO = Path(__file__).resolve().parents[2]
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"}
 
 
@@ -109,6 +110,33 @@ def test_a_two_node_job_runs_on_both_hosts_bitwise(slurm_hosts, work, clean, lau
     log = log_of(work, jobid)
     assert end["JobState"] == "COMPLETED" and end["ExitCode"] == "0:0", log
     assert end["NodeList"] == "n[1-2]" and end["NumNodes"] == "2", end
+    assert f"h5par: SLURM job {jobid} (restart 0) on n[1-2]" in log, log
+    assert "on 4 rank(s) of 2 hosts" in log, log
+    assert same_output(work / "out.h5", clean / "out.h5")
+
+
+@pytest.mark.parametrize("launcher", ["mpirun", "srun"])
+def test_the_repositorys_multi_node_script_as_a_user_edits_it(
+    slurm_hosts, work, clean, launcher
+) -> None:
+    script = (REPO / "slurm" / "multi_node.sbatch").read_text()
+    for line, edited in (  # the lines marked CHANGE, and the environment (h5par's python)
+        ("#SBATCH --nodes=4", "#SBATCH --nodes=2"),
+        ("#SBATCH --ntasks=128", "#SBATCH --ntasks=4"),
+        ("#SBATCH --time=12:00:00", "#SBATCH --time=00:10:00"),
+        ("PYTHON=python", f"PYTHON={sys.executable}"),
+        ('JOB="$HOME/jobs/postprocess.toml"', f'JOB="{work / "job.toml"}"'),
+        ("LAUNCHER=mpirun", f"LAUNCHER={launcher}"),
+    ):
+        assert script.count(line) == 1, line
+        script = script.replace(line, edited)
+    (work / "multi_node.sbatch").write_text(script)
+    done = on_n1(slurm_hosts, ["sbatch", "--parsable", "multi_node.sbatch"], work)
+    assert done.returncode == 0, done.stderr
+    jobid = done.stdout.strip().split(";")[0]
+    end = wait_until(slurm_hosts, jobid, work, lambda f: f["JobState"] in FINAL)
+    log = (work / f"h5par-{jobid}.out").read_text()
+    assert end["JobState"] == "COMPLETED" and end["NodeList"] == "n[1-2]", log
     assert f"h5par: SLURM job {jobid} (restart 0) on n[1-2]" in log, log
     assert "on 4 rank(s) of 2 hosts" in log, log
     assert same_output(work / "out.h5", clean / "out.h5")
