@@ -124,7 +124,8 @@ def unavailable() -> str | None:
     """Why hosts cannot be simulated here (one line), or None when they can."""
     if os.geteuid() != 0:
         return "simulated hosts need root (Linux namespaces)"
-    missing = [p for p in ("unshare", "nsenter", "ip", "mpirun") if shutil.which(p) is None]
+    tools = ("unshare", "nsenter", "setsid", "ip", "mpirun")
+    missing = [p for p in tools if shutil.which(p) is None]
     if missing:
         return f"simulated hosts need {', '.join(missing)} (util-linux, iproute2, Open MPI)"
     tried = run(["unshare", "--net", "--uts", "--mount", "true"], timeout=20)
@@ -178,6 +179,7 @@ class Cluster:
         self.pids: dict[str, int] = state["hosts"]
         self.switch: int = state["switch"]
         self.nets: dict[str, int] = state["nets"]
+        self.switch_net: int | None = state.get("switch_net")
         self._munged: subprocess.Popen[bytes] | None = None
 
     # -- making and removing the hosts --------------------------------------------------
@@ -198,7 +200,7 @@ class Cluster:
         switch = _keeper(["unshare", "--net", "sh", "-c", 'echo "ready $$"; exec sleep infinity'])
         pids: dict[str, int] = {}
         nets: dict[str, int | None] = {}
-        state = {"hosts": pids, "switch": switch, "nets": nets}
+        state = {"hosts": pids, "switch": switch, "nets": nets, "switch_net": _inode(switch)}
         try:
             _in(switch, "ip", "link", "add", "br0", "type", "bridge")
             _in(switch, "ip", "link", "set", "br0", "up")
@@ -218,13 +220,12 @@ class Cluster:
     def down(self) -> None:
         """Kill every process on every host (daemons, ranks) and the hosts themselves."""
         self.stop_slurm()
-        for name in self.pids:
-            _kill_all(self.nets.get(name))
-        _kill_all(_inode(self.switch))
-        for pid in (*self.pids.values(), self.switch):
-            _signal(pid, signal.SIGKILL)
+        # By namespace, never by a recorded pid alone: after a reboot it may be another's.
+        nets = [*(self.nets.get(name) for name in self.pids), self.switch_net]
+        for net in nets:
+            _kill_all(net)
         deadline = time.monotonic() + 10
-        while any(_inode(p) is not None for p in (*self.pids.values(), self.switch)):
+        while any(net is not None and _processes_in(net) for net in nets):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
