@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,14 @@ def slurm_hosts(tmp_path_factory, cluster_script, mpitools) -> Iterator[SimpleNa
             pytest.skip(str(exc))
         made.env = dict(os.environ, SLURM_CONF=str(made.cluster.slurm_conf))
         yield made
+
+
+@pytest.fixture
+def work(clean, tmp_path) -> Path:
+    """A fresh folder with the module's ``clean`` input and job (not its output)."""
+    for name in ("in.h5", "job.toml"):
+        shutil.copy(clean / name, tmp_path / name)
+    return tmp_path
 
 
 @contextlib.contextmanager

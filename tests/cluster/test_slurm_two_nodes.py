@@ -8,7 +8,6 @@ starts its daemons on the other node through SLURM) or ``srun`` (PMIx) as launch
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -46,13 +45,6 @@ def clean(tmp_path_factory, mpitools) -> Path:
     )
     assert done.returncode == 0, done.stderr
     return folder
-
-
-@pytest.fixture
-def work(clean, tmp_path) -> Path:
-    for name in ("in.h5", "job.toml"):
-        shutil.copy(clean / name, tmp_path / name)
-    return tmp_path
 
 
 def on_n1(slurm_hosts, argv: list[str], work: Path, fault: str | None = None):

@@ -8,7 +8,6 @@ in pytest's temporary folders, which both hosts share; each host's ``/tmp`` is i
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -55,13 +54,6 @@ def clean(tmp_path_factory, mpitools) -> Path:
         for name in ("x", "g"):
             assert g[name][...].tobytes() == np.clip(f[name][...], 0.0, None).tobytes()
     return folder
-
-
-@pytest.fixture
-def work(clean, tmp_path) -> Path:
-    for name in ("in.h5", "job.toml"):
-        shutil.copy(clean / name, tmp_path / name)
-    return tmp_path
 
 
 def command(hosts, ranks: dict[str, int], *args: str, env: tuple[str, ...] = ()) -> list[str]:
