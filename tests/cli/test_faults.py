@@ -284,6 +284,22 @@ def test_stop_signal_mid_write_exits_75_and_resumes_bitwise(work, clean, how) ->
     assert same_data(work / "out.h5", clean / "out.h5")
 
 
+def test_a_rank_failing_as_a_stopped_run_resumes_keeps_its_progress(work, clean) -> None:
+    # Rank 0 has taken up the stopped run's journal when rank 1 fails: the units done
+    # before stay done for the next resume (a fresh start's journal is removed instead).
+    stopped = run(2, work, "write:1:usr1:3")
+    assert stopped.returncode == 75, stopped.stderr
+    done_before = Journal.load(work / ".out.h5.h5par").count()[0]
+    failed = run(2, work, "create:1:raise")
+    assert failed.returncode == 1, failed.stderr
+    assert "injected fault at create on rank 1" in errors(failed)[0]
+    assert Journal.load(work / ".out.h5.h5par").count()[0] == done_before > 0
+    resumed = run(3, work)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed: {done_before} units done before" in resumed.stdout, resumed.stdout
+    assert same_data(work / "out.h5", clean / "out.h5")
+
+
 def test_resume_with_nothing_to_resume_is_a_usage_error(work) -> None:
     result = run(2, work, None, "--resume")
     assert result.returncode == 2
