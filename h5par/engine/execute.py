@@ -29,6 +29,7 @@ from h5par.engine.small import batches, process_batch
 from h5par.engine.sweep import Record, read_target, run_pass, statistics, sweep_of
 from h5par.engine.workfolder import (
     PARTS,
+    Opened,
     all_targets,
     finalize,
     left_as_is,
@@ -51,14 +52,19 @@ __all__ = ["execute"]
 
 def execute(work: Work, plan: Plan, comm: Comm) -> tuple[dict[str, dict[str, Any]], Record]:
     """Run the data pass of ``plan`` and put its output in place. Collective over comm."""
-    journal, lock = open_journal(work, plan, comm)
+    journal, lock, opened = open_journal(work, plan, comm)
     if journal is None:  # statistics only: no work folder, nothing to finalize
         reductions, record = _data_phase(work, plan, NO_JOURNAL, comm)
         _last_failure_point(comm)
         return reductions, record
     with lock or contextlib.nullcontext():  # rank 0 holds the work folder until it is done
         try:
-            reductions, record = _data_phase(work, plan, journal, comm)
+            try:
+                reductions, record = _data_phase(work, plan, journal, comm, opened)
+            finally:  # closed by the data pass unless it failed first
+                if opened is not None:
+                    with contextlib.suppress(Exception):
+                        opened.close()
             _last_failure_point(comm)
             with collective_errors(comm, "finalize"):  # only rank 0 acts: no failure after it
                 if rank(comm) == 0:
@@ -91,20 +97,20 @@ def _last_failure_point(comm: Comm) -> None:
 
 
 def _data_phase(
-    work: Work, plan: Plan, journal: Journaling, comm: Comm
+    work: Work, plan: Plan, journal: Journaling, comm: Comm, opened: Opened | None = None
 ) -> tuple[dict[str, dict[str, Any]], Record]:
+    """Every dataset's pass; ``opened``: the input and output rank 0 created, still open."""
     mode = "r+" if work.in_place else "r"
     reductions: dict[str, dict[str, Any]] = {}
     record = Record()
     with collective_errors(comm, "open", fault="open"):
-        fin = File(
-            work.input, mode, comm, _read_driver(work, plan, size(comm)), **work.driver_options
-        )
+        driver = _read_driver(work, plan, size(comm))
+        fin = opened.src if opened else File(work.input, mode, comm, driver, **work.driver_options)
     with fin:
         fout = fin if work.in_place else None
         if work.output is not None:
             with collective_errors(comm, "open output"):
-                fout = _open_output(work, plan, _kept(journal), comm)
+                fout = opened.dst if opened else _open_output(work, plan, _kept(journal), comm)
         try:
             for group in batches(work, plan.targets, size(comm)):
                 if len(group) > 1:

@@ -42,7 +42,7 @@ from h5par.hdf5.hierarchy import (
     missing_sources,
     source_layout,
 )
-from h5par.hdf5.io import memory_type, open_input
+from h5par.hdf5.io import memory_type, open_dataset, open_input
 from h5par.kernels import Broadcast
 from h5par.kernels.chain import convert_fill
 from h5par.parallel import guard
@@ -304,7 +304,7 @@ def _named(path: str, plan: Any, job: Work, src: h5py.File) -> Target | None:
     """
     guard.beat(f"inspecting {path}")
     try:
-        result: Target | None = plan(job, src[path])
+        result: Target | None = plan(job, open_dataset(src, path, None))
     except UsageError:
         raise
     except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -112,7 +113,9 @@ def canonical(value: Any) -> Any:
     >>> canonical((np.float32(1.5), np.dtype(">i2"), slice(1, None), bytes([1])))
     [{'array': {'dtype': '<f4'}, 'data': 1.5}, {'dtype': '>i2'}, {'slice': [1, None, None]}, {'bytes': '01'}]
     """
-    if value is None or isinstance(value, bool | int | float | str):
+    if value is None or type(value) in _PLAIN:  # the common case first (bool: a subclass)
+        return value
+    if isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, np.generic | np.ndarray):
         return {"array": canonical(np.asarray(value).dtype), "data": canonical(value.tolist())}
@@ -129,9 +132,7 @@ def canonical(value: Any) -> Any:
     if isinstance(value, type):
         return {"type": f"{value.__module__}.{value.__qualname__}"}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {
-            f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
-        }
+        fields = {name: canonical(getattr(value, name)) for name in _init_fields(type(value))}
         return {"class": type(value).__qualname__, **fields}
     if isinstance(value, Mapping):
         return _sorted([canonical(k), canonical(v)] for k, v in value.items())
@@ -144,9 +145,32 @@ def canonical(value: Any) -> Any:
     raise TypeError(f"cannot fingerprint a {type(value).__qualname__}: {value!r}")
 
 
+#: Types :func:`canonical` returns as they are.
+_PLAIN = frozenset({bool, int, float, str})
+
+
+@functools.cache
+def _init_fields(cls: type) -> tuple[str, ...]:
+    """The names of the ``init`` fields of dataclass ``cls``."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+
 def _sorted(items: Iterable[Any]) -> list[Any]:
-    """Canonical ``items`` in the order of their JSON text (mapping keys of any type)."""
-    return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+    """Canonical ``items`` in the order of their JSON text (mapping keys of any type).
+
+    Pairs ``[key, value]`` with distinct key texts sort as their keys' texts do (a key's
+    text is never a proper prefix of another's followed by ``,``), so only those are encoded.
+
+    >>> _sorted([["b", 1], ["a", [2]], ["ab", 0]]), _sorted([2, 10, 1])
+    ([['a', [2]], ['ab', 0], ['b', 1]], [1, 10, 2])
+    """
+    listed = list(items)
+    if all(isinstance(item, list) and len(item) == 2 for item in listed):
+        keys = [json.dumps(item[0], sort_keys=True) for item in listed]
+        if len(set(keys)) == len(keys):
+            order = sorted(range(len(listed)), key=keys.__getitem__)
+            return [listed[i] for i in order]
+    return sorted(listed, key=lambda item: json.dumps(item, sort_keys=True))
 
 
 def _canonical_dtype(dtype: np.dtype[Any]) -> dict[str, Any]:
@@ -247,6 +271,10 @@ class Journal:
         Counts :meth:`save` calls; the log of changes since is ``journal-GENERATION.log``.
     changes : list
         Changes not yet written to the log (:meth:`checkpoint`).
+    stored : bool
+        Whether ``journal.json`` holds this journal. A new output's journal is first written
+        by its first checkpoint (:meth:`checkpoint`): a run killed before has nothing to
+        resume and builds the output again, as it would from a journal without units.
     """
 
     folder: Path
@@ -259,6 +287,7 @@ class Journal:
     read: dict[str, int] = dataclasses.field(default_factory=dict)
     generation: int = 0
     changes: list[dict[str, Any]] = dataclasses.field(default_factory=list, repr=False)
+    stored: bool = dataclasses.field(default=True, repr=False, compare=False)
 
     @classmethod
     def load(cls, folder: Path) -> Journal | None:
@@ -302,6 +331,7 @@ class Journal:
             _sync_folder(self.folder)
         old.unlink(missing_ok=True)
         self.changes.clear()
+        self.stored = True
 
     def checkpoint(self, write: bool = True, durable: bool = False) -> None:
         """Append what changed since the last checkpoint to the log.
@@ -309,8 +339,12 @@ class Journal:
         Costs what changed (one line per :meth:`finish` or :meth:`mark_staged`), not the
         whole state. ``durable`` syncs the log to disk before returning (in place: the
         staged data of finished units is deleted next). ``write=False`` forgets the changes
-        instead: every rank keeps the state, rank 0 alone writes it.
+        instead: every rank keeps the state, rank 0 alone writes it. A journal not yet
+        :attr:`stored` is saved whole instead (one file, as small as the log would be).
         """
+        if write and not self.stored:
+            self.save(durable)
+            return
         text = "".join(json.dumps(change) + "\n" for change in self.changes)
         self.changes.clear()
         if write and text:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import errno
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -339,11 +340,17 @@ def _local(device: int) -> bool:
 
     Unknown (no ``/proc/self/mountinfo``, a device not listed): False, the safe answer.
     """
+    return _mount_type(device) in LOCAL_FILE_SYSTEMS
+
+
+@functools.lru_cache(maxsize=64)
+def _mount_type(device: int) -> str | None:
+    """The type of the file system of ``device``, read once per process (None: unknown)."""
     try:
         text = Path("/proc/self/mountinfo").read_text()
     except OSError:
-        return False
-    return mount_types(text).get((os.major(device), os.minor(device))) in LOCAL_FILE_SYSTEMS
+        return None
+    return mount_types(text).get((os.major(device), os.minor(device)))
 
 
 def mount_types(mountinfo: str) -> dict[tuple[int, int], str]:

@@ -32,6 +32,7 @@ from h5par.engine.journal import Journaling
 from h5par.engine.plan import units
 from h5par.engine.sweep import Record, Sweep, flush, sweep_of
 from h5par.errors import StoppedError
+from h5par.hdf5.io import open_dataset
 from h5par.kernels import Broadcast, Reduce
 from h5par.parallel import guard
 from h5par.parallel.agreement import collective_errors
@@ -107,7 +108,9 @@ def process_batch(
     record.resumed += len(batch) - len(todo)
     if not todo:  # the same on every rank: the journal is
         return
-    outputs = [fout[t.path] for t in todo]  # every rank, in order: mpio allocates at open
+    outputs = [
+        open_dataset(fout, t.path, None) for t in todo
+    ]  # every rank, in order: mpio allocates at open
     sizes = [_small(work, t, size(comm)) or 0 for t in todo]  # each one small: batched
     mine = _shares(sizes, size(comm))[rank(comm)]
     phase = f"processing {len(todo)} small datasets ({todo[0].path} ...)"
@@ -115,7 +118,7 @@ def process_batch(
         for k in mine:
             target = todo[k]
             guard.beat(f"processing {target.path}")
-            chain, din = work.chain_for(target), fin[target.path]
+            chain, din = work.chain_for(target), open_dataset(fin, target.path, None)
             sweep = sweep_of(work, target, chain, comm, din, journal=journal)
             # Set afterwards: sweep_of would ask for the output's transfer properties, and
             # h5py's File.driver is collective under mpio (H5Fget_access_plist duplicates

@@ -306,26 +306,27 @@ def _build(src: h5py.Group, dst: h5py.Group, prefix: str, walk: _Walk) -> None:
         if kind != h5l.TYPE_HARD:
             _copy_link(src, dst, name, path, kind)
             continue
-        obj = src[name]
-        info = h5o.get_info(obj.id)
+        oid = h5o.open(src.id, name.encode())  # h5py's wrapper only where it is used
+        info = h5o.get_info(oid)
         key = (info.fileno, info.addr)
         if key in walk.objects:  # another hard link to an object already made
             dst[name] = dst.file[walk.objects[key]]
             continue
         walk.objects[key] = path
-        target = isinstance(obj, h5py.Dataset) and path in walk.targets
-        refs = isinstance(obj, h5py.Dataset) and not target and _holds_refs(obj)
+        dataset = h5py.Dataset(oid) if isinstance(oid, h5d.DatasetID) else None
+        target = dataset is not None and path in walk.targets
+        refs = dataset is not None and not target and _holds_refs(dataset)
         if info.num_attrs or refs:
             walk.later.append((path, refs))
-        if isinstance(obj, h5py.Group):
-            order = bool(obj.id.get_create_plist().get_link_creation_order())
+        if isinstance(oid, h5g.GroupID):
+            order = bool(oid.get_create_plist().get_link_creation_order())
             group = dst.create_group(name, track_order=order or None)
-            _build(obj, group, path, walk)
+            _build(h5py.Group(oid), group, path, walk)
         elif target:
             create_target(dst, name, walk.targets[path])
         else:
-            external = isinstance(obj, h5py.Dataset) and bool(obj.external)
-            del obj  # an external dataset is reopened with another file prefix
+            external = dataset is not None and bool(dataset.external)
+            del oid, dataset  # an external dataset is reopened with another file prefix
             _copy_object(src, dst, name, path, external)
 
 

@@ -61,3 +61,24 @@ def test_what_needs_its_own_sweep_is_never_batched(source: Path) -> None:
         configure(input=source, output=out, kernels=[{"name": "reduce", "op": "mean"}]),
     ):
         assert paths(batches(other, two, 1)) == [["/a"], ["/b"]]
+
+
+def test_a_small_file_on_one_process_is_opened_three_times(source: Path, monkeypatch) -> None:
+    """Inspected, then read into the output it was created in: no reopening for the data pass."""
+    from h5py._hl import files
+
+    import h5par
+
+    opened: list[str] = []
+    real = files.make_fid
+    monkeypatch.setattr(
+        files,
+        "make_fid",
+        lambda name, mode, *a, **k: (opened.append(mode), real(name, mode, *a, **k))[1],
+    )
+    out = source.with_name("o.h5")
+    h5par.apply(source, out, [{"name": "clip", "min": 1.0}])
+    assert sorted(opened) == ["r", "r", "w"]  # input inspected, input read, output created
+    with h5py.File(out) as f:
+        assert np.array_equal(f["x"][()], np.ones(3))
+    assert sorted(p.name for p in source.parent.iterdir()) == ["in.h5", "o.h5"]
