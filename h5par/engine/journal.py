@@ -12,8 +12,9 @@ journal: :class:`NoJournal` stands for it, with the interface the data pass uses
 (:class:`Journaling`).
 
 Only rank 0 writes the journal: its whole state (``journal.json``, atomically: a temporary
-file renamed over it) when a run starts, resumes or stops, and in between one appended line
-per change (``journal-G.log``), so a checkpoint costs what changed, not what the run holds.
+file renamed over it) when a run resumes or stops, when an in-place run starts, at a new
+output's first checkpoint, and in between one appended line per change (``journal-G.log``),
+so a checkpoint costs what changed, not what the run holds.
 Rank 0 also holds the work folder's ``lock`` (:mod:`h5par.engine.lock`) from before it
 resumes or starts a run until the output is in place: one run per work folder, on any node.
 The journal's :func:`fingerprint` holds explicit values only (:func:`canonical`). Nothing
