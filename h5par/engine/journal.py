@@ -12,9 +12,8 @@ journal: :class:`NoJournal` stands for it, with the interface the data pass uses
 (:class:`Journaling`).
 
 Only rank 0 writes the journal: its whole state (``journal.json``, atomically: a temporary
-file renamed over it) when a run resumes or stops, when an in-place run starts, at a new
-output's first checkpoint, and in between one appended line per change (``journal-G.log``),
-so a checkpoint costs what changed, not what the run holds.
+file renamed over it) when a run starts, resumes or stops, and in between one appended line
+per change (``journal-G.log``), so a checkpoint costs what changed, not what the run holds.
 Rank 0 also holds the work folder's ``lock`` (:mod:`h5par.engine.lock`) from before it
 resumes or starts a run until the output is in place: one run per work folder, on any node.
 The journal's :func:`fingerprint` holds explicit values only (:func:`canonical`). Nothing
@@ -272,10 +271,6 @@ class Journal:
         Counts :meth:`save` calls; the log of changes since is ``journal-GENERATION.log``.
     changes : list
         Changes not yet written to the log (:meth:`checkpoint`).
-    stored : bool
-        Whether ``journal.json`` holds this journal. A new output's journal is first written
-        by its first checkpoint (:meth:`checkpoint`): a run killed before has nothing to
-        resume and builds the output again, as it would from a journal without units.
     """
 
     folder: Path
@@ -288,7 +283,6 @@ class Journal:
     read: dict[str, int] = dataclasses.field(default_factory=dict)
     generation: int = 0
     changes: list[dict[str, Any]] = dataclasses.field(default_factory=list, repr=False)
-    stored: bool = dataclasses.field(default=True, repr=False, compare=False)
 
     @classmethod
     def load(cls, folder: Path) -> Journal | None:
@@ -332,7 +326,6 @@ class Journal:
             _sync_folder(self.folder)
         old.unlink(missing_ok=True)
         self.changes.clear()
-        self.stored = True
 
     def checkpoint(self, write: bool = True, durable: bool = False) -> None:
         """Append what changed since the last checkpoint to the log.
@@ -340,12 +333,8 @@ class Journal:
         Costs what changed (one line per :meth:`finish` or :meth:`mark_staged`), not the
         whole state. ``durable`` syncs the log to disk before returning (in place: the
         staged data of finished units is deleted next). ``write=False`` forgets the changes
-        instead: every rank keeps the state, rank 0 alone writes it. A journal not yet
-        :attr:`stored` is saved whole instead (one file, as small as the log would be).
+        instead: every rank keeps the state, rank 0 alone writes it.
         """
-        if write and not self.stored:
-            self.save(durable)
-            return
         text = "".join(json.dumps(change) + "\n" for change in self.changes)
         self.changes.clear()
         if write and text:

@@ -310,7 +310,12 @@ class Sweep:
     def commit(self) -> None:
         """Record the finished units (and statistics) in the journal. Collective."""
         with collective_errors(self.comm, f"checkpoint of {self.target.path}", fault="checkpoint"):
-            if self.dout is not None and (self.deferred or not self.flushed):
+            # One process writes through HDF5's caches (chunks allocated as they are written,
+            # raw data in the sieve buffer): flushed at every checkpoint, or a kill loses
+            # units the journal calls finished. Under mpio storage is allocated at open and
+            # data written through: the first flush puts the addresses on disk.
+            alone = size(self.comm) == 1
+            if self.dout is not None and (self.deferred or not self.flushed or alone):
                 flush(self.dout.file, self.comm)
                 self.flushed = True
         if self.parts:  # the same on every rank: the chain has reducers

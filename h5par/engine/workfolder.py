@@ -192,10 +192,7 @@ def _resume_or_start_locked(
             raise
     else:
         _allocate_for_ranks(work, plan, journal)
-    if work.in_place:  # a reader of the input must see it is being changed
-        journal.save()
-    else:  # written by the first checkpoint: before it, a rerun starts over anyway
-        journal.stored = False
+    journal.save(durable=work.in_place)
     return journal, opened
 
 

@@ -359,21 +359,6 @@ def test_checkpoints_append_what_changed_and_a_load_replays_them(tmp_path) -> No
     assert journal.Journal.load(tmp_path) == back
 
 
-def test_a_journal_not_yet_stored_is_written_whole_by_its_first_checkpoint(tmp_path) -> None:
-    """A new output's journal: nothing on disk until its first checkpoint, then one file."""
-    j = journal.Journal(tmp_path, "f", units={"/x": 3}, stored=False)
-    j.finish("/x", [0])
-    j.checkpoint(write=False)  # another rank's copy writes nothing
-    assert list(tmp_path.iterdir()) == [] and journal.Journal.load(tmp_path) is None
-    j.finish("/x", [1])
-    j.checkpoint()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.json"] and j.stored
-    j.finish("/x", [2])
-    j.checkpoint()  # then a log line, as any stored journal
-    back = journal.Journal.load(tmp_path)
-    assert back is not None and back.done == {"/x": [[0, 3]]} and back.remaining("/x", 3) == []
-
-
 def test_a_log_line_a_kill_cut_short_is_ignored_and_an_old_log_never_replayed(tmp_path) -> None:
     j = journal.Journal(tmp_path, "f", units={"/x": 9})
     j.save()
