@@ -36,7 +36,7 @@ from h5par.engine.runner import Result, run_work
 from h5par.engine.series import Series, label, planned, prepare, remove_joined
 from h5par.engine.series import identity as series_identity
 from h5par.engine.shared import check_shared
-from h5par.engine.workfolder import kernel_code
+from h5par.engine.workfolder import clear_finished, kernel_code
 from h5par.errors import JobProblemsError, UsageError
 from h5par.hdf5.series import feeding_files
 from h5par.hdf5.subfiles import parts_folder
@@ -156,6 +156,8 @@ def _run(
     check_shared(inputs, outputs, comm, names, lambda: _digest(job))
     with collective_errors(comm, "inspect inputs"):
         finished = finished_files(job) if rank(comm) == 0 else []
+        if rank(comm) == 0:
+            _clear_finished(job, finished)
         if job.series is not None and rank(comm) == 0 and not finished[0]:
             prepare(job.series, job.files[0].input)
         sizes = _sizes(job) if rank(comm) == 0 else []
@@ -377,6 +379,14 @@ def finished_file(job: Job, file: JobFile) -> bool:
     since-edited functions is not done (the rerun asks for ``overwrite``).
     """
     return _finished(job, file, _code_digest(job))
+
+
+def _clear_finished(job: Job, finished: list[bool]) -> None:
+    """Remove what runs killed while finalizing left beside finished files (rank 0)."""
+    for file, done in zip(job.files, finished, strict=True):
+        target = file.input if job.in_place else file.output
+        if done and target is not None:
+            clear_finished(target, job.in_place)
 
 
 def finished_files(job: Job) -> list[bool]:

@@ -63,6 +63,7 @@ __all__ = [
     "Started",
     "all_targets",
     "check_input_settled",
+    "clear_finished",
     "finalize",
     "kernel_code",
     "left_as_is",
@@ -463,6 +464,31 @@ def _check_plan_current(work: Work, plan: Plan) -> None:
             f"{work.input} changed after the job checked it (size, times or inode differ): "
             "its plan is out of date; rerun the job (finished files are skipped)"
         )
+
+
+def clear_finished(destination: Path, in_place: bool) -> None:
+    """Remove the work folder a run killed while finalizing left beside a finished file.
+
+    Rank 0, for a file an earlier run of the job completed (:func:`finished_file`): its
+    journal has every unit done, only the folder's removal was left. Kept, a later run of
+    the job on a file regenerated under the same name (in place: the same inode) would
+    resume it as finished and process nothing. A folder another run holds, or whose
+    journal is not complete, stays.
+    """
+    folder = work_folder_of(destination, in_place)
+    if not folder.is_dir():
+        return
+    try:
+        lock = take(folder)
+    except UsageError:  # another run works there (BusyError), or the lock cannot be taken
+        return
+    with lock:
+        try:
+            journal = Journal.load(folder)
+        except DamagedJournalError:
+            return
+        if journal is not None and journal.count()[0] == journal.count()[1]:
+            journal.remove()
 
 
 def check_input_settled(work: Work) -> None:

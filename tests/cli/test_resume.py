@@ -309,3 +309,33 @@ def test_a_one_process_run_killed_mid_write_resumes_bitwise(
     with h5py.File(tmp_path / "out.h5", "r") as f:
         for name, array in arrays.items():
             assert f[name][...].tobytes() == np.clip(array, 0, None).tobytes(), name
+
+
+def test_a_file_finished_by_a_run_killed_while_finalizing_leaves_nothing_to_resume(
+    mpitools, tmp_path
+) -> None:
+    """In place, killed after its last unit: the rerun finds the file done and removes the
+    work folder; a file regenerated under the same name (same inode) is then processed,
+    not taken for finished by the old journal (it was: nothing processed, exit 0)."""
+    (tmp_path / "job.toml").write_text(JOB.format(output=OUTPUTS["in place"]))
+    arrays = data()
+
+    def regenerate() -> None:  # h5py's "w" truncates the file: the inode stays
+        with h5py.File(tmp_path / "in.h5", "w") as f:
+            for name, array in arrays.items():
+                f[name] = array
+
+    regenerate()
+    env = mpitools.mpi_env({"H5PAR_FAULT": "finalize:0:kill:1"})
+    killed = mpitools.launch(command(1), cwd=tmp_path, env=env, timeout=120)
+    assert killed.returncode != 0 and (tmp_path / ".in.h5.h5par").is_dir()
+    again = mpitools.launch(command(1), cwd=tmp_path, env=mpitools.mpi_env(), timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not (tmp_path / ".in.h5.h5par").exists()
+    regenerate()
+    fresh = mpitools.launch(command(2), cwd=tmp_path, env=mpitools.mpi_env(), timeout=120)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    with h5py.File(tmp_path / "in.h5", "r") as f:
+        for name, array in arrays.items():
+            assert f[name][...].tobytes() == (array * 2).astype(array.dtype).tobytes(), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5", "job.toml"]
