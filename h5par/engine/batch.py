@@ -32,7 +32,7 @@ from h5par.engine.journal import file_identity, fingerprint, work_folder_of
 from h5par.engine.lock import check_free
 from h5par.engine.plan import Plan, input_region, share, unit_note
 from h5par.engine.progress import Progress, Relay, interval
-from h5par.engine.runner import Result, run_work
+from h5par.engine.runner import Result, plan_together, run_work
 from h5par.engine.series import Series, label, planned, prepare, remove_joined
 from h5par.engine.series import identity as series_identity
 from h5par.engine.shared import check_shared
@@ -186,7 +186,7 @@ def _run(
             )
             for i in todo
         }  # fmt: skip
-    plans = _plans(job, works, comm)
+    plans = _plans(job, works, (shared, own), comm)
     with guarded(job.watchdog):
         results = _process(works, plans, (shared, own), comm, relay)
     results += [_skipped(job, i) for i, done in enumerate(finished) if done]
@@ -248,19 +248,25 @@ def _called_with(job: Job | Mapping[str, Any] | str | os.PathLike[str]) -> str:
     return repr(os.fspath(job)) if isinstance(job, str | os.PathLike) else "job"
 
 
-def _plans(job: Job, works: dict[int, Work], comm: Comm) -> dict[int, Plan]:
-    """Every input and output checked before any file is written: rank 0 inspects each.
+def _plans(
+    job: Job, works: dict[int, Work], split: tuple[list[int], list[list[int]]], comm: Comm
+) -> dict[int, Plan]:
+    """Every input and output checked before any file is written: on the ranks that use them.
 
-    The plans are the runs' own (:func:`~h5par.engine.runner.run_work` does not inspect
-    again). Collective over ``comm``.
+    Each rank inspects the files it processes alone (``split``: :func:`_split`'s), all
+    at once, then every rank a share of each file they share
+    (:func:`~h5par.engine.runner.plan_together`); a problem on any rank ends the run before
+    anything is written. The plans are the runs' own (:func:`~h5par.engine.runner.run_work`
+    does not inspect again). Collective over ``comm``.
     """
+    shared, own = split
     plans: dict[int, Plan] = {}
     with collective_errors(comm, "check inputs"):
-        if rank(comm) == 0:
-            for i, work in works.items():
-                _check_not_busy(job, job.files[i])
-                plans[i] = inspect_input(work)
-    return bcast(comm, plans)
+        for i in (shared if rank(comm) == 0 else []) + own[rank(comm)]:
+            _check_not_busy(job, job.files[i])
+        for i in own[rank(comm)]:
+            plans[i] = inspect_input(works[i])
+    return {**plans, **{i: plan_together(works[i], comm) for i in shared}}
 
 
 def _process(
@@ -348,7 +354,7 @@ def _identity(job: Job, file: JobFile) -> str:
 
 
 def _check_not_busy(job: Job, file: JobFile) -> None:
-    """Refuse at once a file whose work folder another run holds (rank 0; reads the lock).
+    """Refuse at once a file whose work folder another run holds (reads the lock).
 
     The run takes the lock itself later (:func:`h5par.engine.lock.take`); this says so before
     anything opens the file, which the running job may hold.

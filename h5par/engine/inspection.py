@@ -8,8 +8,9 @@ datasets become copies made by every rank. Bad inputs and impossible requests ar
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import h5py
@@ -47,7 +48,7 @@ from h5par.kernels import Broadcast
 from h5par.kernels.chain import convert_fill
 from h5par.parallel import guard
 
-__all__ = ["PARALLEL_COPY_BYTES", "inspect_input"]
+__all__ = ["PARALLEL_COPY_BYTES", "Share", "inspect_input", "inspect_share"]
 
 _T = TypeVar("_T")
 
@@ -68,42 +69,77 @@ def _selection(job: Work, dset: h5py.Dataset) -> Selection | None:
         raise UsageError(f"dataset {dset.name} (shape {dset.shape}): {exc}") from None
 
 
-def inspect_input(job: Work, problems: list[str] | None = None) -> Plan:
+#: A share of a file's targets: the input's identity when read, (position, target) pairs.
+Share = tuple[dict[str, int], list[tuple[int, Target]]]
+
+
+def inspect_share(job: Work, index: int, count: int) -> Share:
+    """The targets of every ``count``-th selected dataset from the ``index``-th (a rank's share).
+
+    The ranks sharing a file inspect its datasets together; :func:`inspect_input` takes
+    their shares (``shares``) instead of planning each dataset itself. The first problem
+    is raised (naming the file and dataset).
+    """
+    source = stat_identity(job.input)  # before reading: what the share was made of
+    with _opened(job) as src:
+        note = _Problems(job, None)
+        paths = _selected_paths(job, src, dataset_attributes(src), note)
+        mine = range(index, len(paths), count)
+        found = [(i, note.check(_named, paths[i], _target, job, src)) for i in mine]
+    return source, [(i, target) for i, target in found if target is not None]
+
+
+def inspect_input(
+    job: Work, problems: list[str] | None = None, shares: list[Share] | None = None
+) -> Plan:
     """What rank 0 finds in the input: the datasets to process and to copy (metadata only).
 
     The first problem found is raised as a :class:`UsageError`; with a ``problems`` list,
     each dataset's and each pattern's problem is appended to it instead (one line each,
     naming the file) and inspection goes on without that dataset (``h5par plan``).
+    ``shares``: every dataset's target, from :func:`inspect_share` on each rank.
     """
     source = stat_identity(job.input)  # before reading: what the plan was made of
-    try:
-        with open_input(
-            job.input, job.driver, job.driver_options
-        ) as src:  # its errors name the file
-            note = _Problems(job, problems)
-            listing = dataset_attributes(src)
-            paths = _selected_paths(job, src, listing, note)
+    if shares is not None and any(seen != source for seen, _ in shares):
+        raise UsageError(
+            f"{str(job.input)!r} changed while it was checked (size, times or inode "
+            "differ between the ranks' reads): rerun once nothing writes it"
+        )
+    with _opened(job) as src:
+        note = _Problems(job, problems)
+        listing = dataset_attributes(src)
+        paths = _selected_paths(job, src, listing, note)
+        if shares is None:
             targets, failed = _targets(paths, note, job, src)
-            processed = [t.path for t in targets] + failed  # a failed one is not "unmatched"
-            for pattern in job.select:
-                note.check(_check_select, job, pattern, processed, src)
-            derived, made = note.check(_derived, job, src, targets) or ([], [])
-            dims, keep = note.check(_dimensions, job, src, targets, paths) or ([], None)
-            if keep is not None:  # a dropping output keeps the coordinates of derived datasets
-                keep += [s for t in derived for s in _like_scales(src, t) if s not in keep]
-            seen = set(processed)
-            others = [p for p in listing if p not in seen]
-            if keep is not None:
-                wanted = set(keep)
-                others = [p for p in others if p in wanted]
-            copies = [note.check(_named, p, _parallel_copy, job, src) for p in others]
-            order = bool(src.id.get_create_plist().get_link_creation_order())
-            kept = [c for c in copies if c is not None]
-            edits = note.check(_edits, job, src, targets, keep, derived) or []
-            edits += made
-            return Plan(
-                targets, src.userblock_size, order, kept, source, dims, keep, edits, derived
-            )
+        else:
+            found = sorted((p for _, part in shares for p in part), key=lambda p: p[0])
+            targets, failed = [t for _, t in found], []
+        processed = [t.path for t in targets] + failed  # a failed one is not "unmatched"
+        for pattern in job.select:
+            note.check(_check_select, job, pattern, processed, src)
+        derived, made = note.check(_derived, job, src, targets) or ([], [])
+        dims, keep = note.check(_dimensions, job, src, targets, paths) or ([], None)
+        if keep is not None:  # a dropping output keeps the coordinates of derived datasets
+            keep += [s for t in derived for s in _like_scales(src, t) if s not in keep]
+        seen = set(processed)
+        others = [p for p in listing if p not in seen]
+        if keep is not None:
+            wanted = set(keep)
+            others = [p for p in others if p in wanted]
+        copies = [note.check(_named, p, _parallel_copy, job, src) for p in others]
+        order = bool(src.id.get_create_plist().get_link_creation_order())
+        kept = [c for c in copies if c is not None]
+        edits = note.check(_edits, job, src, targets, keep, derived) or []
+        edits += made
+        return Plan(targets, src.userblock_size, order, kept, source, dims, keep, edits, derived)
+
+
+@contextlib.contextmanager
+def _opened(job: Work) -> Iterator[h5py.File]:
+    """The input, open for inspection; HDF5's refusals of its structure are input problems."""
+    try:
+        with open_input(job.input, job.driver, job.driver_options) as src:  # names the file
+            yield src
     except H5ParError:
         raise
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:

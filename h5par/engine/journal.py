@@ -113,8 +113,12 @@ def canonical(value: Any) -> Any:
     >>> canonical((np.float32(1.5), np.dtype(">i2"), slice(1, None), bytes([1])))
     [{'array': {'dtype': '<f4'}, 'data': 1.5}, {'dtype': '>i2'}, {'slice': [1, None, None]}, {'bytes': '01'}]
     """
-    if value is None or type(value) in _PLAIN:  # the common case first (bool: a subclass)
+    if value is None or type(value) in _PLAIN:  # the common cases first (bool: a subclass)
         return value
+    if type(value) in (list, tuple):
+        return [canonical(v) for v in value]
+    if type(value) is dict:
+        return _sorted([canonical(k), canonical(v)] for k, v in value.items())
     if isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, np.generic | np.ndarray):

@@ -20,7 +20,7 @@ from h5par.core.layout import OutputOptions
 from h5par.engine.config import Work, configure
 from h5par.engine.execute import execute
 from h5par.engine.folders import make_output_folder
-from h5par.engine.inspection import inspect_input
+from h5par.engine.inspection import inspect_input, inspect_share
 from h5par.engine.plan import Plan
 from h5par.engine.shared import check_shared
 from h5par.engine.workfolder import check_input_settled
@@ -33,7 +33,7 @@ from h5par.parallel.guard import DEFAULT_WATCHDOG, guarded
 if TYPE_CHECKING:
     from h5par.parallel.comm import Comm
 
-__all__ = ["Result", "apply", "consolidate", "run_work"]
+__all__ = ["Result", "apply", "consolidate", "plan_together", "run_work"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,19 +203,18 @@ def _apply(comm: Comm | None, watchdog: float, **settings: Any) -> Result:
 def run_work(work: Work, comm: Comm, plan: Plan | None = None) -> Result:
     """Run validated ``work``: inspect the input (unless ``plan`` is given), execute, gather.
 
-    Collective over ``comm``; ``plan`` is rank 0's (:func:`~h5par.engine.inspection.inspect_input`
-    of this very ``work``), the other ranks' is ignored.
+    Collective over ``comm``; ``plan`` (:func:`plan_together` of this very ``work``) is
+    given on every rank or on none.
     """
     faults.reset()
     start = time.perf_counter()
     with collective_errors(comm, "inspect", fault="inspect"):
         if rank(comm) == 0:
             check_input_settled(work)  # not half updated by an in-place run
-            plan = plan or inspect_input(work)
-            if work.output is not None:
-                make_output_folder(work.output.parent)  # validated: before the data pass
-    plan = bcast(comm, plan if rank(comm) == 0 else None)
-    assert plan is not None
+    plan = plan or plan_together(work, comm)
+    with collective_errors(comm, "output folder"):
+        if rank(comm) == 0 and work.output is not None:
+            make_output_folder(work.output.parent)  # validated: before the data pass
     reductions, record = execute(work, plan, comm)
     records = allgather(comm, record)
     return Result(
@@ -231,6 +230,25 @@ def run_work(work: Work, comm: Comm, plan: Plan | None = None) -> Result:
         },
         resumed_units=records[0].resumed,
     )
+
+
+def plan_together(work: Work, comm: Comm) -> Plan:
+    """The plan of ``work``'s input, every rank inspecting a share of its datasets. Collective.
+
+    Rank 0 then plans the rest (scales, copies, attributes) from the shares
+    (:func:`~h5par.engine.inspection.inspect_share`); a problem on any rank ends every
+    rank's call with it. On one rank, rank 0 inspects alone.
+    """
+    shares = None
+    if size(comm) > 1:
+        with collective_errors(comm, "inspect"):
+            share = inspect_share(work, rank(comm), size(comm))
+        shares = allgather(comm, share)
+    with collective_errors(comm, "inspect"):
+        plan = inspect_input(work, shares=shares) if rank(comm) == 0 else None
+    plan = bcast(comm, plan)
+    assert plan is not None
+    return plan
 
 
 def consolidate(
