@@ -186,8 +186,8 @@ def _run(
             )
             for i in todo
         }  # fmt: skip
-    plans = _plans(job, works, (shared, own), comm)
-    with guarded(job.watchdog):
+    with guarded(job.watchdog):  # a rank stuck inspecting ends the job too
+        plans = _plans(job, works, (shared, own), comm)
         results = _process(works, plans, (shared, own), comm, relay)
     results += [_skipped(job, i) for i, done in enumerate(finished) if done]
     progress.close()
@@ -392,7 +392,7 @@ def _clear_finished(job: Job, finished: list[bool]) -> None:
     for file, done in zip(job.files, finished, strict=True):
         target = file.input if job.in_place else file.output
         if done and target is not None:
-            clear_finished(target, job.in_place)
+            clear_finished(target, job.in_place, job.sha256)
 
 
 def finished_files(job: Job) -> list[bool]:

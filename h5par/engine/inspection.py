@@ -69,24 +69,31 @@ def _selection(job: Work, dset: h5py.Dataset) -> Selection | None:
         raise UsageError(f"dataset {dset.name} (shape {dset.shape}): {exc}") from None
 
 
-#: A share of a file's targets: the input's identity when read, (position, target) pairs.
-Share = tuple[dict[str, int], list[tuple[int, Target]]]
+#: A rank's share of a file's inspection: the input's identity when read, its (position,
+#: target) pairs, and its first problem, (position, message), if any.
+Share = tuple[dict[str, int], list[tuple[int, Target]], tuple[int, str] | None]
 
 
 def inspect_share(job: Work, index: int, count: int) -> Share:
     """The targets of every ``count``-th selected dataset from the ``index``-th (a rank's share).
 
     The ranks sharing a file inspect its datasets together; :func:`inspect_input` takes
-    their shares (``shares``) instead of planning each dataset itself. The first problem
-    is raised (naming the file and dataset).
+    their shares (``shares``) instead of planning each dataset itself, and raises the
+    problem of the first dataset in the file's order, whatever the number of ranks.
     """
     source = stat_identity(job.input)  # before reading: what the share was made of
+    found: list[tuple[int, Target]] = []
+    problems: list[str] = []
+    note = _Problems(job, problems)
     with _opened(job) as src:
-        note = _Problems(job, None)
-        paths = _selected_paths(job, src, dataset_attributes(src), note)
-        mine = range(index, len(paths), count)
-        found = [(i, note.check(_named, paths[i], _target, job, src)) for i in mine]
-    return source, [(i, target) for i, target in found if target is not None]
+        paths = _selected_paths(job, src, dataset_attributes(src), _Problems(job, None))
+        for i in range(index, len(paths), count):
+            target = note.check(_named, paths[i], _target, job, src)
+            if problems:
+                return source, found, (i, problems[0])
+            if target is not None:
+                found.append((i, target))
+    return source, found, None
 
 
 def inspect_input(
@@ -100,11 +107,8 @@ def inspect_input(
     ``shares``: every dataset's target, from :func:`inspect_share` on each rank.
     """
     source = stat_identity(job.input)  # before reading: what the plan was made of
-    if shares is not None and any(seen != source for seen, _ in shares):
-        raise UsageError(
-            f"{str(job.input)!r} changed while it was checked (size, times or inode "
-            "differ between the ranks' reads): rerun once nothing writes it"
-        )
+    if shares is not None:
+        _check_shares(job, source, shares)
     with _opened(job) as src:
         note = _Problems(job, problems)
         listing = dataset_attributes(src)
@@ -112,7 +116,7 @@ def inspect_input(
         if shares is None:
             targets, failed = _targets(paths, note, job, src)
         else:
-            found = sorted((p for _, part in shares for p in part), key=lambda p: p[0])
+            found = sorted((p for _, part, _ in shares for p in part), key=lambda p: p[0])
             targets, failed = [t for _, t in found], []
         processed = [t.path for t in targets] + failed  # a failed one is not "unmatched"
         for pattern in job.select:
@@ -132,6 +136,18 @@ def inspect_input(
         edits = note.check(_edits, job, src, targets, keep, derived) or []
         edits += made
         return Plan(targets, src.userblock_size, order, kept, source, dims, keep, edits, derived)
+
+
+def _check_shares(job: Work, source: dict[str, int], shares: list[Share]) -> None:
+    """Raise the first dataset's problem the ranks found, or a change of the input meanwhile."""
+    first = min((problem for *_, problem in shares if problem is not None), default=None)
+    if first is not None:
+        raise UsageError(first[1])
+    if any(seen != source for seen, *_ in shares):
+        raise UsageError(
+            f"{str(job.input)!r} changed while it was checked (size, times or inode "
+            "differ between the ranks' reads): rerun once nothing writes it"
+        )
 
 
 @contextlib.contextmanager

@@ -62,7 +62,7 @@ OUTPUT = "output.h5"
 #: The journal's state as of its last :meth:`Journal.save`; ``journal-G.log`` holds the
 #: changes recorded since (generation ``G``), one JSON line per :meth:`Journal.checkpoint`.
 STATE = "journal.json"
-_SAVED = ("fingerprint", "units", "done", "staged", "ranges", "left", "read", "generation")
+_SAVED = ("fingerprint", "units", "done", "staged", "ranges", "left", "read", "generation", "job")
 
 
 def work_folder(destination: Path) -> Path:
@@ -273,6 +273,9 @@ class Journal:
         (finalize refuses an input another process wrote meanwhile).
     generation : int
         Counts :meth:`save` calls; the log of changes since is ``journal-GENERATION.log``.
+    job : str
+        The digest of the job file of the run (``h5par_job_sha256``; "" without one, and in
+        journals of versions before it was kept).
     changes : list
         Changes not yet written to the log (:meth:`checkpoint`).
     """
@@ -286,6 +289,7 @@ class Journal:
     left: dict[str, int] = dataclasses.field(default_factory=dict)
     read: dict[str, int] = dataclasses.field(default_factory=dict)
     generation: int = 0
+    job: str = ""
     changes: list[dict[str, Any]] = dataclasses.field(default_factory=list, repr=False)
 
     @classmethod

@@ -180,7 +180,7 @@ def _resume_or_start_locked(
         raise UsageError(f"--resume: nothing to resume for {work.destination} ({why})")
     _check_not_done_meanwhile(work)
     _check_plan_current(work, plan)
-    journal = Journal(folder, stamp)
+    journal = Journal(folder, stamp, job=work.provenance.get("h5par_job_sha256", ""))
     journal.clear()
     journal.read = {} if work.in_place else stat_identity(work.input)
     journal.units = {path: len(blocks) for path, blocks in boxes.items()}
@@ -466,17 +466,17 @@ def _check_plan_current(work: Work, plan: Plan) -> None:
         )
 
 
-def clear_finished(destination: Path, in_place: bool) -> None:
-    """Remove the work folder a run killed while finalizing left beside a finished file.
+def clear_finished(destination: Path, in_place: bool, job: str) -> None:
+    """Remove the work folder a run of job ``job`` killed while finalizing left (rank 0).
 
-    Rank 0, for a file an earlier run of the job completed (:func:`finished_file`): its
-    journal has every unit done, only the folder's removal was left. Kept, a later run of
-    the job on a file regenerated under the same name (in place: the same inode) would
-    resume it as finished and process nothing. A folder another run holds, or whose
-    journal is not complete, stays.
+    For a file that run completed (:func:`~h5par.engine.batch.finished_file`): its journal
+    has every unit done, only the folder's removal was left. Kept, a later run of the job
+    on a file regenerated under the same name (in place: the same inode) would resume it
+    as finished and process nothing. A folder another run holds, of another job (a stopped
+    run to resume), or whose journal is not complete, stays.
     """
     folder = work_folder_of(destination, in_place)
-    if not folder.is_dir():
+    if not job or not folder.is_dir():
         return
     try:
         lock = take(folder)
@@ -487,8 +487,10 @@ def clear_finished(destination: Path, in_place: bool) -> None:
             journal = Journal.load(folder)
         except DamagedJournalError:
             return
-        if journal is not None and journal.count()[0] == journal.count()[1]:
-            journal.remove()
+        if journal is not None and journal.job == job:
+            done, total = journal.count()
+            if done == total:
+                journal.remove()
 
 
 def check_input_settled(work: Work) -> None:

@@ -157,3 +157,25 @@ def test_one_small_file_of_many_datasets_keeps_every_rank_busy(tmp_path, mpitool
         cwd=tmp_path, env=mpitools.mpi_env(), timeout=120,
     )  # fmt: skip
     assert plan.stdout.count("file-level") == 2, plan.stdout
+
+
+@pytest.mark.parametrize("nranks", [1, 2, 3, 4])
+def test_ranks_inspecting_a_shared_file_name_its_first_bad_dataset(
+    tmp_path, mpitools, nranks
+) -> None:
+    """Every rank inspects a share of the datasets; the error names the first bad one in the
+    file's order, whatever the rank count, in one line, and nothing is written."""
+    with h5py.File(tmp_path / "in.h5", "w") as f:
+        for i in range(10):
+            f[f"a{i}"] = np.arange(10.0) - 5
+        for name in ("c1", "c5"):  # positions 10 and 11: on different ranks from 2 on
+            f[name] = np.array([b"xx", b"yy"], dtype="V2")
+    (tmp_path / "job.toml").write_text(
+        'version = 1\n[input]\npath = "in.h5"\n[output]\npath = "out/{stem}.h5"\n'
+        '[[kernels]]\nname = "clip"\nmin = 0.0\n[run]\nfile_parallel_below = 0\n'
+    )
+    result = h5par_run(mpitools, tmp_path, nranks)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("h5par:")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "dataset /c1 (|V2" in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5", "job.toml"]

@@ -339,3 +339,29 @@ def test_a_file_finished_by_a_run_killed_while_finalizing_leaves_nothing_to_resu
         for name, array in arrays.items():
             assert f[name][...].tobytes() == (array * 2).astype(array.dtype).tobytes(), name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5", "job.toml"]
+
+
+def test_a_complete_stopped_run_of_another_job_is_kept_and_resumed(mpitools, tmp_path) -> None:
+    """A run of job B stopped after its last unit (all done, not finalized) is kept when
+    job A finds the file finished by itself: B's rerun resumes it (B applied once)."""
+    write_input(tmp_path, {"x": np.ones(200_000)})
+    clip = KILL_JOB.format(memory="256KiB").replace('path = "out.h5"', "in_place = true")
+    (tmp_path / "a.toml").write_text(clip)
+    scale = JOB.format(output=OUTPUTS["in place"]).replace('"64KiB"', '"256KiB"')
+    (tmp_path / "b.toml").write_text(scale)
+
+    def run(job: str, fault: str | None = None):
+        cmd = command(1)
+        cmd[cmd.index("job.toml")] = job
+        env = mpitools.mpi_env({"H5PAR_FAULT": fault} if fault else None)
+        return mpitools.launch(cmd, cwd=tmp_path, env=env, timeout=120)
+
+    assert run("a.toml").returncode == 0
+    stopped = run("b.toml", "checkpoint:0:usr1:24")  # the last of its 25 checkpoints
+    assert stopped.returncode == 75, stopped.stdout + stopped.stderr
+    assert run("a.toml").returncode == 0  # done by itself: B's folder is not its own
+    assert (tmp_path / ".in.h5.h5par").is_dir()
+    resumed = run("b.toml")
+    assert resumed.returncode == 0 and "resumed:" in resumed.stdout + resumed.stderr
+    with h5py.File(tmp_path / "in.h5", "r") as f:
+        assert (f["x"][...] == 2.0).all()  # scaled once
