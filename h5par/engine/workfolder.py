@@ -193,7 +193,12 @@ def _resume_or_start_locked(
             raise
     else:
         _allocate_for_ranks(work, plan, journal)
-    journal.save(durable=work.in_place)
+    try:
+        journal.save(durable=work.in_place)
+    except BaseException:
+        if opened is not None:
+            opened.close()
+        raise
     return journal, opened
 
 
