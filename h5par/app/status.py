@@ -23,7 +23,7 @@ def job_status(job: Job, path: str | Path | None = None) -> list[str]:
     """
     lines = []
     for file in job.files:
-        destination = file.input if job.in_place else file.output
+        destination = job.destination(file)
         name = file.input if job.series is None else label(job.series)
         line = f"{name} -> {destination or '(statistics only)'}: {_state(job, file)}"
         lines.append(line.replace("\r", "\\r").replace("\n", "\\n"))  # names may hold them
@@ -32,7 +32,7 @@ def job_status(job: Job, path: str | Path | None = None) -> list[str]:
 
 
 def _state(job: Job, file: JobFile) -> str:
-    destination = file.input if job.in_place else file.output
+    destination = job.destination(file)
     if destination is None:
         return "statistics only: nothing is kept between runs"
     if finished_file(job, file):

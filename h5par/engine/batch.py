@@ -359,7 +359,7 @@ def _check_not_busy(job: Job, file: JobFile) -> None:
     The run takes the lock itself later (:func:`h5par.engine.lock.take`); this says so before
     anything opens the file, which the running job may hold.
     """
-    destination = file.input if job.in_place else file.output
+    destination = job.destination(file)
     if destination is not None:
         check_free(work_folder_of(destination, job.in_place))
 
@@ -369,7 +369,7 @@ def stopped_file(job: Job, file: JobFile) -> bool:
 
     ``--resume`` of a job of several files resumes those and starts the others afresh.
     """
-    destination = file.input if job.in_place else file.output
+    destination = job.destination(file)
     try:  # a name too long, a folder we may not search: the output checks name it
         return destination is not None and work_folder_of(destination, job.in_place).is_dir()
     except OSError:
@@ -390,7 +390,7 @@ def finished_file(job: Job, file: JobFile) -> bool:
 def _clear_finished(job: Job, finished: list[bool]) -> None:
     """Remove what runs killed while finalizing left beside finished files (rank 0)."""
     for file, done in zip(job.files, finished, strict=True):
-        target = file.input if job.in_place else file.output
+        target = job.destination(file)
         if done and target is not None:
             clear_finished(target, job.in_place, job.sha256)
 
@@ -402,7 +402,7 @@ def finished_files(job: Job) -> list[bool]:
 
 
 def _finished(job: Job, file: JobFile, code: str | None) -> bool:
-    target = file.input if job.in_place else file.output
+    target = job.destination(file)
     if job.overwrite or target is None:
         return False
     try:
@@ -421,7 +421,7 @@ def _finished(job: Job, file: JobFile, code: str | None) -> bool:
 
 def _skipped(job: Job, i: int) -> FileResult:
     file = job.files[i]
-    output = file.input if job.in_place else file.output
+    output = job.destination(file)
     result = Result(str(output), [], {}, [], [], 0.0)  # no rank did anything
     name = str(file.input) if job.series is None else label(job.series)
     return FileResult(i, name, [], result, skipped=True)

@@ -151,6 +151,10 @@ class Job:
     derived: tuple[Derived, ...] = ()
     series: Series | None = None
 
+    def destination(self, file: JobFile) -> Path | None:
+        """The file a run of ``file`` writes: its input in place, else its output."""
+        return file.input if self.in_place else file.output
+
     @property
     def sha256(self) -> str:
         """Hash of the job text."""

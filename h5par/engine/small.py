@@ -108,9 +108,8 @@ def process_batch(
     record.resumed += len(batch) - len(todo)
     if not todo:  # the same on every rank: the journal is
         return
-    outputs = [
-        open_dataset(fout, t.path, None) for t in todo
-    ]  # every rank, in order: mpio allocates at open
+    # Every rank opens every output, in order: mpio allocates storage at open.
+    outputs = [open_dataset(fout, t.path, None) for t in todo]
     sizes = [_small(work, t, size(comm)) or 0 for t in todo]  # each one small: batched
     mine = _shares(sizes, size(comm))[rank(comm)]
     phase = f"processing {len(todo)} small datasets ({todo[0].path} ...)"
